@@ -1,0 +1,1 @@
+"""The `flops` command line: a thin shell over the management API."""

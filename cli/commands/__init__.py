@@ -1,0 +1,1 @@
+"""`flops` subcommands, one module per noun."""

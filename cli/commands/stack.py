@@ -1,0 +1,55 @@
+"""`flops up`, `flops down`, `flops status`: the embedded stack on this machine."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import typer
+from rich.console import Console
+
+console = Console()
+
+
+def _embedded() -> Any:
+    try:
+        from flops_management import embedded
+        from flops_management.settings import Settings
+    except ImportError as err:
+        raise typer.BadParameter(
+            f"The management service is not installed here ({err}); "
+            "install it with `pip install 'flops[all]'`."
+        ) from err
+    return embedded, Settings()
+
+
+def up() -> None:
+    """Start the management API and an MLflow server on loopback (idempotent)."""
+    embedded, settings = _embedded()
+    urls = embedded.up(settings, progress=lambda msg: console.print(f"  {msg}"))
+    console.print(f"[green]FLOps is up[/green] (state in {settings.home})")
+    console.print(f"  management API  {urls['api']}  (docs: {urls['api']}/docs)")
+    console.print(f"  MLflow          {urls['mlflow']}")
+    console.print(f"  token           {settings.token_file}")
+
+
+def down() -> None:
+    """Stop the embedded stack (running jobs are stopped and marked failed)."""
+    embedded, settings = _embedded()
+    embedded.down(settings, progress=lambda msg: console.print(f"  {msg}"))
+
+
+def status() -> None:
+    """Say what of the embedded stack runs."""
+    embedded, settings = _embedded()
+    all_up = True
+    for state in embedded.status(settings):
+        if state.healthy:
+            console.print(f"  [green]up[/green]       {state.name:<7} {state.url}  (pid {state.pid})")
+        elif state.running:
+            all_up = False
+            console.print(f"  [yellow]starting[/yellow] {state.name:<7} {state.url}  (pid {state.pid})")
+        else:
+            all_up = False
+            console.print(f"  [red]down[/red]     {state.name:<7} {state.url}")
+    if not all_up:
+        raise typer.Exit(1)

@@ -1,0 +1,126 @@
+"""How the CLI shows projects and events: pure functions from data to text lines."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+SHOWN_METRICS = ("eval_accuracy", "eval_loss", "round_seconds")
+STATUS_STYLE = {
+    "succeeded": "green",
+    "failed": "red",
+    "cancelled": "yellow",
+    "running": "cyan",
+    "queued": "white",
+    "skipped": "dim",
+    "pending": "dim",
+}
+
+
+def _seconds(start: str | None, end: str | None) -> str:
+    if not start or not end:
+        return ""
+    delta = datetime.fromisoformat(end) - datetime.fromisoformat(start)
+    return f"{delta.total_seconds():.1f}s"
+
+
+def _metrics(metrics: dict[str, Any]) -> str:
+    parts = []
+    for key in SHOWN_METRICS:
+        value = metrics.get(key)
+        if isinstance(value, int | float):
+            parts.append(f"{key}={value:.4g}")
+    return " ".join(parts)
+
+
+def render_event(kind: str, event: dict[str, Any]) -> str | None:
+    """One line for an event worth showing while following a job, else None."""
+    data = event.get("data", {})
+    stage = data.get("stage", "")
+    if kind == "stage_started":
+        return f"[bold]{stage:<9}[/bold] started"
+    if kind.startswith("stage_") and stage:
+        status = kind.removeprefix("stage_")
+        style = STATUS_STYLE.get(status, "white")
+        line = f"[bold]{stage:<9}[/bold] [{style}]{status}[/{style}]"
+        if "seconds" in data:
+            line += f" in {data['seconds']:.1f}s"
+        if data.get("error"):
+            line += f"\n{data['error']}"
+        return line
+    if kind == "commit_resolved":
+        return f"          commit {data['commit']}"
+    if kind == "environment_ready":
+        how = "reused" if data.get("reused") else "built"
+        return f"          environment {how}, flavor {data.get('flavor')}"
+    if kind == "learner_connected":
+        return f"          learners connected: {data.get('connected')}/{data.get('needed')}"
+    if kind == "round_finished":
+        return (
+            f"[bold]train    [/bold] round {data['round']}/{data['rounds']}  "
+            f"{_metrics(data.get('metrics', {}))}"
+        )
+    if kind == "learner_failed":
+        return f"[red]          {data.get('learner')} failed: {data.get('reason')}[/red]"
+    if kind in {"warning", "note"}:
+        return f"[yellow]          {data.get('message')}[/yellow]"
+    if kind == "model_registered":
+        return (
+            f"          registered {data['model_name']} version {data['model_version']} "
+            f"(@{data['alias']})"
+        )
+    return None
+
+
+def project_lines(project: dict[str, Any]) -> list[str]:
+    """A readable summary of one project."""
+    status = project["status"]
+    style = STATUS_STYLE.get(status, "white")
+    lines = [
+        f"[bold]{project['name']}[/bold]  {project['id']}",
+        f"status   [{style}]{status}[/{style}]",
+        f"source   {project['source']}",
+    ]
+    if project.get("commit"):
+        lines.append(f"commit   {project['commit']}")
+    progress = project.get("progress") or {}
+    if progress.get("rounds"):
+        lines.append(
+            f"rounds   {progress.get('round', 0)}/{progress['rounds']}  "
+            f"{_metrics(progress.get('metrics', {}))}"
+        )
+    lines.append("stages")
+    for stage in project.get("stages", []):
+        s_style = STATUS_STYLE.get(stage["status"], "white")
+        took = _seconds(stage.get("started_at"), stage.get("finished_at"))
+        lines.append(
+            f"  {stage['name']:<9} [{s_style}]{stage['status']:<9}[/{s_style}] {took}"
+        )
+    mlflow = project.get("mlflow") or {}
+    if mlflow.get("run_id"):
+        lines.append(
+            f"mlflow   {mlflow['tracking_uri']}/#/experiments/{mlflow['experiment_id']}"
+            f"/runs/{mlflow['run_id']}"
+        )
+    if mlflow.get("model_name"):
+        lines.append(
+            f"model    models:/{mlflow['model_name']}@champion "
+            f"(version {mlflow['model_version']})"
+        )
+    if project.get("error"):
+        lines.append(f"[red]error    {project['error']}[/red]")
+    return lines
+
+
+def project_row(project: dict[str, Any]) -> list[str]:
+    progress = project.get("progress") or {}
+    where = progress.get("stage") or ""
+    if progress.get("rounds") and where == "train":
+        where += f" {progress.get('round', 0)}/{progress['rounds']}"
+    return [
+        project["id"],
+        project["name"],
+        project["status"],
+        where,
+        project["created_at"][:19].replace("T", " "),
+    ]

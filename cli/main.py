@@ -1,0 +1,44 @@
+"""The `flops` command. Errors from the library or the API are shown as one
+message (and a hint) with a non-zero exit code, never as a traceback."""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+from rich.console import Console
+
+from flops.errors import FlopsError
+from flops_cli.commands import data, project, stack, token
+from flops_cli.commands.init import init
+
+app = typer.Typer(
+    help="FLOps: federated learning from an ordinary ML git repository.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+app.command()(stack.up)
+app.command()(stack.down)
+app.command()(stack.status)
+app.command()(init)
+app.add_typer(project.app, name="project")
+app.add_typer(data.app, name="data")
+app.add_typer(token.app, name="token")
+
+err_console = Console(stderr=True, highlight=False)
+
+
+def main() -> None:
+    try:
+        app()
+    except FlopsError as err:
+        err_console.print(f"[red]error:[/red] {err.message}")
+        if err.hint:
+            err_console.print(f"[dim]{err.hint}[/dim]")
+        sys.exit(1)
+    except KeyboardInterrupt:
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,72 @@
+"""What the management service tells a Flower run, through Flower's own channels.
+
+Run-wide settings travel in the run config (`[tool.flwr.app.config]` of the
+generated app), per-learner settings in each SuperNode's `--node-config`. Both
+hold TOML scalars only, so structured values are JSON strings.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from flops.config import ProjectConfig
+
+# run config keys
+CONFIG = "flops-config"
+PROJECT_NAME = "flops-project-name"
+MLFLOW_TRACKING_URI = "flops-mlflow-tracking-uri"
+MLFLOW_EXPERIMENT_ID = "flops-mlflow-experiment-id"
+MLFLOW_RUN_ID = "flops-mlflow-run-id"
+REQUIREMENTS = "flops-requirements"
+POLL_INTERVAL = "flops-poll-interval"
+
+# node config keys
+NODE_DATA_DIR = "flops-data-dir"
+NODE_LEARNER = "flops-learner"
+
+# message config keys
+WANT_SIGNATURE = "flops-want-signature"
+# reply record names
+META_RECORD = "flops"
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    config: ProjectConfig
+    project_name: str
+    tracking_uri: str
+    experiment_id: str
+    run_id: str
+    requirements: tuple[str, ...]
+    poll_interval: float
+
+    def to_run_config(self) -> dict[str, str | float]:
+        return {
+            CONFIG: self.config.model_dump_json(exclude_none=True),
+            PROJECT_NAME: self.project_name,
+            MLFLOW_TRACKING_URI: self.tracking_uri,
+            MLFLOW_EXPERIMENT_ID: self.experiment_id,
+            MLFLOW_RUN_ID: self.run_id,
+            REQUIREMENTS: json.dumps(list(self.requirements)),
+            POLL_INTERVAL: self.poll_interval,
+        }
+
+    @classmethod
+    def from_run_config(cls, run_config: dict[str, Any]) -> RunSettings:
+        return cls(
+            config=ProjectConfig.model_validate_json(str(run_config[CONFIG])),
+            project_name=str(run_config[PROJECT_NAME]),
+            tracking_uri=str(run_config[MLFLOW_TRACKING_URI]),
+            experiment_id=str(run_config[MLFLOW_EXPERIMENT_ID]),
+            run_id=str(run_config[MLFLOW_RUN_ID]),
+            requirements=tuple(json.loads(str(run_config[REQUIREMENTS]))),
+            poll_interval=float(run_config[POLL_INTERVAL]),
+        )
+
+
+def node_config_args(data_dir: Path, learner: str) -> str:
+    """The value of `flower-supernode --node-config` for one learner."""
+    return f'{NODE_DATA_DIR}="{data_dir}" {NODE_LEARNER}="{learner}"'

@@ -1,0 +1,260 @@
+"""Per-round tracking: MLflow metrics at `step=round`, child runs, job events.
+
+`TrackedStrategy` is a mixin placed in front of any Flower strategy class (see
+`flops.strategies.build_strategy`). It times each round, reads every reply
+(metrics, learner names, failures) before Flower aggregates, fails the run with a
+readable message when fewer learners succeeded than the config requires, and
+hands the figures to a `RunTracker`.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from flwr.app import ArrayRecord, ConfigRecord, Message, MetricRecord
+
+from flops import events
+from flops.app import run_settings as keys
+from flops.errors import TrainingError
+
+logger = logging.getLogger(__name__)
+
+_FLOWER_REASON = re.compile(r"^<class '(?P<cls>[^']+)'>:<'(?P<msg>.*)'>$", re.DOTALL)
+
+
+def error_reason(msg: Message) -> str:
+    """Flower wraps a ClientApp exception as `<class 'X'>:<'msg'>`; unwrap it."""
+    reason = msg.error.reason
+    match = _FLOWER_REASON.match(reason)
+    if not match:
+        return reason
+    cls = match["cls"].rsplit(".", 1)[-1]
+    return match["msg"] if cls == "UserCodeError" else f"{cls}: {match['msg']}"
+
+
+class RunTracker:
+    """Where round figures go: MLflow (parent and per-learner runs) and events."""
+
+    def __init__(self, client: Any | None, experiment_id: str, run_id: str) -> None:
+        self._client = client
+        self._experiment_id = experiment_id
+        self._run_id = run_id
+        self._children: dict[str, str] = {}
+
+    def _child(self, learner: str) -> str:
+        if learner not in self._children:
+            assert self._client is not None
+            run = self._client.create_run(
+                self._experiment_id,
+                run_name=learner,
+                tags={"mlflow.parentRunId": self._run_id, "flops.learner": learner},
+            )
+            self._children[learner] = run.info.run_id
+        return self._children[learner]
+
+    def _log(self, run_id: str, metrics: dict[str, float], step: int) -> None:
+        if self._client is None or not metrics:
+            return
+        from mlflow.entities import Metric
+
+        now = int(time.time() * 1000)
+        batch = [Metric(key, float(value), now, step) for key, value in metrics.items()]
+        self._client.log_batch(run_id, metrics=batch)
+
+    def log_round(
+        self,
+        server_round: int,
+        metrics: dict[str, float],
+        per_learner: dict[str, dict[str, float]],
+    ) -> None:
+        self._log(self._run_id, metrics, server_round)
+        for learner, values in per_learner.items():
+            self._log(self._child(learner), values, server_round)
+
+    def finish_children(self, status: str) -> None:
+        if self._client is None:
+            return
+        for run_id in self._children.values():
+            self._client.set_terminated(run_id, status=status)
+
+
+@dataclass
+class _Round:
+    number: int
+    started: float
+    bytes_sent: int = 0
+    bytes_received: int = 0
+    aggregation_seconds: float = 0.0
+    slowest_learner_seconds: float = 0.0
+    failed: int = 0
+    train: dict[str, float] = field(default_factory=dict)
+    per_learner: dict[str, dict[str, float]] = field(default_factory=dict)
+
+
+def _metrics(record: MetricRecord | None, prefix: str) -> dict[str, float]:
+    if record is None:
+        return {}
+    return {
+        f"{prefix}{key.replace('-', '_')}": float(value)
+        for key, value in record.items()
+        if isinstance(value, int | float)
+    }
+
+
+class TrackedStrategy:
+    """Mixin: `class X(TrackedStrategy, FedAvg)`. Configure with `track(...)`."""
+
+    _tracker: RunTracker
+    _total_rounds: int
+    _min_fit: int
+    _min_evaluate: int
+    _round: _Round
+    _seen: set[str]
+    signature: dict[str, str] | None = None
+
+    def track(
+        self, tracker: RunTracker, total_rounds: int, min_fit: int, min_evaluate: int
+    ) -> None:
+        self._tracker = tracker
+        self._total_rounds = total_rounds
+        self._min_fit = min_fit
+        self._min_evaluate = min_evaluate
+        self._seen = set()
+
+    # -- helpers -------------------------------------------------------------
+
+    def _sort_replies(
+        self, replies: Iterable[Message], phase: str, sampled: int
+    ) -> list[Message]:
+        ok: list[Message] = []
+        failures: list[str] = []
+        for msg in replies:
+            learner = self._learner(msg)
+            if msg.has_error():
+                reason = error_reason(msg)
+                failures.append(f"{learner}: {reason}")
+                events.emit(
+                    events.LEARNER_FAILED,
+                    round=self._round.number,
+                    phase=phase,
+                    learner=learner,
+                    reason=reason,
+                )
+                continue
+            if learner not in self._seen:
+                self._seen.add(learner)
+                events.emit(
+                    events.LEARNER_JOINED,
+                    learner=learner,
+                    node_id=msg.metadata.src_node_id,
+                )
+            ok.append(msg)
+        missing = sampled - len(ok) - len(failures)
+        if missing > 0:
+            failures.append(f"{missing} learner(s) sent no reply in time")
+        self._round.failed += len(failures)
+        needed = self._min_fit if phase == "train" else self._min_evaluate
+        if len(ok) < needed:
+            raise TrainingError(
+                f"Round {self._round.number} {phase}: {len(ok)} of {sampled} learners "
+                f"succeeded, {needed} needed.\n" + "\n".join(failures)
+            )
+        return ok
+
+    @staticmethod
+    def _learner(msg: Message) -> str:
+        if not msg.has_error() and keys.META_RECORD in msg.content:
+            return str(msg.content[keys.META_RECORD].get("learner"))
+        return f"node-{msg.metadata.src_node_id}"
+
+    # -- Strategy hooks --------------------------------------------------------
+
+    def configure_train(
+        self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Any
+    ) -> Iterable[Message]:
+        self._round = _Round(number=server_round, started=time.perf_counter())
+        events.emit(events.ROUND_STARTED, round=server_round, rounds=self._total_rounds)
+        messages = list(super().configure_train(server_round, arrays, config, grid))  # type: ignore[misc]
+        self._round.bytes_sent += arrays.count_bytes() * len(messages)
+        self._train_sampled = len(messages)
+        return messages
+
+    def aggregate_train(
+        self, server_round: int, replies: Iterable[Message]
+    ) -> tuple[ArrayRecord | None, MetricRecord | None]:
+        ok = self._sort_replies(replies, "train", self._train_sampled)
+        for msg in ok:
+            record = msg.content["metrics"]
+            self._round.bytes_received += sum(
+                a.count_bytes() for a in msg.content.array_records.values()
+            )
+            self._round.slowest_learner_seconds = max(
+                self._round.slowest_learner_seconds,
+                float(record.get("learner_seconds", 0.0)),
+            )
+            self._round.per_learner.setdefault(self._learner(msg), {}).update(
+                _metrics(record, "train_")
+            )
+        started = time.perf_counter()
+        arrays, metrics = super().aggregate_train(server_round, ok)  # type: ignore[misc]
+        self._round.aggregation_seconds = time.perf_counter() - started
+        if arrays is None:
+            raise TrainingError(f"Round {server_round}: aggregation produced no model.")
+        self._round.train = _metrics(metrics, "train_")
+        return arrays, metrics
+
+    def configure_evaluate(
+        self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Any
+    ) -> Iterable[Message]:
+        if server_round == self._total_rounds:
+            config = ConfigRecord({**config, keys.WANT_SIGNATURE: True})
+        messages = list(super().configure_evaluate(server_round, arrays, config, grid))  # type: ignore[misc]
+        self._round.bytes_sent += arrays.count_bytes() * len(messages)
+        self._evaluate_sampled = len(messages)
+        return messages
+
+    def aggregate_evaluate(
+        self, server_round: int, replies: Iterable[Message]
+    ) -> MetricRecord | None:
+        ok = self._sort_replies(replies, "evaluate", self._evaluate_sampled)
+        for msg in ok:
+            meta = msg.content[keys.META_RECORD]
+            if self.signature is None and "signature-inputs" in meta:
+                self.signature = {
+                    part: str(meta[f"signature-{part}"])
+                    for part in ("inputs", "outputs")
+                    if f"signature-{part}" in meta
+                }
+            self._round.per_learner.setdefault(self._learner(msg), {}).update(
+                _metrics(msg.content["metrics"], "eval_")
+            )
+        metrics = super().aggregate_evaluate(server_round, ok)  # type: ignore[misc]
+        self._finish_round(_metrics(metrics, "eval_"))
+        return metrics
+
+    def _finish_round(self, evaluation: dict[str, float]) -> None:
+        r = self._round
+        figures = {
+            **r.train,
+            **evaluation,
+            "round_seconds": time.perf_counter() - r.started,
+            "aggregation_seconds": r.aggregation_seconds,
+            "slowest_learner_seconds": r.slowest_learner_seconds,
+            "bytes_sent": float(r.bytes_sent),
+            "bytes_received": float(r.bytes_received),
+            "learners_failed": float(r.failed),
+            "learners_ok": float(len(r.per_learner)),
+        }
+        figures.pop("train_num_examples", None)
+        self._tracker.log_round(r.number, figures, r.per_learner)
+        events.emit(
+            events.ROUND_FINISHED,
+            round=r.number,
+            rounds=self._total_rounds,
+            metrics=figures,
+        )

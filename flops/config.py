@@ -1,0 +1,167 @@
+"""The project configuration: one schema for CLI flags, `flops.toml` and the API body.
+
+Unknown keys are an error, never silently dropped: a typo in `flops.toml` must not
+turn into a run with defaults the user did not ask for.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from flops.errors import ConfigError
+
+Platform = Literal["linux/amd64", "linux/arm64"]
+Flavor = Literal["sklearn", "pytorch", "keras"]
+StrategyParam = bool | int | float | str
+
+_MEMORY_RE = re.compile(r"^\d+(\.\d+)?\s*([kKmMgG]i?[bB]?)?$")
+_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,62}$")
+_TAG_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Resources(_Strict):
+    """Per-learner resource limits; applied by the orchestrator, never ignored."""
+
+    cpu: float | None = Field(default=None, gt=0, description="CPU cores per learner")
+    memory: str | None = Field(default=None, description="e.g. 512m, 2g, 1Gi")
+
+    @model_validator(mode="after")
+    def _check_memory(self) -> Resources:
+        if self.memory is not None and not _MEMORY_RE.match(self.memory.strip()):
+            raise ValueError(
+                f"memory {self.memory!r} is not a size such as 512m, 2g or 1Gi"
+            )
+        return self
+
+    def memory_bytes(self) -> int | None:
+        """The memory limit in bytes (k/m/g are powers of 1024, as Docker reads them)."""
+        if self.memory is None:
+            return None
+        text = self.memory.strip().lower().removesuffix("b").removesuffix("i")
+        units = {"k": 1024, "m": 1024**2, "g": 1024**3}
+        if text and text[-1] in units:
+            return int(float(text[:-1]) * units[text[-1]])
+        return int(float(text))
+
+
+class PostTraining(_Strict):
+    build_inference_image: bool = False
+    deploy_inference_server: bool = False
+
+
+class ProjectConfig(_Strict):
+    """Everything a submission can set. Defaults are the embedded-default run."""
+
+    repo: str | None = Field(default=None, description="git URL, file:// URL or path")
+    ref: str | None = Field(default=None, description="branch, tag or commit")
+    name: str | None = Field(default=None, description="project name (default: repo)")
+    rounds: int = Field(default=3, ge=1, le=100_000)
+    learners: int = Field(default=2, ge=1, le=10_000, description="min available")
+    min_fit: int | None = Field(default=None, ge=1)
+    min_evaluate: int | None = Field(default=None, ge=0)
+    strategy: str = "fedavg"
+    strategy_params: dict[str, StrategyParam] = Field(default_factory=dict)
+    mode: Literal["classic", "hierarchical"] = "classic"
+    clusters: int | None = Field(default=None, ge=1)
+    data_tags: list[str] = Field(default_factory=list)
+    platforms: list[Platform] = Field(default_factory=lambda: ["linux/amd64"])
+    resources: Resources = Field(default_factory=Resources)
+    orchestrator: str = "local"
+    round_timeout: float = Field(default=600.0, gt=0, description="seconds")
+    post_training: PostTraining = Field(default_factory=PostTraining)
+    model_flavor: Flavor | None = None
+
+    @model_validator(mode="after")
+    def _check_consistency(self) -> ProjectConfig:
+        if self.min_fit is not None and self.min_fit > self.learners:
+            raise ValueError(
+                f"min_fit ({self.min_fit}) cannot exceed learners ({self.learners})"
+            )
+        if self.min_evaluate is not None and self.min_evaluate > self.learners:
+            raise ValueError(
+                f"min_evaluate ({self.min_evaluate}) cannot exceed learners "
+                f"({self.learners})"
+            )
+        if self.mode == "hierarchical":
+            raise ValueError(
+                "mode 'hierarchical' is not available in this FLOps version; "
+                "use mode 'classic'"
+            )
+        if self.clusters is not None:
+            raise ValueError("clusters only applies to mode 'hierarchical'")
+        for tag in self.data_tags:
+            if not _TAG_RE.match(tag):
+                raise ValueError(
+                    f"data tag {tag!r} must be letters, digits, '.', '_' or '-'"
+                )
+        if self.name is not None and not _NAME_RE.match(self.name):
+            raise ValueError(
+                f"name {self.name!r} must be lowercase letters, digits, '.', '_' or "
+                "'-', starting with a letter or digit"
+            )
+        return self
+
+    @property
+    def effective_min_fit(self) -> int:
+        return self.min_fit if self.min_fit is not None else self.learners
+
+    @property
+    def effective_min_evaluate(self) -> int:
+        return self.min_evaluate if self.min_evaluate is not None else self.learners
+
+
+def format_validation_error(err: ValidationError, source: str) -> str:
+    """One line per problem, naming the key as the user wrote it."""
+    lines = []
+    for problem in err.errors():
+        key = ".".join(str(part) for part in problem["loc"]) or "(config)"
+        if problem["type"] == "extra_forbidden":
+            known = ", ".join(sorted(ProjectConfig.model_fields))
+            lines.append(f"unknown key '{key}' (known keys: {known})")
+        else:
+            message = problem["msg"].removeprefix("Value error, ")
+            lines.append(f"'{key}': {message}" if key != "(config)" else message)
+    return f"Invalid project config in {source}:\n" + "\n".join(
+        f"- {line}" for line in lines
+    )
+
+
+def parse_config(data: dict[str, Any], source: str = "the request") -> ProjectConfig:
+    """Validate a config mapping; raise ConfigError listing every problem."""
+    try:
+        return ProjectConfig.model_validate(data)
+    except ValidationError as err:
+        raise ConfigError(format_validation_error(err, source)) from None
+
+
+def read_toml(path: Path) -> dict[str, Any]:
+    """Read a `flops.toml` file; its keys may sit at the top or under [flops]."""
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"Config file {path} does not exist.") from None
+    except tomllib.TOMLDecodeError as err:
+        raise ConfigError(f"{path} is not valid TOML: {err}") from None
+    section = data.get("flops")
+    return dict(section) if isinstance(section, dict) and len(data) == 1 else data
+
+
+def merge_configs(*layers: dict[str, Any]) -> dict[str, Any]:
+    """Later layers win; nested tables (resources, post_training) merge by key."""
+    merged: dict[str, Any] = {}
+    for layer in layers:
+        for key, value in layer.items():
+            if isinstance(value, dict) and isinstance(merged.get(key), dict):
+                merged[key] = {**merged[key], **value}
+            else:
+                merged[key] = value
+    return merged

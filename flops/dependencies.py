@@ -1,0 +1,178 @@
+"""The ML repo's dependencies: found, parsed, validated and hashed.
+
+A repo declares them in `requirements.txt`, `pyproject.toml` ([project]
+dependencies) or a conda `conda.yaml`/`conda.yml`, whose `pip:` section is what
+FLOps installs. The first file found in that order is used; the others are named
+in the notes so nobody wonders why their edit had no effect.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+from packaging.requirements import InvalidRequirement, Requirement
+from packaging.utils import canonicalize_name
+
+from flops.errors import ContractError
+
+DEPENDENCY_FILES = ("requirements.txt", "pyproject.toml", "conda.yaml", "conda.yml")
+
+# Provided by the FLOps runtime itself; a repo written for Oakestra FLOps lists
+# `flops-utils` so that it runs on a laptop, FLOps supplies its compatible copy.
+PROVIDED_BY_RUNTIME = {"flops-utils"}
+
+
+@dataclass(frozen=True)
+class DependencySet:
+    source: str
+    requirements: tuple[str, ...]
+    notes: tuple[str, ...] = field(default=())
+
+    def digest(self) -> str:
+        """Stable hash of the resolved-input requirement set (order-insensitive)."""
+        canonical = "\n".join(sorted(_normalise(req) for req in self.requirements))
+        return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def _normalise(spec: str) -> str:
+    req = Requirement(spec)
+    extras = f"[{','.join(sorted(req.extras))}]" if req.extras else ""
+    marker = f"; {req.marker}" if req.marker else ""
+    url = f" @ {req.url}" if req.url else ""
+    return f"{canonicalize_name(req.name)}{extras}{req.specifier}{url}{marker}"
+
+
+def _check(spec: str, where: str, problems: list[str]) -> str | None:
+    try:
+        req = Requirement(spec)
+    except InvalidRequirement as err:
+        problems.append(f"{where}: '{spec}' is not a valid requirement ({err})")
+        return None
+    if canonicalize_name(req.name) in PROVIDED_BY_RUNTIME:
+        return None
+    return spec
+
+
+def _requirements_txt(
+    path: Path, root: Path, problems: list[str], notes: list[str], seen: set[Path]
+) -> list[str]:
+    if path in seen:
+        return []
+    seen.add(path)
+    rel = path.relative_to(root)
+    specs: list[str] = []
+    for number, raw in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        line = raw.split(" #", 1)[0].strip()
+        if not line or line.startswith("#"):
+            continue
+        where = f"{rel} line {number}"
+        if line.startswith(("-r ", "--requirement ", "-r\t")):
+            target = (path.parent / line.split(maxsplit=1)[1]).resolve()
+            if not target.is_relative_to(root) or not target.is_file():
+                problems.append(f"{where}: included file '{line}' is not in the repo")
+                continue
+            specs += _requirements_txt(target, root, problems, notes, seen)
+        elif line.startswith("-"):
+            notes.append(f"{where}: option '{line}' is ignored")
+        elif (spec := _check(line, where, problems)) is not None:
+            specs.append(spec)
+    return specs
+
+
+def _pyproject(path: Path, problems: list[str]) -> list[str]:
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as err:
+        problems.append(f"pyproject.toml is not valid TOML: {err}")
+        return []
+    deps = data.get("project", {}).get("dependencies")
+    if deps is None:
+        problems.append("pyproject.toml has no [project] dependencies list")
+        return []
+    return [
+        spec
+        for spec in (_check(str(d), "pyproject.toml", problems) for d in deps)
+        if spec is not None
+    ]
+
+
+def _conda(path: Path, problems: list[str], notes: list[str]) -> list[str]:
+    try:
+        data: Any = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as err:
+        problems.append(f"{path.name} is not valid YAML: {err}")
+        return []
+    deps = data.get("dependencies", []) if isinstance(data, dict) else None
+    if not isinstance(deps, list):
+        problems.append(f"{path.name} has no 'dependencies' list")
+        return []
+    specs: list[str] = []
+    for entry in deps:
+        if isinstance(entry, dict) and "pip" in entry:
+            for spec in entry["pip"] or []:
+                checked = _check(str(spec), f"{path.name} pip section", problems)
+                if checked is not None:
+                    specs.append(checked)
+        elif isinstance(entry, str) and not entry.startswith(("python", "pip")):
+            notes.append(
+                f"{path.name}: conda package '{entry}' is ignored; FLOps installs the "
+                "pip: section (list it there if the code needs it)"
+            )
+    return specs
+
+
+def _declares_dependencies(pyproject: Path) -> bool:
+    """A pyproject.toml kept only for tool settings is not a dependency file."""
+    try:
+        data = tomllib.loads(pyproject.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError:
+        return True  # let the parser report the syntax error
+    return "dependencies" in data.get("project", {})
+
+
+def find_dependency_file(repo: Path) -> Path | None:
+    for name in DEPENDENCY_FILES:
+        candidate = repo / name
+        if candidate.is_file() and (
+            name != "pyproject.toml" or _declares_dependencies(candidate)
+        ):
+            return candidate
+    return None
+
+
+def read_dependencies(repo: Path) -> DependencySet:
+    """Parse the repo's dependency file; ContractError lists every problem."""
+    root = repo.resolve()
+    path = find_dependency_file(root)
+    if path is None:
+        raise ContractError(
+            [
+                "no dependency file: add requirements.txt, pyproject.toml with "
+                "[project] dependencies, or conda.yaml with a pip: section"
+            ]
+        )
+    problems: list[str] = []
+    notes: list[str] = []
+    if path.name == "requirements.txt":
+        specs = _requirements_txt(path, root, problems, notes, set())
+    elif path.name == "pyproject.toml":
+        specs = _pyproject(path, problems)
+    else:
+        specs = _conda(path, problems, notes)
+    if problems:
+        raise ContractError(problems)
+    others = [
+        name
+        for name in DEPENDENCY_FILES
+        if name != path.name
+        and (root / name).is_file()
+        and (name != "pyproject.toml" or _declares_dependencies(root / name))
+    ]
+    if others:
+        notes.append(f"using {path.name}; also present and ignored: {', '.join(others)}")
+    return DependencySet(source=path.name, requirements=tuple(specs), notes=tuple(notes))

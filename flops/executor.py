@@ -1,0 +1,226 @@
+"""`flops-executor`: Flower's SuperExec role with the imports kept warm.
+
+Flower's SuperExec starts a fresh `flwr-clientapp` (or `flwr-serverapp`) process
+for every task, and each spends about 2 s on 2 cores importing flwr, NumPy and the
+user's libraries before doing any work: two tasks per learner per round. This
+executor imports all of that once, then forks per task; the child runs Flower's
+own `run_clientapp`/`run_serverapp`, so a task still gets a process of its own
+(a crash in user code takes down only that task) and the import cost is gone.
+
+It is started next to a SuperLink/SuperNode running with `--isolation process`,
+which is Flower's supported way of bringing your own executor.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from flops import events, usercode
+
+logger = logging.getLogger("flops.executor")
+
+ROLES = {"learner": "flwr-clientapp", "aggregator": "flwr-serverapp"}
+TASK_EXITED = "task_exited"
+# Give up after the Runtime API has been unreachable this long (its owner died).
+UNREACHABLE_LIMIT_S = 30.0
+
+
+def _preload(role: str, repo: Path) -> None:
+    """Import what every task needs, so forked children start warm."""
+    import flwr.supernode.runtime.run_clientapp  # noqa: F401
+    import flwr.superlink.runtime.run_serverapp  # noqa: F401
+
+    if role == "learner":
+        import datasets  # noqa: F401 - what load_dataset() needs on every task
+
+        import flops.app.client  # noqa: F401
+    else:
+        import mlflow  # noqa: F401
+
+        import flops.app.server  # noqa: F401
+    try:
+        usercode.load_model_manager_class(repo)
+    except usercode.UserCodeError as err:
+        # The task will hit the same error and report it through Flower; here it
+        # only costs the warm start.
+        logger.warning("Could not preload the repo's code: %s", err)
+
+
+def _run_task(role: str, address: str, token: str, certificates: bytes | None) -> int:
+    """Body of a forked child: Flower's own task runner. Returns the exit code."""
+    try:
+        if role == "learner":
+            from flwr.supernode.runtime.run_clientapp import run_clientapp
+
+            run_clientapp(
+                runtime_api_address=address,
+                token=token,
+                insecure=certificates is None,
+                certificates=certificates,
+                runtime_dependency_install=False,
+            )
+        else:
+            from queue import Queue
+
+            from flwr.superlink.runtime.run_serverapp import run_serverapp
+            from flwr.supercore.logger import mirror_output_to_queue, restore_output
+
+            log_queue: Queue[str | None] = Queue()
+            mirror_output_to_queue(log_queue)
+            try:
+                run_serverapp(
+                    runtime_api_address=address,
+                    log_queue=log_queue,
+                    token=token,
+                    insecure=certificates is None,
+                    certificates=certificates,
+                    runtime_dependency_install=False,
+                )
+            finally:
+                restore_output()
+    except SystemExit as exc:  # Flower ends every task with flwr_exit()
+        return exc.code if isinstance(exc.code, int) else 1
+    except BaseException:
+        logger.exception("Task failed")
+        return 1
+    return 0
+
+
+class ForkingExecutor:
+    """Implements Flower's SuperExec `Executor` protocol by forking this process."""
+
+    def __init__(self, role: str, certificates: bytes | None) -> None:
+        self.role = role
+        self.certificates = certificates
+        self.children: dict[int, int] = {}  # pid -> task id
+
+    def get_eligible_capacity(
+        self, supported_task_types: set[Any], **_: Any
+    ) -> tuple[set[Any], set[str]]:
+        return supported_task_types, set()
+
+    def wait_for_capacity(self, *_: Any, **__: Any) -> None:
+        return None
+
+    def launch(self, spec: Any) -> Any:
+        from flwr.supercore.superexec.executor import LaunchResult
+
+        sys.stdout.flush()
+        sys.stderr.flush()
+        pid = os.fork()
+        if pid == 0:  # child
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            code = _run_task(
+                self.role, spec.runtime_api_address, spec.token, self.certificates
+            )
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(code)
+        self.children[pid] = spec.task_id
+        return LaunchResult.accepted()
+
+    def reconcile(self) -> None:
+        for pid, task_id in list(self.children.items()):
+            try:
+                done, status = os.waitpid(pid, os.WNOHANG)
+            except ChildProcessError:
+                done, status = pid, 0
+            if done:
+                del self.children[pid]
+                code = os.waitstatus_to_exitcode(status)
+                events.emit(TASK_EXITED, role=self.role, task_id=task_id, code=code)
+
+    def close(self) -> None:
+        for pid in self.children:
+            try:
+                os.kill(pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+
+
+def serve(role: str, address: str, repo: Path, poll: float, certificates: bytes | None) -> None:
+    from flwr.proto.runtime_pb2 import AcquireTaskRequest
+    from flwr.supercore.constant import TaskType
+    from flwr.supercore.retry import make_simple_http_retry_invoker
+    from flwr.supercore.runtime import RuntimeHttpClient
+    from flwr.supercore.superexec.plugin.base_exec_plugin import BaseExecPlugin
+
+    task_type = TaskType(ROLES[role])
+
+    class Plugin(BaseExecPlugin):
+        supported_task_types = frozenset({task_type})
+
+    executor = ForkingExecutor(role, certificates)
+    plugin = Plugin(
+        runtime_api_address=address,
+        insecure=certificates is None,
+        root_certificates_path=None,
+        runtime_dependency_install=False,
+        executor=executor,
+    )
+    retry = make_simple_http_retry_invoker()
+    retry.max_tries = 1  # this loop retries by itself and notices a dead owner
+    client = RuntimeHttpClient.from_server_address(
+        server_address=address,
+        insecure=certificates is None,
+        root_certificates=certificates,
+        interceptors=[],
+        retry_invoker=retry,
+    )
+
+    def stop(signum: int, _frame: FrameType | None) -> None:
+        executor.close()
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    logger.info("flops-executor (%s) serving %s from %s", role, address, repo)
+    unreachable_since: float | None = None
+    while True:
+        executor.reconcile()
+        try:
+            res = client.AcquireTask(AcquireTaskRequest(supported_task_types=[task_type]))
+            unreachable_since = None
+        except Exception as exc:  # connection refused while the owner starts or dies
+            now = time.monotonic()
+            unreachable_since = unreachable_since or now
+            if now - unreachable_since > UNREACHABLE_LIMIT_S:
+                logger.error("Runtime API at %s unreachable: %s", address, exc)
+                executor.close()
+                raise SystemExit(1) from exc
+            time.sleep(0.5)
+            continue
+        if res.HasField("task") and res.token:
+            plugin.launch_task(token=res.token, task=res.task)
+            continue  # another task may be waiting already
+        time.sleep(poll)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("role", choices=sorted(ROLES))
+    parser.add_argument("--runtime-api-address", required=True)
+    parser.add_argument("--repo-dir", default=os.environ.get(usercode.REPO_DIR_ENV))
+    parser.add_argument("--poll-interval", type=float, default=0.05)
+    parser.add_argument("--root-certificates", help="PEM CA bundle; omit for no TLS")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    repo = Path(args.repo_dir or ".").resolve()
+    os.environ[usercode.REPO_DIR_ENV] = str(repo)
+    certificates = (
+        Path(args.root_certificates).read_bytes() if args.root_certificates else None
+    )
+    _preload(args.role, repo)
+    serve(args.role, args.runtime_api_address, repo, args.poll_interval, certificates)
+
+
+if __name__ == "__main__":
+    main()

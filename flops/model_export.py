@@ -1,0 +1,160 @@
+"""Exporting the final global model as an MLflow model with flavor and signature.
+
+The aggregator holds the final parameters but no data; a learner holds data but
+must not send it. So a learner derives the model *signature* (column types and
+tensor shapes, no values) from a few of its own inputs and sends only that; the
+aggregator logs the model with it.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from flops.errors import ConfigError
+
+logger = logging.getLogger(__name__)
+
+FLAVORS = ("sklearn", "pytorch", "keras")
+SAMPLE_ROWS = 5
+
+
+def detect_flavor(model: Any) -> str:
+    """sklearn, pytorch or keras, from the model object's type."""
+    for klass in type(model).__mro__:
+        root = klass.__module__.split(".")[0]
+        if root == "sklearn":
+            return "sklearn"
+        if root == "torch":
+            return "pytorch"
+        if root in {"keras", "tensorflow", "tf_keras"}:
+            return "keras"
+    raise ConfigError(
+        f"Cannot tell the model flavor of {type(model).__module__}."
+        f"{type(model).__name__}.",
+        hint="Set model_flavor in flops.toml (sklearn, pytorch or keras).",
+    )
+
+
+def _to_numpy(value: Any) -> np.ndarray | None:
+    if hasattr(value, "detach"):
+        value = value.detach().cpu().numpy()
+    if hasattr(value, "to_numpy") and hasattr(value, "columns"):
+        return None  # DataFrames are handled by the caller, keeping column names
+    if isinstance(value, np.ndarray) and value.ndim >= 2 and value.dtype != object:
+        return value
+    return None
+
+
+def _first_batch_inputs(loader: Any) -> Any:
+    batch = next(iter(loader))
+    if isinstance(batch, list | tuple):
+        return batch[0]
+    if isinstance(batch, dict):
+        return next(iter(batch.values()))
+    return batch
+
+
+def input_sample(manager: Any) -> Any | None:
+    """A few model inputs from the learner's data, found without extra user code.
+
+    `ModelManager.get_input_example()` wins when the repo defines it. Otherwise
+    the manager's attributes are searched in the order the repo set them: the first
+    2-D+ array (`x_train`), DataFrame, or data loader (`trainloader`) provides it.
+    """
+    hook = getattr(manager, "get_input_example", None)
+    if callable(hook):
+        return hook()
+    for name, value in vars(manager).items():
+        if name.lower().startswith("y"):
+            continue
+        if hasattr(value, "columns") and hasattr(value, "head"):
+            return value.head(SAMPLE_ROWS)
+        array = _to_numpy(value)
+        if array is not None:
+            return array[:SAMPLE_ROWS]
+        if hasattr(value, "dataset") and hasattr(value, "__iter__"):
+            inputs = _first_batch_inputs(value)
+            array = _to_numpy(inputs)
+            if array is not None:
+                return array[:SAMPLE_ROWS]
+    return None
+
+
+def predict(flavor: str, model: Any, sample: Any) -> Any:
+    if flavor == "pytorch":
+        import torch
+
+        model.eval()
+        with torch.no_grad():
+            tensor = torch.as_tensor(np.asarray(sample), dtype=torch.float32)
+            return model(tensor).detach().cpu().numpy()
+    return model.predict(sample)
+
+
+def signature_for(manager: Any, flavor: str) -> dict[str, str] | None:
+    """The MLflow signature as a dict of JSON strings, or None with the reason logged."""
+    from mlflow.models import infer_signature
+
+    sample = input_sample(manager)
+    if sample is None:
+        logger.warning(
+            "No model signature: no input sample found on the ModelManager; "
+            "define ModelManager.get_input_example() to provide one."
+        )
+        return None
+    if flavor == "pytorch":
+        sample = np.asarray(sample, dtype=np.float32)
+    output = predict(flavor, manager.get_model(), sample)
+    signature: dict[str, str] = infer_signature(sample, output).to_dict()
+    return signature
+
+
+def _pickle_repo_modules_by_value(repo: Path) -> None:
+    """Make cloudpickle embed classes defined in the repo (a torch `nn.Module`
+    subclass in model_manager.py, a custom sklearn transformer) instead of
+    referencing their module, so the model loads where the repo is absent."""
+    import cloudpickle
+
+    for module in list(sys.modules.values()):
+        path = getattr(module, "__file__", None)
+        if path and Path(path).resolve().is_relative_to(repo):
+            cloudpickle.register_pickle_by_value(module)
+
+
+def log_model(
+    flavor: str,
+    model: Any,
+    signature: dict[str, str] | None,
+    *,
+    repo: Path,
+    pip_requirements: list[str],
+) -> Any:
+    """Log the model to the active MLflow run; return MLflow's ModelInfo.
+
+    `pip_requirements` are the repo's own (known exactly, so MLflow need not infer
+    them in a subprocess).
+    """
+    import importlib
+
+    from mlflow.models import ModelSignature
+
+    _pickle_repo_modules_by_value(repo)
+    module = importlib.import_module(f"mlflow.{flavor}")
+    sig = ModelSignature.from_dict(signature) if signature else None
+    kwargs: dict[str, Any] = {
+        "name": "model",
+        "signature": sig,
+        "pip_requirements": pip_requirements,
+    }
+    if flavor == "sklearn":
+        kwargs["sk_model"] = model
+    elif flavor == "pytorch":
+        kwargs["pytorch_model"] = model
+    else:
+        kwargs["model"] = model
+    return module.log_model(**kwargs)

@@ -1,0 +1,1 @@
+"""FLOps management service: API, project store, pipeline, orchestrators."""

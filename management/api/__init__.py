@@ -1,0 +1,1 @@
+"""The management REST API (a thin shell over flops_management)."""

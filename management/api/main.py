@@ -1,0 +1,49 @@
+"""The FastAPI application: store, runner and token bootstrap in its lifespan."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+import flops
+from flops_management import auth
+from flops_management.api import errors
+from flops_management.api.routers import data, health, projects, tokens
+from flops_management.pipeline.runner import JobRunner
+from flops_management.settings import Settings
+from flops_management.store import open_store
+
+logger = logging.getLogger(__name__)
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or Settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        settings.home.mkdir(parents=True, exist_ok=True)
+        store = open_store(settings.store)
+        auth.bootstrap(settings, store)
+        runner = JobRunner(settings, store)
+        app.state.settings, app.state.store, app.state.runner = settings, store, runner
+        runner.recover()
+        logger.info("FLOps management %s ready (store %s)", flops.__version__, settings.store)
+        try:
+            yield
+        finally:
+            runner.shutdown()
+            store.close()
+
+    app = FastAPI(
+        title="FLOps management API",
+        version=flops.__version__,
+        description="Submit ML repositories for federated learning and follow them.",
+        lifespan=lifespan,
+    )
+    errors.install(app)
+    for router in (health.router, projects.router, data.router, tokens.router):
+        app.include_router(router)
+    return app

@@ -1,0 +1,97 @@
+"""/api/projects: submit, list, show, cancel, and follow a project's events."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body, Query, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import StreamingResponse
+
+from flops_management import projects
+from flops_management.api.deps import PrincipalDep, RunnerDep, StoreDep
+from flops_management.models import Event
+
+router = APIRouter(prefix="/api/projects", tags=["projects"])
+
+STREAM_POLL_S = 0.5
+KEEPALIVE_S = 15.0
+
+
+@router.post("", status_code=201)
+def submit_project(
+    principal: PrincipalDep,
+    store: StoreDep,
+    runner: RunnerDep,
+    body: Annotated[dict[str, Any], Body(description="The project config; `repo` required.")],
+) -> dict[str, Any]:
+    return projects.submit(store, runner, principal, body).public()
+
+
+@router.get("")
+def list_projects(
+    principal: PrincipalDep,
+    store: StoreDep,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> list[dict[str, Any]]:
+    return [p.public() for p in store.list_projects(principal.tenant, limit)]
+
+
+@router.get("/{project_id}")
+def show_project(project_id: str, principal: PrincipalDep, store: StoreDep) -> dict[str, Any]:
+    return store.get_project(project_id, principal.tenant).public()
+
+
+@router.post("/{project_id}/cancel", status_code=202)
+def cancel_project(
+    project_id: str, principal: PrincipalDep, runner: RunnerDep, store: StoreDep
+) -> dict[str, Any]:
+    runner.cancel(principal.tenant, project_id)
+    return store.get_project(project_id, principal.tenant).public()
+
+
+def _sse(event: Event) -> str:
+    return f"id: {event.seq}\nevent: {event.type}\ndata: {event.model_dump_json()}\n\n"
+
+
+@router.get("/{project_id}/events", response_model=None)
+async def project_events(
+    project_id: str,
+    request: Request,
+    principal: PrincipalDep,
+    store: StoreDep,
+    after: Annotated[int, Query(ge=0, description="Only events with seq > after")] = 0,
+    follow: Annotated[bool, Query(description="Stream (server-sent events) until the project ends")] = False,
+) -> list[dict[str, Any]] | StreamingResponse:
+    await run_in_threadpool(store.get_project, project_id, principal.tenant)
+    if not follow:
+        found = await run_in_threadpool(store.list_events, project_id, after)
+        return [event.model_dump(mode="json") for event in found]
+
+    async def stream() -> AsyncIterator[str]:
+        last, idle = after, 0.0
+        while True:
+            batch = await run_in_threadpool(store.list_events, project_id, last)
+            for event in batch:
+                last = event.seq
+                yield _sse(event)
+            if batch:
+                idle = 0.0
+                continue
+            project = await run_in_threadpool(store.get_project, project_id, principal.tenant)
+            if project.status.finished:
+                yield f"event: end\ndata: {project.model_dump_json(include={'id', 'status', 'error'})}\n\n"
+                return
+            if await request.is_disconnected():
+                return
+            idle += STREAM_POLL_S
+            if idle >= KEEPALIVE_S:
+                idle = 0.0
+                yield ": keep-alive\n\n"
+            await asyncio.sleep(STREAM_POLL_S)
+
+    return StreamingResponse(
+        stream(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"}
+    )

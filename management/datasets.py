@@ -1,0 +1,71 @@
+"""Data tags: pushed Parquet data split into one partition per learner.
+
+Partitions live in FLOPS_HOME/data/<tenant>/<tag>/partition-<i>.parquet; the store
+keeps each tag's metadata. On the local orchestrator, learner i trains on
+partition i of every tag the project names.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from flops import data
+from flops.config import _TAG_RE
+from flops.errors import ConfigError
+from flops_management.models import Dataset
+from flops_management.settings import Settings
+from flops_management.store import Store
+
+
+def tag_dir(settings: Settings, tenant: str, tag: str) -> Path:
+    return settings.data_dir / tenant / tag
+
+
+def check_tag_name(tag: str) -> str:
+    if not _TAG_RE.match(tag):
+        raise ConfigError(f"Data tag {tag!r} must be letters, digits, '.', '_' or '-'.")
+    return tag
+
+
+def push(
+    settings: Settings, store: Store, tenant: str, tag: str, source: Path, partitions: int
+) -> Dataset:
+    """Split a Parquet file into partitions and record the tag."""
+    check_tag_name(tag)
+    table = data.read_parquet(source)
+    dest = tag_dir(settings, tenant, tag)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    data.write_partitions(table, dest, partitions)
+    dataset = Dataset(
+        tenant=tenant,
+        tag=tag,
+        partitions=partitions,
+        rows=table.num_rows,
+        columns=list(table.column_names),
+        bytes=source.stat().st_size,
+    )
+    store.put_dataset(dataset)
+    return dataset
+
+
+def check_tags(store: Store, tenant: str, tags: list[str], learners: int) -> None:
+    """Every tag exists for the tenant with a partition for every learner."""
+    problems = []
+    for tag in tags:
+        dataset = store.get_dataset(tenant, tag)
+        if dataset is None:
+            problems.append(
+                f"data tag '{tag}' does not exist; push it with "
+                f"`flops data push FILE --tag {tag} --partitions {learners}`"
+            )
+        elif dataset.partitions < learners:
+            problems.append(
+                f"data tag '{tag}' has {dataset.partitions} partitions but {learners} "
+                f"learners were requested; push it again with --partitions {learners}"
+            )
+    if problems:
+        raise ConfigError("\n".join(problems))
+
+
+def learner_partition(settings: Settings, tenant: str, tag: str, index: int) -> Path:
+    return tag_dir(settings, tenant, tag) / f"partition-{index}.parquet"

@@ -1,0 +1,200 @@
+"""The embedded stack behind `flops up`: MLflow server and management API on loopback.
+
+Both run as daemons with their pid in FLOPS_HOME/run and their output in
+FLOPS_HOME/logs. `up` is idempotent: a service that already runs and answers its
+health check is reused. MLflow takes 30-100 s to become healthy on 2 cores, so it
+is started first and waited for last.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlparse
+
+import httpx
+
+from flops import subprocesses
+from flops.errors import FlopsError, ServiceUnavailableError
+from flops_management.auth import ensure_local_token
+from flops_management.settings import Settings
+
+MLFLOW_READY_TIMEOUT_S = 300.0
+API_READY_TIMEOUT_S = 60.0
+STOP_GRACE_S = 45.0
+
+Progress = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class Service:
+    name: str
+    url: str
+    health_url: str
+    args: list[str]
+    ready_timeout: float
+
+
+@dataclass(frozen=True)
+class ServiceState:
+    name: str
+    url: str
+    pid: int | None
+    running: bool
+    healthy: bool
+
+
+def _bin(name: str) -> str:
+    beside = Path(sys.executable).parent / name
+    return str(beside) if beside.exists() else subprocesses.which(name)
+
+
+def mlflow_args(settings: Settings) -> list[str]:
+    store = settings.mlflow_dir
+    return [
+        _bin("mlflow"),
+        "server",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(settings.mlflow_port),
+        "--workers",
+        "1",
+        "--backend-store-uri",
+        f"sqlite:///{store / 'mlflow.db'}",
+        "--artifacts-destination",
+        str(store / "artifacts"),
+        "--serve-artifacts",
+    ]
+
+
+def api_args() -> list[str]:
+    return [sys.executable, "-m", "flops_management", "serve"]
+
+
+def services(settings: Settings) -> list[Service]:
+    mlflow_url = f"http://127.0.0.1:{settings.mlflow_port}"
+    return [
+        Service("mlflow", mlflow_url, f"{mlflow_url}/health", mlflow_args(settings), MLFLOW_READY_TIMEOUT_S),
+        Service("api", settings.api_url, f"{settings.api_url}/health", api_args(), API_READY_TIMEOUT_S),
+    ]
+
+
+def _pidfile(settings: Settings, name: str) -> Path:
+    return settings.home / "run" / f"{name}.pid"
+
+
+def _read_pid(settings: Settings, name: str) -> int | None:
+    try:
+        return int(_pidfile(settings, name).read_text().strip())
+    except (FileNotFoundError, ValueError):
+        return None
+
+
+def _healthy(url: str) -> bool:
+    try:
+        return httpx.get(url, timeout=2).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def _port_taken(url: str) -> bool:
+    parsed = urlparse(url)
+    with socket.socket() as sock:
+        sock.settimeout(0.5)
+        return sock.connect_ex((parsed.hostname or "127.0.0.1", parsed.port or 80)) == 0
+
+
+def status(settings: Settings) -> list[ServiceState]:
+    states = []
+    for service in services(settings):
+        pid = _read_pid(settings, service.name)
+        running = pid is not None and subprocesses.pid_alive(pid)
+        states.append(
+            ServiceState(service.name, service.url, pid if running else None, running,
+                         running and _healthy(service.health_url))
+        )
+    return states
+
+
+def _service_env(settings: Settings) -> dict[str, str]:
+    return {
+        **os.environ,
+        "FLOPS_HOME": str(settings.home),
+        "FLOPS_PROFILE": settings.profile,
+        "FLOPS_API_PORT": str(settings.api_port),
+        "FLOPS_MLFLOW_PORT": str(settings.mlflow_port),
+        "FLOPS_MLFLOW_TRACKING_URI": settings.tracking_uri,
+        "PYTHONUNBUFFERED": "1",
+    }
+
+
+def _start(settings: Settings, service: Service, progress: Progress) -> None:
+    pid = _read_pid(settings, service.name)
+    if pid is not None and subprocesses.pid_alive(pid):
+        progress(f"{service.name}: already running (pid {pid})")
+        return
+    if _port_taken(service.url):
+        raise FlopsError(
+            f"Cannot start {service.name}: {service.url} is already used by another program.",
+            hint="Stop it, or choose another port with FLOPS_API_PORT / FLOPS_MLFLOW_PORT.",
+        )
+    settings.mlflow_dir.mkdir(parents=True, exist_ok=True)
+    log = settings.logs_dir / f"{service.name}.log"
+    proc = subprocesses.spawn(service.args, log_path=log, env=_service_env(settings))
+    _pidfile(settings, service.name).parent.mkdir(parents=True, exist_ok=True)
+    _pidfile(settings, service.name).write_text(str(proc.pid))
+    progress(f"{service.name}: started (pid {proc.pid}), log {log}")
+
+
+def _wait_healthy(settings: Settings, service: Service, progress: Progress) -> None:
+    started = time.monotonic()
+    last_note = started
+    while not _healthy(service.health_url):
+        pid = _read_pid(settings, service.name)
+        if pid is None or not subprocesses.pid_alive(pid):
+            log = settings.logs_dir / f"{service.name}.log"
+            tail = "\n".join(log.read_text(errors="replace").splitlines()[-20:]) if log.exists() else ""
+            raise ServiceUnavailableError(f"{service.name} exited while starting:\n{tail}")
+        now = time.monotonic()
+        if now - started > service.ready_timeout:
+            raise ServiceUnavailableError(
+                f"{service.name} did not answer at {service.health_url} within "
+                f"{service.ready_timeout:.0f}s; see {settings.logs_dir / (service.name + '.log')}"
+            )
+        if now - last_note >= 10:
+            progress(f"{service.name}: waiting to become healthy ({now - started:.0f}s)")
+            last_note = now
+        time.sleep(0.5)
+    progress(f"{service.name}: healthy at {service.url}")
+
+
+def up(settings: Settings, progress: Progress = lambda _msg: None) -> dict[str, str]:
+    """Start what is not running, wait until everything answers; return the URLs."""
+    if settings.profile != "local":
+        raise FlopsError("`flops up` runs the local profile; production uses docker compose.")
+    settings.home.mkdir(parents=True, exist_ok=True)
+    ensure_local_token(settings)
+    todo = services(settings)
+    for service in todo:
+        _start(settings, service, progress)
+    for service in todo:
+        _wait_healthy(settings, service, progress)
+    return {service.name: service.url for service in todo}
+
+
+def down(settings: Settings, progress: Progress = lambda _msg: None) -> None:
+    """Stop the API first (it stops running jobs), then MLflow."""
+    for service in reversed(services(settings)):
+        pid = _read_pid(settings, service.name)
+        if pid is not None and subprocesses.pid_alive(pid):
+            subprocesses.kill_group(pid, grace=STOP_GRACE_S)
+            progress(f"{service.name}: stopped (pid {pid})")
+        else:
+            progress(f"{service.name}: not running")
+        _pidfile(settings, service.name).unlink(missing_ok=True)

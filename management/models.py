@@ -1,0 +1,123 @@
+"""Records the management service keeps: projects, their stages, events, tokens."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class ProjectStatus(StrEnum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+    @property
+    def finished(self) -> bool:
+        return self in {self.SUCCEEDED, self.FAILED, self.CANCELLED}
+
+
+class StageStatus(StrEnum):
+    PENDING = "pending"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    SKIPPED = "skipped"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+STAGES = ("clone", "check", "augment", "build", "schedule", "train", "register")
+
+
+class StageRecord(BaseModel):
+    name: str
+    status: StageStatus = StageStatus.PENDING
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    log: str = ""
+    detail: dict[str, Any] = Field(default_factory=dict)
+
+
+class MlflowInfo(BaseModel):
+    tracking_uri: str
+    experiment_id: str | None = None
+    run_id: str | None = None
+    model_name: str | None = None
+    model_version: str | None = None
+    model_uri: str | None = None
+
+
+class Progress(BaseModel):
+    stage: str | None = None
+    round: int = 0
+    rounds: int = 0
+    learners_connected: int = 0
+    metrics: dict[str, float | str] = Field(default_factory=dict)
+
+
+class Project(BaseModel):
+    id: str
+    tenant: str
+    name: str
+    source: str
+    # Only what the user set; the repo's flops.toml fills the rest after clone.
+    requested_config: dict[str, Any]
+    config: dict[str, Any] = Field(default_factory=dict)
+    status: ProjectStatus = ProjectStatus.QUEUED
+    stages: list[StageRecord] = Field(
+        default_factory=lambda: [StageRecord(name=name) for name in STAGES]
+    )
+    commit: str | None = None
+    error: str | None = None
+    mlflow: MlflowInfo | None = None
+    progress: Progress = Field(default_factory=Progress)
+    created_at: datetime = Field(default_factory=utcnow)
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    cancel_requested: bool = False
+    # Service-internal: where the job's processes and files are (for recovery).
+    runtime: dict[str, Any] = Field(default_factory=dict)
+
+    def stage(self, name: str) -> StageRecord:
+        for record in self.stages:
+            if record.name == name:
+                return record
+        raise KeyError(name)
+
+    def public(self) -> dict[str, Any]:
+        """What the API shows: everything but service-internal bookkeeping."""
+        return self.model_dump(mode="json", exclude={"runtime"})
+
+
+class Event(BaseModel):
+    seq: int
+    project_id: str
+    time: datetime
+    type: str
+    data: dict[str, Any] = Field(default_factory=dict)
+
+
+class Token(BaseModel):
+    digest: str
+    tenant: str
+    admin: bool = False
+    name: str = ""
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class Dataset(BaseModel):
+    tenant: str
+    tag: str
+    partitions: int
+    rows: int
+    columns: list[str]
+    bytes: int
+    updated_at: datetime = Field(default_factory=utcnow)

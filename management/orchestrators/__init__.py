@@ -1,0 +1,67 @@
+"""Orchestrator backends by name: built-ins plus the `flops.orchestrators` group.
+
+A third-party backend is a class implementing `Orchestrator`, registered as
+`[project.entry-points."flops.orchestrators"] mybackend = "pkg.module:Class"`.
+"""
+
+from __future__ import annotations
+
+import importlib
+from functools import cache
+from importlib.metadata import EntryPoint, entry_points
+
+from flops.errors import ConfigError
+from flops_management.orchestrators.base import (
+    Deployment,
+    DeploymentSpec,
+    LearnerSpec,
+    LogLine,
+    Orchestrator,
+)
+from flops_management.settings import Settings
+
+ENTRY_POINT_GROUP = "flops.orchestrators"
+
+BUILTIN_ORCHESTRATORS: dict[str, str] = {
+    "local": "flops_management.orchestrators.local:LocalOrchestrator",
+}
+
+
+@cache
+def _plugins() -> dict[str, EntryPoint]:
+    return {ep.name: ep for ep in entry_points(group=ENTRY_POINT_GROUP)}
+
+
+def orchestrator_names() -> list[str]:
+    return [*BUILTIN_ORCHESTRATORS, *sorted(set(_plugins()) - set(BUILTIN_ORCHESTRATORS))]
+
+
+def check_orchestrator(name: str) -> None:
+    if name not in BUILTIN_ORCHESTRATORS and name not in _plugins():
+        raise ConfigError(
+            f"Unknown orchestrator '{name}'. Known orchestrators: "
+            f"{', '.join(orchestrator_names())}."
+        )
+
+
+def get_orchestrator(name: str, settings: Settings) -> Orchestrator:
+    check_orchestrator(name)
+    if name in BUILTIN_ORCHESTRATORS:
+        module_name, _, attr = BUILTIN_ORCHESTRATORS[name].partition(":")
+        cls = getattr(importlib.import_module(module_name), attr)
+    else:
+        cls = _plugins()[name].load()
+    orchestrator: Orchestrator = cls(settings)
+    return orchestrator
+
+
+__all__ = [
+    "Deployment",
+    "DeploymentSpec",
+    "LearnerSpec",
+    "LogLine",
+    "Orchestrator",
+    "check_orchestrator",
+    "get_orchestrator",
+    "orchestrator_names",
+]

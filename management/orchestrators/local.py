@@ -1,0 +1,309 @@
+"""The `local` orchestrator: SuperLink, aggregator and learners as processes here.
+
+Every actor runs from the project's own Python environment (built by the `build`
+stage), each learner with its own data directory and Flower home. The SuperLink
+and SuperNodes run with `--isolation process` next to a `flops-executor` each,
+which keeps imports warm across tasks (see flops/executor.py).
+
+Per-learner limits: memory as the data-segment rlimit (`prlimit --data`), CPU as
+a set of pinned cores (`taskset`); fractional CPU is rounded up to whole cores,
+which `notes()` tells the user.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from flops import subprocesses
+from flops.app.run_settings import node_config_args
+from flops.config import Resources
+from flops.errors import FlopsError
+from flops.usercode import REPO_DIR_ENV
+from flops_management.orchestrators.base import (
+    AGGREGATOR,
+    SUPERLINK,
+    Deployment,
+    DeploymentSpec,
+    LogLine,
+    Orchestrator,
+)
+from flops_management.settings import Settings
+
+READY_TIMEOUT_S = 60.0
+_OWN_PROCESS_MARKERS = (b"flower-superlink", b"flower-supernode", b"flops.executor")
+
+
+# -- argument lists (pure, tested by equality) -------------------------------
+
+
+def superlink_args(bin_dir: Path, port: int) -> list[str]:
+    return [
+        str(bin_dir / "flower-superlink"),
+        "--insecure",
+        "--isolation",
+        "process",
+        "--disable-runtime-dependency-installation",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+    ]
+
+
+def supernode_args(bin_dir: Path, superlink: str, port: int, node_config: str) -> list[str]:
+    return [
+        str(bin_dir / "flower-supernode"),
+        "--insecure",
+        "--superlink",
+        superlink,
+        "--isolation",
+        "process",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--node-config",
+        node_config,
+    ]
+
+
+def executor_args(
+    bin_dir: Path, role: str, runtime_address: str, repo: Path, poll_interval: float
+) -> list[str]:
+    return [
+        str(bin_dir / "python"),
+        "-m",
+        "flops.executor",
+        role,
+        "--runtime-api-address",
+        runtime_address,
+        "--repo-dir",
+        str(repo),
+        "--poll-interval",
+        str(poll_interval),
+    ]
+
+
+def limit_prefix(resources: Resources, cores: list[int] | None) -> list[str]:
+    """`prlimit`/`taskset` in front of a learner's command, for its limits."""
+    prefix: list[str] = []
+    memory = resources.memory_bytes()
+    if memory is not None:
+        prefix += ["prlimit", f"--data={memory}", "--"]
+    if cores:
+        prefix += ["taskset", "--cpu-list", ",".join(map(str, cores))]
+    return prefix
+
+
+def learner_cores(resources: Resources, index: int, available: list[int]) -> list[int] | None:
+    """Whole cores for learner `index`, handed out round-robin over the host's."""
+    if resources.cpu is None:
+        return None
+    count = min(max(1, math.ceil(resources.cpu)), len(available))
+    start = (index * count) % len(available)
+    return [available[(start + offset) % len(available)] for offset in range(count)]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def _port_open(port: int) -> bool:
+    with socket.socket() as sock:
+        sock.settimeout(0.2)
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+# -- the deployment -----------------------------------------------------------
+
+
+class LocalDeployment(Deployment):
+    def __init__(self, control_address: str) -> None:
+        self._control = control_address
+        self.processes: dict[str, subprocess.Popen[bytes]] = {}
+        self.log_files: dict[str, Path] = {}
+        self._offsets: dict[str, int] = {}
+        self._partial: dict[str, bytes] = {}
+
+    @property
+    def control_address(self) -> str:
+        return self._control
+
+    def add(self, name: str, proc: subprocess.Popen[bytes], log: Path) -> None:
+        self.processes[name] = proc
+        self.log_files[name] = log
+
+    def status(self) -> dict[str, str]:
+        states = {}
+        for name, proc in self.processes.items():
+            code = proc.poll()
+            states[name] = "running" if code is None else f"exited (code {code})"
+        return states
+
+    def logs(self) -> Iterator[LogLine]:
+        for name, path in self.log_files.items():
+            try:
+                with path.open("rb") as handle:
+                    handle.seek(self._offsets.get(name, 0))
+                    chunk = handle.read()
+                    self._offsets[name] = handle.tell()
+            except FileNotFoundError:
+                continue
+            if not chunk:
+                continue
+            chunk = self._partial.pop(name, b"") + chunk
+            *lines, rest = chunk.split(b"\n")
+            if rest:
+                self._partial[name] = rest
+            for line in lines:
+                yield LogLine(name, line.decode("utf-8", "replace").rstrip("\r"))
+
+    def wait(self, timeout: float | None = None) -> bool:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while any(proc.poll() is None for proc in self.processes.values()):
+            if deadline is not None and time.monotonic() > deadline:
+                return False
+            time.sleep(0.1)
+        return True
+
+    def cancel(self) -> None:
+        # Learners first, so none of them logs a burst of connection errors.
+        for name in reversed(list(self.processes)):
+            subprocesses.kill_group(self.processes[name], grace=3.0)
+
+    def runtime_info(self) -> dict[str, Any]:
+        return {"pids": {name: proc.pid for name, proc in self.processes.items()}}
+
+    def tail(self, name: str, lines: int = 20) -> str:
+        try:
+            text = self.log_files[name].read_text(encoding="utf-8", errors="replace")
+        except (KeyError, FileNotFoundError):
+            return ""
+        return "\n".join(text.splitlines()[-lines:])
+
+
+class LocalOrchestrator(Orchestrator):
+    name = "local"
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+
+    def notes(self, spec: DeploymentSpec) -> list[str]:
+        notes = []
+        cpu = spec.resources.cpu
+        if cpu is not None and cpu != math.ceil(cpu):
+            notes.append(
+                f"local orchestrator: cpu {cpu} is applied as {math.ceil(cpu)} pinned "
+                "core(s) per learner; fractional shares need a container backend"
+            )
+        if spec.resources.memory is not None:
+            notes.append(
+                f"local orchestrator: memory {spec.resources.memory} is applied as each "
+                "learner's data-segment limit (prlimit --data)"
+            )
+        return notes
+
+    def _env(self, spec: DeploymentSpec, flwr_home: Path) -> dict[str, str]:
+        assert spec.environment is not None
+        env = {
+            **os.environ,
+            **spec.env,
+            "PATH": f"{spec.environment / 'bin'}{os.pathsep}{os.environ.get('PATH', '')}",
+            "VIRTUAL_ENV": str(spec.environment),
+            REPO_DIR_ENV: str(spec.repo_dir),
+            "FLWR_HOME": str(flwr_home),
+            "FLWR_TELEMETRY_ENABLED": "0",  # no phoning home from offline hosts
+            "PYTHONUNBUFFERED": "1",
+        }
+        env.pop("PYTHONPATH", None)
+        return env
+
+    def submit(self, spec: DeploymentSpec) -> Deployment:
+        if spec.environment is None:
+            raise FlopsError("The local orchestrator needs the project's environment.")
+        bin_dir = spec.environment / "bin"
+        logs = spec.workdir / "logs"
+        link_port = free_port()
+        link = f"127.0.0.1:{link_port}"
+        deployment = LocalDeployment(link)
+        try:
+            self._start(spec, bin_dir, logs, link_port, deployment)
+        except BaseException:
+            deployment.cancel()
+            raise
+        return deployment
+
+    def _start(
+        self,
+        spec: DeploymentSpec,
+        bin_dir: Path,
+        logs: Path,
+        link_port: int,
+        deployment: LocalDeployment,
+    ) -> None:
+        link = f"127.0.0.1:{link_port}"
+        home = spec.workdir / "flwr"
+
+        def start(name: str, args: list[str]) -> subprocess.Popen[bytes]:
+            env = self._env(spec, home / name)
+            log = logs / f"{name}.log"
+            proc = subprocesses.spawn(args, log_path=log, cwd=spec.workdir, env=env)
+            deployment.add(name, proc, log)
+            return proc
+
+        superlink = start(SUPERLINK, superlink_args(bin_dir, link_port))
+        deadline = time.monotonic() + READY_TIMEOUT_S
+        while not _port_open(link_port):
+            if superlink.poll() is not None or time.monotonic() > deadline:
+                raise FlopsError(
+                    "The Flower SuperLink did not start:\n" + deployment.tail(SUPERLINK)
+                )
+            time.sleep(0.1)
+        start(
+            AGGREGATOR,
+            executor_args(bin_dir, "aggregator", link, spec.repo_dir, spec.poll_interval),
+        )
+        cores = sorted(os.sched_getaffinity(0))
+        for index, learner in enumerate(spec.learners):
+            node_port = free_port()
+            data_dir = learner.data_dir or spec.workdir / "learners" / learner.name
+            start(
+                f"{learner.name}-supernode",
+                supernode_args(bin_dir, link, node_port, node_config_args(data_dir, learner.name)),
+            )
+            prefix = limit_prefix(spec.resources, learner_cores(spec.resources, index, cores))
+            start(
+                learner.name,
+                prefix
+                + executor_args(
+                    bin_dir,
+                    "learner",
+                    f"127.0.0.1:{node_port}",
+                    spec.repo_dir,
+                    spec.poll_interval,
+                ),
+            )
+
+    def cleanup(self, runtime_info: dict[str, Any]) -> None:
+        for pid in runtime_info.get("pids", {}).values():
+            if _is_ours(int(pid)):
+                subprocesses.kill_group(int(pid), grace=3.0)
+
+
+def _is_ours(pid: int) -> bool:
+    """Only kill a recorded pid if it is still one of our actors (pids get reused)."""
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
+    return any(marker in cmdline for marker in _OWN_PROCESS_MARKERS)

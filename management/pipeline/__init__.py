@@ -1,0 +1,1 @@
+"""The pipeline: clone, check, augment, build, schedule, train, register."""

@@ -1,0 +1,111 @@
+"""What the stages of one job share: its workspace, its log, its results so far."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from flops.config import ProjectConfig
+from flops.contract import ContractReport
+from flops.errors import JobCancelledError
+from flops_management.models import Project
+from flops_management.orchestrators import Deployment
+from flops_management.settings import Settings
+from flops_management.store import Store
+
+logger = logging.getLogger(__name__)
+
+STAGE_LOG_LIMIT = 64 * 1024  # the store keeps the tail; the full log is on disk
+
+
+class CancelSignal(threading.Event):
+    """Set to stop a job; carries why (the user cancelled, the service stops)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.reason = "Cancelled by the user."
+
+    def trigger(self, reason: str | None = None) -> None:
+        if reason:
+            self.reason = reason
+        self.set()
+
+
+@dataclass(frozen=True)
+class Workspace:
+    """FLOPS_HOME/jobs/<project id>/: everything one job writes."""
+
+    root: Path
+
+    @property
+    def checkout(self) -> Path:
+        return self.root / "checkout"
+
+    @property
+    def app(self) -> Path:
+        return self.root / "app"
+
+    @property
+    def logs(self) -> Path:
+        return self.root / "logs"
+
+    @property
+    def flwr_cli(self) -> Path:
+        return self.root / "flwr" / "cli"
+
+    def learner_data(self, learner: str) -> Path:
+        return self.root / "learners" / learner / "data"
+
+
+@dataclass
+class JobContext:
+    project: Project
+    settings: Settings
+    store: Store
+    workspace: Workspace
+    cancel_event: CancelSignal
+    # results, filled in by the stages
+    config: ProjectConfig | None = None
+    report: ContractReport | None = None
+    repo_dir: Path | None = None  # the ML repo: the checkout or a folder in it
+    environment: Path | None = None
+    deployment: Deployment | None = None
+    flower_run_id: str | None = None
+    mlflow_run_id: str | None = None
+    model_uri: str | None = None
+    _stage_log: list[str] = field(default_factory=list)
+
+    @property
+    def project_id(self) -> str:
+        return self.project.id
+
+    @property
+    def repo(self) -> Path:
+        assert self.repo_dir is not None, "the clone stage sets the repo"
+        return self.repo_dir
+
+    def require_config(self) -> ProjectConfig:
+        assert self.config is not None, "the check stage sets the config"
+        return self.config
+
+    def log(self, message: str) -> None:
+        """A line for the current stage's log (and the service log)."""
+        logger.info("[%s] %s", self.project.id, message)
+        self._stage_log.append(message)
+
+    def take_log(self) -> str:
+        text = "\n".join(self._stage_log)
+        self._stage_log.clear()
+        if len(text) > STAGE_LOG_LIMIT:
+            text = "[... earlier lines in the job's log folder]\n" + text[-STAGE_LOG_LIMIT:]
+        return text
+
+    def event(self, kind: str, **data: Any) -> None:
+        self.store.append_event(self.project.id, kind, data)
+
+    def check_cancelled(self) -> None:
+        if self.cancel_event.is_set():
+            raise JobCancelledError(self.cancel_event.reason)

@@ -1,0 +1,129 @@
+"""Following a Flower run through its actors' logs until it ends, one way or another.
+
+The aggregator's `FLOPS_EVENT` lines become the job's events and progress; the run
+fails fast, with the reason in words, when the aggregator reports a failure, an
+actor process dies, or learners do not connect in time.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from flops import events
+from flops.config import ProjectConfig
+from flops.errors import TrainingError
+from flops.executor import TASK_EXITED
+from flops_management.models import Progress
+from flops_management.orchestrators import Deployment, LogLine
+from flops_management.orchestrators.base import AGGREGATOR
+from flops_management.pipeline.context import JobContext
+
+POLL_S = 0.2
+_SUMMARY_METRICS = ("eval_accuracy", "eval_loss", "round_seconds")
+
+
+def _tail(deployment: Deployment, component: str) -> str:
+    tail = getattr(deployment, "tail", None)
+    return str(tail(component)) if callable(tail) else ""
+
+
+class RunFollower:
+    def __init__(self, ctx: JobContext, config: ProjectConfig) -> None:
+        assert ctx.deployment is not None
+        self.ctx = ctx
+        self.config = config
+        self.deployment: Deployment = ctx.deployment
+        self.progress = Progress(stage="train", rounds=config.rounds)
+        self.failure: str | None = None
+        self.finished = False
+        self.model_uri: str | None = None
+
+    def _deadline(self) -> float:
+        # Flower enforces round_timeout per phase; this only catches a hang.
+        budget = self.config.rounds * 2 * self.config.round_timeout
+        return time.monotonic() + self.ctx.settings.learner_connect_timeout + budget + 300
+
+    def follow(self) -> str:
+        """Block until the run ends; return the logged model's URI or raise."""
+        connect_deadline = time.monotonic() + self.ctx.settings.learner_connect_timeout
+        deadline = self._deadline()
+        while True:
+            self.ctx.check_cancelled()
+            self._drain()
+            if self.failure:
+                raise TrainingError(self.failure)
+            if self.finished:
+                if self.model_uri is None:
+                    raise TrainingError("The run finished without logging a model.")
+                return self.model_uri
+            exited = self.deployment.exited()
+            if exited:
+                time.sleep(0.5)  # let the last lines reach the logs
+                self._drain()
+                if self.failure or self.finished:
+                    continue
+                name = exited[0]
+                raise TrainingError(
+                    f"{name} stopped unexpectedly ({self.deployment.status()[name]}):\n"
+                    + _tail(self.deployment, name)
+                )
+            now = time.monotonic()
+            if self.progress.learners_connected < self.config.learners and now > connect_deadline:
+                raise TrainingError(
+                    f"Only {self.progress.learners_connected} of {self.config.learners} "
+                    f"learners connected within {self.ctx.settings.learner_connect_timeout:.0f}s."
+                )
+            if now > deadline:
+                raise TrainingError("The run did not finish in time.")
+            time.sleep(POLL_S)
+
+    def _drain(self) -> None:
+        changed = False
+        for line in self.deployment.logs():
+            changed |= self._handle(line)
+        if changed:
+            self.ctx.store.update_project(self.ctx.project_id, progress=self.progress)
+
+    def _handle(self, line: LogLine) -> bool:
+        event = events.parse_event(line.text)
+        if event is None or line.component != AGGREGATOR:
+            return False
+        kind = str(event.pop("type"))
+        event.pop("time", None)
+        if kind == TASK_EXITED:
+            if event.get("code") != 0 and not self.finished and self.failure is None:
+                self.failure = (
+                    f"The aggregator exited with code {event.get('code')}:\n"
+                    + _tail(self.deployment, AGGREGATOR)
+                )
+            return False
+        self._apply(kind, event)
+        self.ctx.event(kind, **event)
+        return True
+
+    def _apply(self, kind: str, event: dict[str, Any]) -> None:
+        if kind == events.RUN_FAILED:
+            self.failure = str(event.get("message", "the aggregator failed"))
+        elif kind == events.RUN_FINISHED:
+            self.finished = True
+        elif kind == events.MODEL_LOGGED:
+            self.model_uri = str(event["model_uri"])
+            self.ctx.log(f"model logged: {self.model_uri} ({event.get('flavor')})")
+        elif kind == events.LEARNER_CONNECTED:
+            self.progress.learners_connected = int(event.get("connected", 0))
+        elif kind == events.ROUND_STARTED:
+            self.progress.round = int(event["round"])
+        elif kind == events.ROUND_FINISHED:
+            metrics = event.get("metrics", {})
+            self.progress.metrics = dict(metrics)
+            shown = ", ".join(
+                f"{key}={metrics[key]:.4g}"
+                for key in _SUMMARY_METRICS
+                if isinstance(metrics.get(key), int | float)
+            )
+            self.ctx.log(f"round {event['round']}/{self.config.rounds}: {shown}")
+        elif kind == events.LEARNER_FAILED:
+            self.ctx.log(f"{event.get('learner')} failed in round {event.get('round')}: {event.get('reason')}")
+        elif kind == events.WARNING:
+            self.ctx.log(f"warning: {event.get('message')}")

@@ -1,0 +1,246 @@
+"""The pipeline's stages, in order. Each takes the JobContext and either returns
+(succeeded), returns "skipped", or raises a FlopsError saying what went wrong."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Literal
+
+import flwr
+
+from flops import strategies, subprocesses
+from flops.app import run_settings as keys
+from flops.config import merge_configs, parse_config, read_toml
+from flops.contract import check_repo
+from flops.errors import TrainingError
+from flops_management import datasets
+from flops_management.models import MlflowInfo
+from flops_management.orchestrators import (
+    DeploymentSpec,
+    LearnerSpec,
+    check_orchestrator,
+    get_orchestrator,
+)
+from flops_management.pipeline import augment as augment_mod
+from flops_management.pipeline import source, tracking
+from flops_management.pipeline.context import JobContext
+from flops_management.pipeline.environment import EnvironmentBuilder, smoke_test
+from flops_management.pipeline.follow import RunFollower
+
+StageResult = Literal["skipped"] | None
+
+REPO_CONFIG_FILE = "flops.toml"
+
+
+def clone(ctx: JobContext) -> StageResult:
+    sha, subdir = source.clone(
+        ctx.project.source,
+        ctx.project.requested_config.get("ref"),
+        ctx.workspace.checkout,
+        ctx.log,
+    )
+    ctx.repo_dir = ctx.workspace.checkout / subdir if subdir else ctx.workspace.checkout
+    ctx.store.update_project(ctx.project_id, commit=sha)
+    ctx.event("commit_resolved", commit=sha)
+    return None
+
+
+def check(ctx: JobContext) -> StageResult:
+    repo = ctx.repo
+    ctx.report = check_repo(repo)
+    for note in ctx.report.notes:
+        ctx.log(f"note: {note}")
+    layers = []
+    if (repo / REPO_CONFIG_FILE).is_file():
+        layers.append(read_toml(repo / REPO_CONFIG_FILE))
+        ctx.log(f"using defaults from the repo's {REPO_CONFIG_FILE}")
+    config = parse_config(
+        merge_configs(*layers, ctx.project.requested_config),
+        f"the repo's {REPO_CONFIG_FILE} and the submission",
+    )
+    strategies.validate_strategy(config)
+    check_orchestrator(config.orchestrator)
+    datasets.check_tags(ctx.store, ctx.project.tenant, config.data_tags, config.learners)
+    ctx.config = config
+    ctx.store.update_project(ctx.project_id, config=config.model_dump(mode="json"))
+    deps = ctx.report.dependencies
+    ctx.log(f"dependencies from {deps.source}: {', '.join(deps.requirements) or 'none'}")
+    return None
+
+
+def augment(ctx: JobContext) -> StageResult:
+    config = ctx.require_config()
+    assert ctx.report is not None
+    run_config = {
+        keys.CONFIG: config.model_dump_json(exclude_none=True),
+        keys.PROJECT_NAME: ctx.project.name,
+        keys.REQUIREMENTS: json.dumps(list(ctx.report.dependencies.requirements)),
+        keys.POLL_INTERVAL: ctx.settings.poll_interval,
+    }
+    for path in augment_mod.write_app(ctx.workspace.app, ctx.project.name, run_config):
+        ctx.log(f"wrote {path.relative_to(ctx.workspace.root)}")
+    return None
+
+
+def build(ctx: JobContext) -> StageResult:
+    config = ctx.require_config()
+    assert ctx.report is not None
+    builder = EnvironmentBuilder(ctx.settings)
+    env, reused = builder.ensure(ctx.report.dependencies, ctx.log)
+    ctx.environment = env
+    result = smoke_test(env, ctx.repo, config.model_flavor, timeout=600)
+    ctx.log(
+        f"smoke test: ModelManager() gives {result['arrays']} arrays "
+        f"({result['parameter_bytes']} bytes), flavor {result['flavor']}"
+    )
+    ctx.event("environment_ready", path=str(env), reused=reused, **result)
+    return None
+
+
+def schedule(ctx: JobContext) -> StageResult:
+    config = ctx.require_config()
+    orchestrator = get_orchestrator(config.orchestrator, ctx.settings)
+    learners = []
+    for index in range(config.learners):
+        name = f"learner-{index}"
+        data_dir = ctx.workspace.learner_data(name)
+        for tag in config.data_tags:
+            (data_dir / tag).mkdir(parents=True, exist_ok=True)
+            link = data_dir / tag / "partition.parquet"
+            link.unlink(missing_ok=True)
+            link.symlink_to(
+                datasets.learner_partition(ctx.settings, ctx.project.tenant, tag, index)
+            )
+        learners.append(LearnerSpec(name=name, data_dir=data_dir))
+    spec = DeploymentSpec(
+        job_id=ctx.project_id,
+        workdir=ctx.workspace.root,
+        repo_dir=ctx.repo,
+        learners=tuple(learners),
+        resources=config.resources,
+        environment=ctx.environment,
+        poll_interval=ctx.settings.poll_interval,
+    )
+    for note in orchestrator.notes(spec):
+        ctx.log(note)
+        ctx.event("note", message=note)
+    ctx.deployment = orchestrator.submit(spec)
+    ctx.store.update_project(
+        ctx.project_id,
+        runtime={"orchestrator": config.orchestrator, **ctx.deployment.runtime_info()},
+    )
+    ctx.log(f"SuperLink at {ctx.deployment.control_address}; {config.learners} learners")
+    ctx.event("scheduled", superlink=ctx.deployment.control_address, learners=config.learners)
+    return None
+
+
+def _flwr() -> str:
+    beside = Path(sys.executable).parent / "flwr"
+    return str(beside) if beside.exists() else subprocesses.which("flwr")
+
+
+def flwr_run_args(flwr: str, app_dir: Path, overrides: Path) -> list[str]:
+    return [flwr, "run", str(app_dir), "flops", "--run-config", str(overrides), "--format", "json"]
+
+
+def _start_flower_run(ctx: JobContext, run_id: str, experiment_id: str) -> str:
+    assert ctx.deployment is not None
+    home = ctx.workspace.flwr_cli
+    home.mkdir(parents=True, exist_ok=True)
+    (home / "config.toml").write_text(
+        '[superlink]\ndefault = "flops"\n\n[superlink.flops]\n'
+        f'address = "{ctx.deployment.control_address}"\ninsecure = true\n'
+    )
+    overrides = home / "run-config.toml"
+    overrides.write_text(
+        augment_mod.run_overrides(
+            {
+                keys.MLFLOW_TRACKING_URI: ctx.settings.tracking_uri,
+                keys.MLFLOW_EXPERIMENT_ID: experiment_id,
+                keys.MLFLOW_RUN_ID: run_id,
+            }
+        )
+    )
+    output = subprocesses.run(
+        flwr_run_args(_flwr(), ctx.workspace.app, overrides),
+        env={**os.environ, "FLWR_HOME": str(home), "FLWR_TELEMETRY_ENABLED": "0"},
+        timeout=120,
+    )
+    start, end = output.find("{"), output.rfind("}")
+    payload = json.loads(output[start : end + 1]) if start >= 0 else {}
+    if not payload.get("success"):
+        raise TrainingError(f"Flower did not start the run:\n{output[-2000:]}")
+    return str(payload["run-id"])
+
+
+def train(ctx: JobContext) -> StageResult:
+    config = ctx.require_config()
+    assert ctx.deployment is not None
+    commit = str(ctx.store.get_project(ctx.project_id).commit)
+    client = tracking.Tracking(ctx.settings.tracking_uri)
+    client.check_reachable()
+    experiment_id, run_id = client.start_run(
+        tracking.experiment_name(ctx.project.tenant, ctx.project.name),
+        run_name=f"{ctx.project.name}-{ctx.project_id[:8]}",
+        params={
+            **tracking.flatten(config.model_dump(mode="json", exclude_none=True)),
+            "commit": commit,
+            "flwr_version": flwr.__version__,
+        },
+        tags={
+            "flops.project_id": ctx.project_id,
+            "flops.tenant": ctx.project.tenant,
+            "mlflow.source.name": ctx.project.source,
+            "mlflow.source.git.commit": commit,
+        },
+    )
+    ctx.mlflow_run_id = run_id
+    info = MlflowInfo(
+        tracking_uri=ctx.settings.tracking_uri, experiment_id=experiment_id, run_id=run_id
+    )
+    ctx.store.update_project(ctx.project_id, mlflow=info)
+    ctx.flower_run_id = _start_flower_run(ctx, run_id, experiment_id)
+    ctx.log(f"Flower run {ctx.flower_run_id} started; MLflow run {run_id}")
+    follower = RunFollower(ctx, config)
+    ctx.model_uri = follower.follow()
+    return None
+
+
+def register(ctx: JobContext) -> StageResult:
+    assert ctx.model_uri is not None and ctx.mlflow_run_id is not None
+    project = ctx.store.get_project(ctx.project_id)
+    client = tracking.Tracking(ctx.settings.tracking_uri)
+    name = tracking.model_name(project.tenant, project.name)
+    version = client.register(
+        ctx.model_uri,
+        name,
+        tags={
+            "flops.project_id": project.id,
+            "flops.commit": str(project.commit),
+            "flops.source": project.source,
+        },
+    )
+    ctx.log(f"registered {ctx.model_uri} as {name} version {version} (@{tracking.CHAMPION})")
+    assert project.mlflow is not None
+    info = project.mlflow.model_copy(
+        update={"model_name": name, "model_version": version, "model_uri": ctx.model_uri}
+    )
+    ctx.store.update_project(ctx.project_id, mlflow=info)
+    ctx.event("model_registered", model_name=name, model_version=version, alias=tracking.CHAMPION)
+    return None
+
+
+STAGE_FUNCTIONS: dict[str, Callable[[JobContext], StageResult]] = {
+    "clone": clone,
+    "check": check,
+    "augment": augment,
+    "build": build,
+    "schedule": schedule,
+    "train": train,
+    "register": register,
+}
+

@@ -1,0 +1,97 @@
+"""The management service's side of MLflow: experiments, parent runs, the registry.
+
+The aggregator logs rounds and the model into the parent run created here; this
+module then registers that model under the project's name with alias `champion`.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import httpx
+
+import flops
+from flops.errors import ServiceUnavailableError
+
+CHAMPION = "champion"
+
+# MLflow's client retries an unreachable server for minutes by default; the
+# service checks reachability itself and wants failures fast and readable.
+os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "3")
+os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "30")
+
+
+def experiment_name(tenant: str, project_name: str) -> str:
+    return f"{tenant}/{project_name}"
+
+
+def model_name(tenant: str, project_name: str) -> str:
+    # Namespaced: the registry is shared, and one tenant's `champion` must never
+    # move because another tenant trained a model with the same project name.
+    return f"{tenant}.{project_name}"
+
+
+def flatten(config: dict[str, Any], prefix: str = "") -> dict[str, str]:
+    flat: dict[str, str] = {}
+    for key, value in config.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            flat.update(flatten(value, f"{name}."))
+        else:
+            flat[name] = str(value)
+    return flat
+
+
+class Tracking:
+    def __init__(self, tracking_uri: str) -> None:
+        self.tracking_uri = tracking_uri
+
+    def check_reachable(self) -> None:
+        if not self.tracking_uri.startswith("http"):
+            return
+        try:
+            httpx.get(f"{self.tracking_uri.rstrip('/')}/health", timeout=5).raise_for_status()
+        except httpx.HTTPError as err:
+            raise ServiceUnavailableError(
+                f"MLflow at {self.tracking_uri} is not reachable ({err}).",
+                hint="Start the embedded stack with `flops up`, or point "
+                "FLOPS_MLFLOW_TRACKING_URI at a running MLflow server.",
+            ) from err
+
+    def _client(self) -> Any:
+        from mlflow import MlflowClient
+
+        return MlflowClient(self.tracking_uri)
+
+    def start_run(
+        self,
+        experiment: str,
+        run_name: str,
+        params: dict[str, str],
+        tags: dict[str, str],
+    ) -> tuple[str, str]:
+        """Create (or reuse) the experiment and a parent run; (experiment_id, run_id)."""
+        client = self._client()
+        found = client.get_experiment_by_name(experiment)
+        experiment_id = found.experiment_id if found else client.create_experiment(experiment)
+        run = client.create_run(experiment_id, run_name=run_name, tags=tags)
+        from mlflow.entities import Param
+
+        batch = [Param(key, value[:6000]) for key, value in params.items()]
+        batch.append(Param("flops_version", flops.__version__))
+        client.log_batch(run.info.run_id, params=batch)
+        return experiment_id, run.info.run_id
+
+    def finish_run(self, run_id: str, status: str) -> None:
+        self._client().set_terminated(run_id, status=status)
+
+    def register(self, model_uri: str, name: str, tags: dict[str, str]) -> str:
+        """Register the model, point `champion` at the new version; return it."""
+        import mlflow
+
+        client = self._client()
+        mlflow.set_tracking_uri(self.tracking_uri)
+        version = mlflow.register_model(model_uri, name, tags=tags)
+        client.set_registered_model_alias(name, CHAMPION, version.version)
+        return str(version.version)

@@ -1,0 +1,110 @@
+"""The management service's settings: one pydantic-settings class, env prefix FLOPS_.
+
+The `local` profile is the embedded default (`flops up`): everything on loopback,
+state under FLOPS_HOME, a token generated into FLOPS_HOME. The `production`
+profile has no credential defaults at all: tokens, the store and MLflow must be
+configured explicitly.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import cached_property
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from flops.errors import ConfigError
+
+DEFAULT_API_PORT = 8470
+DEFAULT_MLFLOW_PORT = 8471
+
+
+def _default_find_links() -> list[str]:
+    # Honour the host's pip setting (PIP_FIND_LINKS), e.g. a folder of wheels that
+    # must be preferred over the index, when building learner environments.
+    return [link for link in os.environ.get("PIP_FIND_LINKS", "").split() if link]
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="FLOPS_", extra="ignore")
+
+    profile: Literal["local", "production"] = "local"
+    home: Path = Field(default_factory=lambda: Path.home() / ".flops")
+
+    api_host: str = "127.0.0.1"
+    api_port: int = DEFAULT_API_PORT
+    # Where learners and aggregators reach MLflow, and where the service does.
+    mlflow_tracking_uri: str | None = None
+    mlflow_port: int = DEFAULT_MLFLOW_PORT
+    # sqlite:///path or mongodb://...; default: sqlite file in home
+    store_url: str | None = None
+    # production: the first admin token (hash stored, value never logged)
+    admin_token: SecretStr | None = None
+
+    max_concurrent_jobs: int = Field(default=2, ge=1)
+    # How often the aggregator polls for learner replies, and executors for tasks.
+    poll_interval: float = Field(default=0.05, gt=0, le=5)
+    learner_connect_timeout: float = Field(default=120.0, gt=0)
+    stage_timeout: float = Field(default=3600.0, gt=0)
+
+    # Building learner environments (local orchestrator)
+    env_installer: Literal["uv", "pip"] = "uv"
+    find_links: list[str] = Field(default_factory=_default_find_links)
+    index_url: str | None = None
+    env_build_timeout: float = Field(default=1800.0, gt=0)
+
+    @model_validator(mode="after")
+    def _check_profile(self) -> Settings:
+        if self.profile == "production":
+            missing = [
+                name
+                for name, value in (
+                    ("FLOPS_STORE_URL", self.store_url),
+                    ("FLOPS_MLFLOW_TRACKING_URI", self.mlflow_tracking_uri),
+                )
+                if not value
+            ]
+            if missing:
+                raise ConfigError(
+                    f"The production profile needs {', '.join(missing)} to be set."
+                )
+        return self
+
+    @cached_property
+    def tracking_uri(self) -> str:
+        return self.mlflow_tracking_uri or f"http://127.0.0.1:{self.mlflow_port}"
+
+    @cached_property
+    def store(self) -> str:
+        return self.store_url or f"sqlite:///{self.home / 'flops.db'}"
+
+    @property
+    def api_url(self) -> str:
+        return f"http://{self.api_host}:{self.api_port}"
+
+    @property
+    def data_dir(self) -> Path:
+        return self.home / "data"
+
+    @property
+    def jobs_dir(self) -> Path:
+        return self.home / "jobs"
+
+    @property
+    def envs_dir(self) -> Path:
+        return self.home / "envs"
+
+    @property
+    def logs_dir(self) -> Path:
+        return self.home / "logs"
+
+    @property
+    def token_file(self) -> Path:
+        return self.home / "token"
+
+    @property
+    def mlflow_dir(self) -> Path:
+        return self.home / "mlflow"

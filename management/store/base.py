@@ -1,0 +1,89 @@
+"""The project store interface. SQLite and MongoDB implement it; one contract
+test suite (tests/test_store_contract.py) runs against every implementation.
+
+Updates are field-level (`update_project(id, status=...)`) rather than whole-record
+writes, so the job runner and an API request changing different fields of the same
+project (e.g. `cancel_requested`) never overwrite each other.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import Any
+
+from flops_management.models import Dataset, Event, Project, StageRecord, Token
+
+
+class Store(ABC):
+    @abstractmethod
+    def create_project(self, project: Project) -> None:
+        """Insert a new project."""
+
+    @abstractmethod
+    def get_project(self, project_id: str, tenant: str | None = None) -> Project:
+        """The project; NotFoundError when absent or owned by another tenant.
+
+        `tenant=None` is for the service itself (recovery), never for requests.
+        """
+
+    @abstractmethod
+    def list_projects(self, tenant: str, limit: int = 100) -> list[Project]:
+        """The tenant's projects, newest first."""
+
+    @abstractmethod
+    def update_project(self, project_id: str, **changes: Any) -> None:
+        """Set top-level fields of a project (values are model objects or JSON)."""
+
+    @abstractmethod
+    def update_stage(self, project_id: str, stage: StageRecord) -> None:
+        """Replace the stage record with the same name."""
+
+    @abstractmethod
+    def unfinished_projects(self) -> list[Project]:
+        """Projects of every tenant that are queued or running."""
+
+    @abstractmethod
+    def append_event(self, project_id: str, kind: str, data: dict[str, Any]) -> Event:
+        """Add an event; its `seq` is 1, 2, 3... per project."""
+
+    @abstractmethod
+    def list_events(
+        self, project_id: str, after: int = 0, limit: int = 1000
+    ) -> list[Event]:
+        """Events with seq > after, oldest first."""
+
+    @abstractmethod
+    def put_token(self, token: Token) -> None:
+        """Store an API token (by digest; the token itself is never stored)."""
+
+    @abstractmethod
+    def find_token(self, digest: str) -> Token | None:
+        """The token with this digest."""
+
+    @abstractmethod
+    def put_dataset(self, dataset: Dataset) -> None:
+        """Insert or replace a data tag's metadata."""
+
+    @abstractmethod
+    def get_dataset(self, tenant: str, tag: str) -> Dataset | None:
+        """A tenant's data tag."""
+
+    @abstractmethod
+    def list_datasets(self, tenant: str) -> list[Dataset]:
+        """A tenant's data tags, by name."""
+
+    def close(self) -> None:  # noqa: B027 - optional for implementations
+        """Release connections."""
+
+
+def jsonable(value: Any) -> Any:
+    """Model objects (and lists of them) to the JSON form both stores keep."""
+    if hasattr(value, "model_dump"):
+        return value.model_dump(mode="json")
+    if isinstance(value, list):
+        return [jsonable(item) for item in value]
+    if isinstance(value, dict):
+        return {key: jsonable(item) for key, item in value.items()}
+    if hasattr(value, "isoformat"):
+        return value.isoformat()
+    return value

@@ -1,0 +1,153 @@
+"""MongoDB store (pymongo): the store of the docker-compose deployment."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pymongo import ASCENDING, DESCENDING, MongoClient, ReturnDocument
+from pymongo.errors import PyMongoError
+
+from flops.errors import NotFoundError, ServiceUnavailableError
+from flops_management.models import (
+    Dataset,
+    Event,
+    Project,
+    ProjectStatus,
+    StageRecord,
+    Token,
+    utcnow,
+)
+from flops_management.store.base import Store, jsonable
+
+_UNFINISHED = [ProjectStatus.QUEUED.value, ProjectStatus.RUNNING.value]
+
+
+class MongoStore(Store):
+    def __init__(self, url: str, client: Any | None = None) -> None:
+        """`client` lets tests pass a named fake (mongomock); production passes none."""
+        self._client = client or MongoClient(url, serverSelectionTimeoutMS=5000, tz_aware=True)
+        database = self._client.get_default_database("flops")
+        self._projects = database["projects"]
+        self._events = database["events"]
+        self._tokens = database["tokens"]
+        self._datasets = database["datasets"]
+        try:
+            self._projects.create_index([("tenant", ASCENDING), ("created_at", DESCENDING)])
+            self._projects.create_index([("status", ASCENDING)])
+            self._events.create_index(
+                [("project_id", ASCENDING), ("seq", ASCENDING)], unique=True
+            )
+            self._datasets.create_index(
+                [("tenant", ASCENDING), ("tag", ASCENDING)], unique=True
+            )
+        except PyMongoError as err:
+            raise ServiceUnavailableError(
+                f"MongoDB at the configured FLOPS_STORE_URL is not usable: {err}"
+            ) from err
+
+    @staticmethod
+    def _project(doc: dict[str, Any]) -> Project:
+        doc = {key: value for key, value in doc.items() if not key.startswith("_")}
+        return Project.model_validate(doc)
+
+    def create_project(self, project: Project) -> None:
+        doc = project.model_dump(mode="json")
+        self._projects.insert_one({"_id": project.id, "_event_seq": 0, **doc})
+
+    def get_project(self, project_id: str, tenant: str | None = None) -> Project:
+        query: dict[str, Any] = {"_id": project_id}
+        if tenant is not None:
+            query["tenant"] = tenant
+        doc = self._projects.find_one(query)
+        if doc is None:
+            raise NotFoundError(f"Project {project_id} not found.")
+        return self._project(doc)
+
+    def list_projects(self, tenant: str, limit: int = 100) -> list[Project]:
+        cursor = (
+            self._projects.find({"tenant": tenant})
+            .sort("created_at", DESCENDING)
+            .limit(limit)
+        )
+        return [self._project(doc) for doc in cursor]
+
+    def update_project(self, project_id: str, **changes: Any) -> None:
+        result = self._projects.update_one(
+            {"_id": project_id},
+            {"$set": {key: jsonable(value) for key, value in changes.items()}},
+        )
+        if result.matched_count == 0:
+            raise NotFoundError(f"Project {project_id} not found.")
+
+    def update_stage(self, project_id: str, stage: StageRecord) -> None:
+        result = self._projects.update_one(
+            {"_id": project_id, "stages.name": stage.name},
+            {"$set": {"stages.$": jsonable(stage)}},
+        )
+        if result.matched_count == 0:
+            raise NotFoundError(f"Project {project_id} has no stage {stage.name}.")
+
+    def unfinished_projects(self) -> list[Project]:
+        cursor = self._projects.find({"status": {"$in": _UNFINISHED}}).sort(
+            "created_at", ASCENDING
+        )
+        return [self._project(doc) for doc in cursor]
+
+    def append_event(self, project_id: str, kind: str, data: dict[str, Any]) -> Event:
+        counter = self._projects.find_one_and_update(
+            {"_id": project_id},
+            {"$inc": {"_event_seq": 1}},
+            projection={"_event_seq": True},
+            return_document=ReturnDocument.AFTER,
+        )
+        if counter is None:
+            raise NotFoundError(f"Project {project_id} not found.")
+        event = Event(
+            seq=counter["_event_seq"],
+            project_id=project_id,
+            time=utcnow(),
+            type=kind,
+            data=data,
+        )
+        self._events.insert_one(event.model_dump(mode="json"))
+        return event
+
+    def list_events(self, project_id: str, after: int = 0, limit: int = 1000) -> list[Event]:
+        cursor = (
+            self._events.find({"project_id": project_id, "seq": {"$gt": after}})
+            .sort("seq", ASCENDING)
+            .limit(limit)
+        )
+        return [
+            Event.model_validate({k: v for k, v in doc.items() if k != "_id"})
+            for doc in cursor
+        ]
+
+    def put_token(self, token: Token) -> None:
+        self._tokens.replace_one(
+            {"_id": token.digest},
+            {"_id": token.digest, **token.model_dump(mode="json")},
+            upsert=True,
+        )
+
+    def find_token(self, digest: str) -> Token | None:
+        doc = self._tokens.find_one({"_id": digest})
+        return Token.model_validate({k: v for k, v in doc.items() if k != "_id"}) if doc else None
+
+    def put_dataset(self, dataset: Dataset) -> None:
+        self._datasets.replace_one(
+            {"tenant": dataset.tenant, "tag": dataset.tag},
+            dataset.model_dump(mode="json"),
+            upsert=True,
+        )
+
+    def get_dataset(self, tenant: str, tag: str) -> Dataset | None:
+        doc = self._datasets.find_one({"tenant": tenant, "tag": tag})
+        return Dataset.model_validate({k: v for k, v in doc.items() if k != "_id"}) if doc else None
+
+    def list_datasets(self, tenant: str) -> list[Dataset]:
+        cursor = self._datasets.find({"tenant": tenant}).sort("tag", ASCENDING)
+        return [Dataset.model_validate({k: v for k, v in d.items() if k != "_id"}) for d in cursor]
+
+    def close(self) -> None:
+        self._client.close()

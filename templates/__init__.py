@@ -1,0 +1,1 @@
+"""Templates `flops init` writes (importable as `flops_templates` for package data)."""
