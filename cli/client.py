@@ -71,10 +71,16 @@ class ApiClient:
             message, hint = f"HTTP {response.status_code}: {response.text[:500]}", None
         raise ApiError(response.status_code, message, hint)
 
-    def request(self, method: str, path: str, **kwargs: Any) -> Any:
+    def request(
+        self, method: str, path: str, headers: dict[str, str] | None = None, **kwargs: Any
+    ) -> Any:
         try:
             response = httpx.request(
-                method, f"{self.base_url}{path}", headers=self._headers(), timeout=120, **kwargs
+                method,
+                f"{self.base_url}{path}",
+                headers={**self._headers(), **(headers or {})},
+                timeout=120,
+                **kwargs,
             )
         except httpx.TransportError as err:
             raise self._unreachable(err) from err
@@ -104,7 +110,7 @@ class ApiClient:
                 f"/api/data/{tag}",
                 params={"partitions": partitions},
                 content=handle,
-                headers={**self._headers(), "Content-Type": "application/octet-stream"},
+                headers={"Content-Type": "application/octet-stream"},
             )
         return result
 

@@ -40,6 +40,7 @@ def _preload(role: str, repo: Path) -> None:
 
     if role == "learner":
         import datasets  # noqa: F401 - what load_dataset() needs on every task
+        import mlflow.models  # noqa: F401 - the last round derives the model signature
 
         import flops.app.client  # noqa: F401
     else:
@@ -199,6 +200,7 @@ def serve(role: str, address: str, repo: Path, poll: float, certificates: bytes 
             time.sleep(0.5)
             continue
         if res.HasField("task") and res.token:
+            logger.info("launching task %s", res.task.task_id)
             plugin.launch_task(token=res.token, task=res.task)
             continue  # another task may be waiting already
         time.sleep(poll)
@@ -212,7 +214,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--poll-interval", type=float, default=0.05)
     parser.add_argument("--root-certificates", help="PEM CA bundle; omit for no TLS")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    # httpx logs every request at INFO: one line per task poll, twenty a second.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     repo = Path(args.repo_dir or ".").resolve()
     os.environ[usercode.REPO_DIR_ENV] = str(repo)
     certificates = (

@@ -22,6 +22,20 @@ logger = logging.getLogger(__name__)
 FLAVORS = ("sklearn", "pytorch", "keras")
 SAMPLE_ROWS = 5
 
+# What MLflow needs beside a framework to log (and later load) its models: sklearn
+# models are saved with skops, MLflow's safe (no pickle) format for them.
+EXPORT_EXTRAS: dict[str, tuple[str, ...]] = {"scikit-learn": ("skops>=0.10",)}
+
+
+def export_requirements(requirements: list[str] | tuple[str, ...]) -> list[str]:
+    """Packages to add to an environment so its models can be logged."""
+    from packaging.requirements import Requirement
+    from packaging.utils import canonicalize_name
+
+    names = {canonicalize_name(Requirement(req).name) for req in requirements}
+    extras = [extra for name in names for extra in EXPORT_EXTRAS.get(name, ())]
+    return sorted(e for e in extras if canonicalize_name(Requirement(e).name) not in names)
+
 
 def detect_flavor(model: Any) -> str:
     """sklearn, pytorch or keras, from the model object's type."""
@@ -146,14 +160,24 @@ def log_model(
     _pickle_repo_modules_by_value(repo)
     module = importlib.import_module(f"mlflow.{flavor}")
     sig = ModelSignature.from_dict(signature) if signature else None
+    requirements = [*pip_requirements, *export_requirements(pip_requirements)]
     kwargs: dict[str, Any] = {
         "name": "model",
         "signature": sig,
-        "pip_requirements": pip_requirements,
+        "pip_requirements": requirements,
     }
     if flavor == "sklearn":
         kwargs["sk_model"] = model
-    elif flavor == "pytorch":
+        try:
+            return module.log_model(**kwargs)
+        except Exception as err:  # skops refuses classes it does not know
+            logger.warning(
+                "skops cannot save this model (%s); saving it with cloudpickle", err
+            )
+            kwargs["serialization_format"] = "cloudpickle"
+            kwargs["pip_requirements"] = [*pip_requirements, "cloudpickle"]
+            return module.log_model(**kwargs)
+    if flavor == "pytorch":
         kwargs["pytorch_model"] = model
     else:
         kwargs["model"] = model

@@ -177,9 +177,10 @@ class TrackedStrategy:
     def configure_train(
         self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Any
     ) -> Iterable[Message]:
-        self._round = _Round(number=server_round, started=time.perf_counter())
         events.emit(events.ROUND_STARTED, round=server_round, rounds=self._total_rounds)
+        # Sampling waits for enough learners to connect; the round starts after it.
         messages = list(super().configure_train(server_round, arrays, config, grid))  # type: ignore[misc]
+        self._round = _Round(number=server_round, started=time.perf_counter())
         self._round.bytes_sent += arrays.count_bytes() * len(messages)
         self._train_sampled = len(messages)
         return messages
