@@ -10,6 +10,8 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from flops.errors import ConfigError
+
 console = Console()
 
 TEMPLATE = "ml-repo"
@@ -17,7 +19,7 @@ TEMPLATE = "ml-repo"
 
 def write_template(dest: Path, force: bool = False) -> list[Path]:
     if dest.exists() and any(dest.iterdir()) and not force:
-        raise typer.BadParameter(f"{dest} is not empty (use --force to write into it)")
+        raise ConfigError(f"{dest} is not empty.", hint="Use --force to write into it anyway.")
     dest.mkdir(parents=True, exist_ok=True)
     written = []
     with as_file(files("flops_templates") / TEMPLATE) as template:

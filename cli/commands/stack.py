@@ -27,7 +27,7 @@ def up() -> None:
     embedded, settings = _embedded()
     urls = embedded.up(settings, progress=lambda msg: console.print(f"  {msg}"))
     console.print(f"[green]FLOps is up[/green] (state in {settings.home})")
-    console.print(f"  management API  {urls['api']}  (docs: {urls['api']}/docs)")
+    console.print(f"  management API  {urls['api']}  (schema: {urls['api']}/api/openapi.json)")
     console.print(f"  MLflow          {urls['mlflow']}")
     console.print(f"  token           {settings.token_file}")
 

@@ -42,6 +42,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version=flops.__version__,
         description="Submit ML repositories for federated learning and follow them.",
         lifespan=lifespan,
+        # Every route but /health needs a token, the schema too: it is served by
+        # health.openapi_schema below instead of FastAPI's public default.
+        openapi_url=None,
+        docs_url=None,
+        redoc_url=None,
     )
     errors.install(app)
     for router in (health.router, projects.router, data.router, tokens.router):

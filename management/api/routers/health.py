@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
+from fastapi.openapi.utils import get_openapi
 
 import flops
 from flops_management.api.deps import PrincipalDep, SettingsDep
@@ -28,3 +29,14 @@ def info(principal: PrincipalDep, settings: SettingsDep) -> dict[str, Any]:
         "mlflow_tracking_uri": settings.tracking_uri,
         "orchestrators": orchestrator_names(),
     }
+
+
+@router.get("/api/openapi.json", include_in_schema=False)
+def openapi_schema(request: Request, principal: PrincipalDep) -> dict[str, Any]:
+    app = request.app
+    if app.openapi_schema is None:
+        app.openapi_schema = get_openapi(
+            title=app.title, version=app.version, description=app.description, routes=app.routes
+        )
+    schema: dict[str, Any] = app.openapi_schema
+    return schema

@@ -1,0 +1,65 @@
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from flops.contract import check_repo
+from flops.errors import ConfigError
+from flops_cli import display
+from flops_cli.commands.project import build_config, exit_code
+from flops_cli.main import app
+
+runner = CliRunner()
+
+
+def test_init_writes_a_repo_that_passes_the_check(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["init", str(tmp_path / "repo")])
+    assert result.exit_code == 0, result.output
+    report = check_repo(tmp_path / "repo")
+    assert report.dependencies.source == "requirements.txt"
+    again = runner.invoke(app, ["init", str(tmp_path / "repo")])
+    assert isinstance(again.exception, ConfigError)  # main() prints it, exits 1
+    assert "is not empty" in again.exception.message
+
+
+def test_unreachable_api_is_one_clear_message(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from flops.errors import ServiceUnavailableError
+    from flops_cli.client import ApiClient
+
+    monkeypatch.setenv("FLOPS_TOKEN", "t")
+    with pytest.raises(ServiceUnavailableError) as err:
+        ApiClient("http://127.0.0.1:9").projects()
+    assert "not reachable" in err.value.message and "flops up" in str(err.value.hint)
+
+
+def test_missing_token_says_how_to_get_one(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from flops.errors import AuthError
+    from flops_cli.client import api_token
+
+    monkeypatch.delenv("FLOPS_TOKEN", raising=False)
+    monkeypatch.setenv("FLOPS_HOME", str(tmp_path))
+    with pytest.raises(AuthError, match="No API token"):
+        api_token()
+
+
+def test_flags_override_the_config_file_and_unset_flags_are_not_sent(tmp_path: Path) -> None:
+    (tmp_path / "flops.toml").write_text('rounds = 5\nstrategy = "fedprox"\n')
+    body = build_config("repo", tmp_path / "flops.toml", {"rounds": 2, "learners": None, "data_tags": []})
+    assert body == {"rounds": 2, "strategy": "fedprox", "repo": str(Path("repo").resolve())}
+    assert build_config("https://h/x.git", None, {})["repo"] == "https://h/x.git"
+
+
+def test_exit_codes() -> None:
+    assert [exit_code(s) for s in ("succeeded", "failed", "cancelled")] == [0, 1, 3]
+
+
+def test_round_events_show_progress_and_metrics() -> None:
+    line = display.render_event(
+        "round_finished",
+        {"data": {"round": 2, "rounds": 3, "metrics": {"eval_accuracy": 0.91234, "eval_loss": 0.3}}},
+    )
+    assert line is not None and "round 2/3" in line and "eval_accuracy=0.9123" in line
+    assert display.render_event("stage_failed", {"data": {"stage": "check", "error": "boom"}}) == (
+        "[bold]check    [/bold] [red]failed[/red]\nboom"
+    )
+    assert display.render_event("learner_joined", {"data": {}}) is None

@@ -1,0 +1,72 @@
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from flops import data
+from flops.errors import ConfigError, FlopsError
+
+
+def table(rows: int) -> pa.Table:
+    return pa.table({"image": [[float(i)] * 4 for i in range(rows)], "label": list(range(rows))})
+
+
+def test_partitions_cover_every_row_once() -> None:
+    parts = data.partition_table(table(101), 4, seed=1)
+    assert [p.num_rows for p in parts] == [26, 25, 25, 25]
+    labels = sorted(label for p in parts for label in p.column("label").to_pylist())
+    assert labels == list(range(101))
+
+
+def test_too_few_rows() -> None:
+    with pytest.raises(ConfigError, match="Cannot split 2 rows into 3 partitions"):
+        data.partition_table(table(2), 3)
+
+
+def test_write_partitions_replaces_the_previous_split(tmp_path: Path) -> None:
+    dest = tmp_path / "digits"
+    data.write_partitions(table(10), dest, 5)
+    files = data.write_partitions(table(10), dest, 2)
+    assert [f.name for f in files] == ["partition-0.parquet", "partition-1.parquet"]
+    assert sorted(p.name for p in dest.iterdir()) == ["partition-0.parquet", "partition-1.parquet"]
+    assert not list(tmp_path.glob(".digits*"))
+
+
+def test_load_dataset_joins_tags_and_keeps_numpy_behaviour(tmp_path: Path) -> None:
+    for tag, rows in (("a", 3), ("b", 2)):
+        (tmp_path / tag).mkdir()
+        pq.write_table(table(rows), tmp_path / tag / "part.parquet")
+    dataset = data.load_dataset(data.LearnerData(tmp_path, ("a", "b")))
+    dataset.set_format("numpy")
+    # Oakestra FLOps repos reshape a column directly: it must be an ndarray.
+    assert dataset["image"].reshape((len(dataset), -1)).shape == (5, 4)
+
+
+def test_compat_load_dataset_reads_the_current_learner(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from flops_utils.ml_repo_building_blocks import load_dataset
+
+    (tmp_path / "digits").mkdir()
+    pq.write_table(table(4), tmp_path / "digits" / "p.parquet")
+    monkeypatch.setenv(data.DATA_DIR_ENV, str(tmp_path))
+    monkeypatch.setenv(data.DATA_TAGS_ENV, "digits")
+    assert len(load_dataset()) == 4
+    data.set_current(data.LearnerData(tmp_path, ("other",)))
+    try:
+        with pytest.raises(FlopsError, match="no data for tag 'other'"):
+            load_dataset()
+    finally:
+        data.set_current(None)
+
+
+def test_outside_a_learner_the_error_says_how_to_run_locally(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(data.DATA_DIR_ENV, raising=False)
+    with pytest.raises(FlopsError, match="outside a FLOps learner") as err:
+        data.load_dataset()
+    assert data.DATA_DIR_ENV in str(err.value)
+
+
+def test_unreadable_parquet(tmp_path: Path) -> None:
+    (tmp_path / "x.parquet").write_text("not parquet")
+    with pytest.raises(ConfigError, match="is not a readable Parquet file"):
+        data.read_parquet(tmp_path / "x.parquet")

@@ -1,0 +1,78 @@
+"""The local orchestrator's argument lists, by equality."""
+
+from pathlib import Path
+
+from flops.app.run_settings import node_config_args
+from flops.config import Resources
+from flops_management.orchestrators import local
+
+BIN = Path("/envs/abc/bin")
+
+
+def test_superlink_args() -> None:
+    assert local.superlink_args(BIN, 9000) == [
+        "/envs/abc/bin/flower-superlink",
+        "--insecure",
+        "--isolation",
+        "process",
+        "--disable-runtime-dependency-installation",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        "9000",
+    ]
+
+
+def test_supernode_args() -> None:
+    config = node_config_args(Path("/data/l0"), "learner-0")
+    assert config == 'flops-data-dir="/data/l0" flops-learner="learner-0"'
+    assert local.supernode_args(BIN, "127.0.0.1:9000", 9100, config) == [
+        "/envs/abc/bin/flower-supernode",
+        "--insecure",
+        "--superlink",
+        "127.0.0.1:9000",
+        "--isolation",
+        "process",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        "9100",
+        "--node-config",
+        config,
+    ]
+
+
+def test_executor_args() -> None:
+    assert local.executor_args(BIN, "learner", "127.0.0.1:9100", Path("/repo"), 0.05) == [
+        "/envs/abc/bin/python",
+        "-m",
+        "flops.executor",
+        "learner",
+        "--runtime-api-address",
+        "127.0.0.1:9100",
+        "--repo-dir",
+        "/repo",
+        "--poll-interval",
+        "0.05",
+    ]
+
+
+def test_limits_become_prlimit_and_taskset() -> None:
+    assert local.limit_prefix(Resources(), None) == []
+    assert local.limit_prefix(Resources(memory="1g", cpu=2), [0, 1]) == [
+        "prlimit",
+        f"--data={1024**3}",
+        "--",
+        "taskset",
+        "--cpu-list",
+        "0,1",
+    ]
+
+
+def test_cores_are_whole_and_round_robin() -> None:
+    cores = [0, 1, 2, 3]
+    assert local.learner_cores(Resources(), 0, cores) is None
+    assert local.learner_cores(Resources(cpu=0.5), 0, cores) == [0]
+    assert local.learner_cores(Resources(cpu=0.5), 1, cores) == [1]
+    assert local.learner_cores(Resources(cpu=2), 1, cores) == [2, 3]
+    assert local.learner_cores(Resources(cpu=8), 0, cores) == [0, 1, 2, 3]

@@ -1,0 +1,153 @@
+"""One contract for every store.
+
+Runs against SQLite always; against MongoDB through mongomock, a named fake
+(MongoDB cannot be installed on these machines); and against a real MongoDB
+server when FLOPS_TEST_MONGO_URI is set.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from flops.errors import NotFoundError
+from flops_management.models import Dataset, MlflowInfo, Project, ProjectStatus, StageStatus, Token
+from flops_management.store import Store, open_store
+from flops_management.store.mongo import MongoStore
+
+BACKENDS = ["sqlite", "mongomock-fake"]
+if os.environ.get("FLOPS_TEST_MONGO_URI"):
+    BACKENDS.append("mongodb")
+
+
+@pytest.fixture(params=BACKENDS)
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
+    if request.param == "sqlite":
+        store: Store = open_store(f"sqlite:///{tmp_path / 'flops.db'}")
+    elif request.param == "mongomock-fake":
+        import mongomock
+
+        store = MongoStore("mongodb://fake/flops", client=mongomock.MongoClient())
+    else:
+        uri = os.environ["FLOPS_TEST_MONGO_URI"].rstrip("/")
+        store = open_store(f"{uri}/flops_test_{uuid.uuid4().hex[:8]}")
+    yield store
+    store.close()
+
+
+def project(tenant: str = "t1", **fields: object) -> Project:
+    return Project(id=uuid.uuid4().hex, tenant=tenant, name="mnist", source="/repo", requested_config={}, **fields)  # type: ignore[arg-type]
+
+
+def test_create_get_and_tenant_isolation(store: Store) -> None:
+    p = project()
+    store.create_project(p)
+    assert store.get_project(p.id, "t1") == p
+    assert store.get_project(p.id) == p  # the service itself sees every tenant
+    with pytest.raises(NotFoundError):
+        store.get_project(p.id, "t2")
+    with pytest.raises(NotFoundError):
+        store.get_project("nope", "t1")
+
+
+def test_list_is_per_tenant_newest_first(store: Store) -> None:
+    first, second, other = project(), project(), project("t2")
+    for p in (first, second, other):
+        store.create_project(p)
+    assert [p.id for p in store.list_projects("t1")] == [second.id, first.id]
+    assert [p.id for p in store.list_projects("t2")] == [other.id]
+    assert len(store.list_projects("t1", limit=1)) == 1
+
+
+def test_field_updates_do_not_clobber_each_other(store: Store) -> None:
+    p = project()
+    store.create_project(p)
+    store.update_project(p.id, status=ProjectStatus.RUNNING, commit="abc")
+    store.update_project(p.id, cancel_requested=True)
+    store.update_project(p.id, mlflow=MlflowInfo(tracking_uri="http://m", run_id="r1"))
+    got = store.get_project(p.id)
+    assert (got.status, got.commit, got.cancel_requested) == (ProjectStatus.RUNNING, "abc", True)
+    assert got.mlflow is not None and got.mlflow.run_id == "r1"
+    with pytest.raises(NotFoundError):
+        store.update_project("nope", status=ProjectStatus.FAILED)
+
+
+def test_stage_update_replaces_only_that_stage(store: Store) -> None:
+    p = project()
+    store.create_project(p)
+    stage = p.stage("train").model_copy(update={"status": StageStatus.RUNNING, "log": "round 1"})
+    store.update_stage(p.id, stage)
+    got = store.get_project(p.id)
+    assert got.stage("train").status == StageStatus.RUNNING and got.stage("train").log == "round 1"
+    assert got.stage("clone").status == StageStatus.PENDING
+    assert [s.name for s in got.stages] == [s.name for s in p.stages]
+
+
+def test_unfinished_projects_span_tenants(store: Store) -> None:
+    running, queued, done = project("a"), project("b"), project("a")
+    for p in (running, queued, done):
+        store.create_project(p)
+    store.update_project(running.id, status=ProjectStatus.RUNNING)
+    store.update_project(done.id, status=ProjectStatus.SUCCEEDED)
+    assert {p.id for p in store.unfinished_projects()} == {running.id, queued.id}
+
+
+def test_events_are_numbered_per_project(store: Store) -> None:
+    a, b = project(), project()
+    store.create_project(a)
+    store.create_project(b)
+    for i in range(3):
+        store.append_event(a.id, "round_finished", {"round": i + 1})
+    store.append_event(b.id, "stage_started", {"stage": "clone"})
+    assert [e.seq for e in store.list_events(a.id)] == [1, 2, 3]
+    assert [e.data["round"] for e in store.list_events(a.id, after=1)] == [2, 3]
+    assert [e.seq for e in store.list_events(b.id)] == [1]
+    assert len(store.list_events(a.id, limit=2)) == 2
+
+
+def test_concurrent_event_appends_get_distinct_numbers(store: Store) -> None:
+    p = project()
+    store.create_project(p)
+
+    def append() -> None:
+        for _ in range(20):
+            store.append_event(p.id, "tick", {})
+
+    threads = [threading.Thread(target=append) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert [e.seq for e in store.list_events(p.id)] == list(range(1, 81))
+
+
+def test_tokens_and_datasets(store: Store) -> None:
+    store.put_token(Token(digest="d1", tenant="t1", admin=True))
+    token = store.find_token("d1")
+    assert token is not None and token.tenant == "t1" and token.admin
+    assert store.find_token("d2") is None
+    store.put_dataset(Dataset(tenant="t1", tag="digits", partitions=2, rows=10, columns=["x"], bytes=5))
+    store.put_dataset(Dataset(tenant="t1", tag="digits", partitions=4, rows=10, columns=["x"], bytes=5))
+    store.put_dataset(Dataset(tenant="t2", tag="digits", partitions=1, rows=1, columns=["x"], bytes=5))
+    got = store.get_dataset("t1", "digits")
+    assert got is not None and got.partitions == 4
+    assert [d.tenant for d in store.list_datasets("t2")] == ["t2"]
+    assert store.get_dataset("t1", "other") is None
+
+
+def test_sqlite_store_survives_reopening(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'flops.db'}"
+    first = open_store(url)
+    p = project()
+    first.create_project(p)
+    first.append_event(p.id, "job_queued", {})
+    first.close()
+    second = open_store(url)
+    assert second.get_project(p.id) == p
+    assert len(second.list_events(p.id)) == 1
+    second.close()
