@@ -110,9 +110,25 @@ def predict(flavor: str, model: Any, sample: Any) -> Any:
     return model.predict(sample)
 
 
+def _tensor_schema(value: Any) -> Any | None:
+    """A TensorSpec schema for an array, batch dimension left open.
+
+    Built directly: MLflow's own inference imports scipy, which the learner
+    runtime (mlflow-skinny) does not carry for models that never need it.
+    """
+    from mlflow.types.schema import Schema, TensorSpec
+
+    array = _to_numpy(value) if not isinstance(value, np.ndarray) else value
+    if array is None:
+        array = np.asarray(value)
+    if array.dtype == object or array.ndim == 0:
+        return None
+    return Schema([TensorSpec(array.dtype, (-1, *array.shape[1:]))])
+
+
 def signature_for(manager: Any, flavor: str) -> dict[str, str] | None:
     """The MLflow signature as a dict of JSON strings, or None with the reason logged."""
-    from mlflow.models import infer_signature
+    from mlflow.models import ModelSignature, infer_signature
 
     sample = input_sample(manager)
     if sample is None:
@@ -124,8 +140,16 @@ def signature_for(manager: Any, flavor: str) -> dict[str, str] | None:
     if flavor == "pytorch":
         sample = np.asarray(sample, dtype=np.float32)
     output = predict(flavor, manager.get_model(), sample)
-    signature: dict[str, str] = infer_signature(sample, output).to_dict()
-    return signature
+    inputs, outputs = _tensor_schema(sample), _tensor_schema(output)
+    if inputs is not None and outputs is not None:
+        signature = ModelSignature(inputs=inputs, outputs=outputs)
+    else:  # DataFrames and other inputs: MLflow's inference (needs scipy)
+        signature = infer_signature(sample, output)
+    result: dict[str, str] = signature.to_dict()
+    if '"any"' in result.get("inputs", ""):
+        logger.warning("No model signature: MLflow could not infer the input schema.")
+        return None
+    return result
 
 
 def _pickle_repo_modules_by_value(repo: Path) -> None:
@@ -179,6 +203,36 @@ def log_model(
             return module.log_model(**kwargs)
     if flavor == "pytorch":
         kwargs["pytorch_model"] = model
-    else:
-        kwargs["model"] = model
+        example = synthetic_example(sig)
+        if example is not None:
+            try:
+                return module.log_model(
+                    **kwargs,
+                    input_example=example[0] if len(example) == 1 else example,
+                    serialization_format="pt2",
+                )
+            except Exception as err:  # torch.export cannot trace every model
+                logger.warning("torch.export failed (%s); saving the model with pickle", err)
+        logger.warning(
+            "The model is saved with pickle: loading it needs "
+            "MLFLOW_ALLOW_PICKLE_DESERIALIZATION=true"
+        )
+        return module.log_model(**kwargs, serialization_format="pickle")
+    kwargs["model"] = model
     return module.log_model(**kwargs)
+
+
+def synthetic_example(signature: Any | None) -> tuple[np.ndarray, ...] | None:
+    """Zeros shaped like the signature's tensor inputs, batch of 2.
+
+    torch.export (MLflow's `pt2` format) traces the model on an example; values do
+    not matter to the trace, so none of a learner's data is needed. A batch of 2
+    keeps the batch dimension dynamic (torch.export fixes dimensions of size 1).
+    """
+    if signature is None or signature.inputs is None or not signature.inputs.is_tensor_spec():
+        return None
+    arrays = []
+    for spec in signature.inputs.inputs:
+        shape = tuple(2 if dim == -1 else dim for dim in spec.shape)
+        arrays.append(np.zeros(shape, dtype=spec.type))
+    return tuple(arrays)

@@ -37,6 +37,9 @@ from flops_management.orchestrators.base import (
 from flops_management.settings import Settings
 
 READY_TIMEOUT_S = 60.0
+# Math libraries start a thread per core in every process; learners sharing a host
+# would oversubscribe it. Each learner gets its share (or its pinned cores).
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
 _OWN_PROCESS_MARKERS = (b"flower-superlink", b"flower-supernode", b"flops.executor")
 
 
@@ -213,7 +216,9 @@ class LocalOrchestrator(Orchestrator):
             )
         return notes
 
-    def _env(self, spec: DeploymentSpec, flwr_home: Path) -> dict[str, str]:
+    def _env(
+        self, spec: DeploymentSpec, flwr_home: Path, threads: int | None = None
+    ) -> dict[str, str]:
         assert spec.environment is not None
         env = {
             **os.environ,
@@ -226,6 +231,8 @@ class LocalOrchestrator(Orchestrator):
             "PYTHONUNBUFFERED": "1",
         }
         env.pop("PYTHONPATH", None)
+        if threads is not None:
+            env.update({name: str(threads) for name in THREAD_VARIABLES})
         return env
 
     def submit(self, spec: DeploymentSpec) -> Deployment:
@@ -254,8 +261,10 @@ class LocalOrchestrator(Orchestrator):
         link = f"127.0.0.1:{link_port}"
         home = spec.workdir / "flwr"
 
-        def start(name: str, args: list[str]) -> subprocess.Popen[bytes]:
-            env = self._env(spec, home / name)
+        def start(
+            name: str, args: list[str], threads: int | None = None
+        ) -> subprocess.Popen[bytes]:
+            env = self._env(spec, home / name, threads)
             log = logs / f"{name}.log"
             proc = subprocesses.spawn(args, log_path=log, cwd=spec.workdir, env=env)
             deployment.add(name, proc, log)
@@ -281,10 +290,10 @@ class LocalOrchestrator(Orchestrator):
                 f"{learner.name}-supernode",
                 supernode_args(bin_dir, link, node_port, node_config_args(data_dir, learner.name)),
             )
-            prefix = limit_prefix(spec.resources, learner_cores(spec.resources, index, cores))
+            pinned = learner_cores(spec.resources, index, cores)
             start(
                 learner.name,
-                prefix
+                limit_prefix(spec.resources, pinned)
                 + executor_args(
                     bin_dir,
                     "learner",
@@ -292,6 +301,7 @@ class LocalOrchestrator(Orchestrator):
                     spec.repo_dir,
                     spec.poll_interval,
                 ),
+                threads=len(pinned) if pinned else max(1, len(cores) // len(spec.learners)),
             )
 
     def cleanup(self, runtime_info: dict[str, Any]) -> None:
