@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import numbers
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,7 @@ from flwr.clientapp import ClientApp
 from flops import data, model_export, usercode
 from flops.app import run_settings as keys
 from flops.app.run_settings import RunSettings
+from flops.errors import FlopsError
 from flops.usercode import UserCodeError
 
 logger = logging.getLogger(__name__)
@@ -63,6 +65,31 @@ def _number(value: Any, label: str) -> float:
 
 def _meta(context: Context, **extra: str) -> ConfigRecord:
     return ConfigRecord({"learner": _learner_name(context), **extra})
+
+
+class LearnerError(FlopsError):
+    """A learner's failure, named: Flower's error replies carry no content, so the
+    learner's name travels in the message (`learner-0: fit_model() raised ...`)."""
+
+    def __init__(self, learner: str, message: str) -> None:
+        self.learner = learner
+        super().__init__(f"{learner}: {message}")
+
+
+def _named_failures(
+    handler: Callable[[Message, Context], Message],
+) -> Callable[[Message, Context], Message]:
+    def wrapper(msg: Message, context: Context) -> Message:
+        try:
+            return handler(msg, context)
+        except FlopsError as err:
+            raise LearnerError(_learner_name(context), str(err)) from err
+        except Exception as err:
+            message = usercode.describe(err, f"the learner's {handler.__name__}")
+            raise LearnerError(_learner_name(context), message) from err
+
+    wrapper.__name__ = handler.__name__
+    return wrapper
 
 
 def train(msg: Message, context: Context) -> Message:
@@ -123,6 +150,6 @@ def evaluate(msg: Message, context: Context) -> Message:
 
 def create_client_app() -> ClientApp:
     app = ClientApp()
-    app.train()(train)
-    app.evaluate()(evaluate)
+    app.train()(_named_failures(train))
+    app.evaluate()(_named_failures(evaluate))
     return app

@@ -27,14 +27,21 @@ logger = logging.getLogger(__name__)
 _FLOWER_REASON = re.compile(r"^<class '(?P<cls>[^']+)'>:<'(?P<msg>.*)'>$", re.DOTALL)
 
 
-def error_reason(msg: Message) -> str:
-    """Flower wraps a ClientApp exception as `<class 'X'>:<'msg'>`; unwrap it."""
+def error_reason(msg: Message) -> tuple[str | None, str]:
+    """(learner, reason) from an error reply.
+
+    Flower wraps a ClientApp exception as `<class 'X'>:<'message'>`; FLOps'
+    LearnerError messages start with the learner's name.
+    """
     reason = msg.error.reason
     match = _FLOWER_REASON.match(reason)
     if not match:
-        return reason
+        return None, reason
     cls = match["cls"].rsplit(".", 1)[-1]
-    return match["msg"] if cls == "UserCodeError" else f"{cls}: {match['msg']}"
+    if cls == "LearnerError":
+        learner, _, message = match["msg"].partition(": ")
+        return learner, message
+    return None, f"{cls}: {match['msg']}"
 
 
 class RunTracker:
@@ -136,7 +143,8 @@ class TrackedStrategy:
         for msg in replies:
             learner = self._learner(msg)
             if msg.has_error():
-                reason = error_reason(msg)
+                named, reason = error_reason(msg)
+                learner = named or learner
                 failures.append(f"{learner}: {reason}")
                 events.emit(
                     events.LEARNER_FAILED,
