@@ -72,7 +72,11 @@ class ApiClient:
         raise ApiError(response.status_code, message, hint)
 
     def request(
-        self, method: str, path: str, headers: dict[str, str] | None = None, **kwargs: Any
+        self,
+        method: str,
+        path: str,
+        headers: dict[str, str] | None = None,
+        **kwargs: Any,
     ) -> Any:
         try:
             response = httpx.request(
@@ -100,7 +104,9 @@ class ApiClient:
         return result
 
     def cancel(self, project_id: str) -> dict[str, Any]:
-        result: dict[str, Any] = self.request("POST", f"/api/projects/{project_id}/cancel")
+        result: dict[str, Any] = self.request(
+            "POST", f"/api/projects/{project_id}/cancel"
+        )
         return result
 
     def push_data(self, path: Path, tag: str, partitions: int) -> dict[str, Any]:
@@ -124,13 +130,19 @@ class ApiClient:
         )
         return result
 
-    def follow(self, project_id: str, after: int = 0) -> Iterator[tuple[str, dict[str, Any]]]:
+    def follow(
+        self, project_id: str, after: int = 0
+    ) -> Iterator[tuple[str, dict[str, Any]]]:
         """Server-sent events of a project until it ends: (event type, payload)."""
         url = f"{self.base_url}/api/projects/{project_id}/events"
         params: dict[str, Any] = {"follow": "true", "after": after}
         try:
             with httpx.stream(
-                "GET", url, params=params, headers=self._headers(), timeout=httpx.Timeout(60, read=None)
+                "GET",
+                url,
+                params=params,
+                headers=self._headers(),
+                timeout=httpx.Timeout(60, read=None),
             ) as response:
                 if not response.is_success:
                     response.read()

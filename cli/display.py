@@ -54,19 +54,23 @@ def render_event(kind: str, event: dict[str, Any]) -> str | None:
         how = "reused" if data.get("reused") else "built"
         return f"          environment {how}, flavor {data.get('flavor')}"
     if kind == "learner_connected":
-        return f"          learners connected: {data.get('connected')}/{data.get('needed')}"
+        connected, needed = data.get("connected"), data.get("needed")
+        return f"          learners connected: {connected}/{needed}"
     if kind == "round_finished":
         return (
             f"[bold]train    [/bold] round {data['round']}/{data['rounds']}  "
             f"{_metrics(data.get('metrics', {}))}"
         )
     if kind == "learner_failed":
-        return f"[red]          {data.get('learner')} failed: {data.get('reason')}[/red]"
+        return (
+            f"[red]          {data.get('learner')} failed: {data.get('reason')}[/red]"
+        )
     if kind in {"warning", "note"}:
         return f"[yellow]          {data.get('message')}[/yellow]"
     if kind == "model_registered":
         return (
-            f"          registered {data['model_name']} version {data['model_version']} "
+            f"          registered {data['model_name']} "
+            f"version {data['model_version']} "
             f"(@{data['alias']})"
         )
     return None

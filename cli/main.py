@@ -6,11 +6,11 @@ from __future__ import annotations
 import sys
 
 import typer
+from flops_cli.commands import data, project, stack, token
+from flops_cli.commands.init import init
 from rich.console import Console
 
 from flops.errors import FlopsError
-from flops_cli.commands import data, project, stack, token
-from flops_cli.commands.init import init
 
 app = typer.Typer(
     help="FLOps: federated learning from an ordinary ML git repository.",

@@ -18,6 +18,7 @@ from flops.errors import ConfigError
 Platform = Literal["linux/amd64", "linux/arm64"]
 Flavor = Literal["sklearn", "pytorch", "keras"]
 StrategyParam = bool | int | float | str
+DEFAULT_PLATFORMS: tuple[Platform, ...] = ("linux/amd64",)
 
 _MEMORY_RE = re.compile(r"^\d+(\.\d+)?\s*([kKmMgG]i?[bB]?)?$")
 _NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,62}$")
@@ -43,7 +44,7 @@ class Resources(_Strict):
         return self
 
     def memory_bytes(self) -> int | None:
-        """The memory limit in bytes (k/m/g are powers of 1024, as Docker reads them)."""
+        """The limit in bytes; k/m/g are powers of 1024, as Docker reads them."""
         if self.memory is None:
             return None
         text = self.memory.strip().lower().removesuffix("b").removesuffix("i")
@@ -73,7 +74,7 @@ class ProjectConfig(_Strict):
     mode: Literal["classic", "hierarchical"] = "classic"
     clusters: int | None = Field(default=None, ge=1)
     data_tags: list[str] = Field(default_factory=list)
-    platforms: list[Platform] = Field(default_factory=lambda: ["linux/amd64"])
+    platforms: list[Platform] = Field(default_factory=lambda: list(DEFAULT_PLATFORMS))
     resources: Resources = Field(default_factory=Resources)
     orchestrator: str = "local"
     round_timeout: float = Field(default=600.0, gt=0, description="seconds")

@@ -98,7 +98,7 @@ def _collect(
 
 
 def _arity(func: ast.FunctionDef | ast.AsyncFunctionDef) -> tuple[int, int | None]:
-    """(required positional arguments, most it accepts or None for *args), self excluded."""
+    """(required positional args, most accepted or None for *args), no self."""
     args = [*func.args.posonlyargs, *func.args.args]
     is_static = any(
         isinstance(d, ast.Name) and d.id == "staticmethod" for d in func.decorator_list
@@ -149,7 +149,8 @@ def _check_class(
             problems.append(
                 f"{filename} line {func.lineno}: {class_name}.{name}() must accept "
                 f"{expected}; FLOps calls it with {passed}, it takes "
-                f"{required} required" + (f" and at most {most}" if most is not None else "")
+                f"{required} required"
+                + (f" and at most {most}" if most is not None else "")
             )
 
 
@@ -157,8 +158,12 @@ def check_repo(repo: Path) -> ContractReport:
     """Check the contract; raise ContractError listing every problem found."""
     problems: list[str] = []
     notes: list[str] = []
-    _check_class(repo, "model_manager.py", "ModelManager", MODEL_MANAGER_METHODS, problems, notes)
-    _check_class(repo, "data_manager.py", "DataManager", DATA_MANAGER_METHODS, problems, notes)
+    _check_class(
+        repo, "model_manager.py", "ModelManager", MODEL_MANAGER_METHODS, problems, notes
+    )
+    _check_class(
+        repo, "data_manager.py", "DataManager", DATA_MANAGER_METHODS, problems, notes
+    )
     dependencies: DependencySet | None = None
     try:
         dependencies = read_dependencies(repo)
@@ -166,4 +171,6 @@ def check_repo(repo: Path) -> ContractReport:
         problems += err.problems
     if problems or dependencies is None:
         raise ContractError(problems)
-    return ContractReport(dependencies=dependencies, notes=(*notes, *dependencies.notes))
+    return ContractReport(
+        dependencies=dependencies, notes=(*notes, *dependencies.notes)
+    )

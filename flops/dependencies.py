@@ -174,5 +174,9 @@ def read_dependencies(repo: Path) -> DependencySet:
         and (name != "pyproject.toml" or _declares_dependencies(root / name))
     ]
     if others:
-        notes.append(f"using {path.name}; also present and ignored: {', '.join(others)}")
-    return DependencySet(source=path.name, requirements=tuple(specs), notes=tuple(notes))
+        notes.append(
+            f"using {path.name}; also present and ignored: {', '.join(others)}"
+        )
+    return DependencySet(
+        source=path.name, requirements=tuple(specs), notes=tuple(notes)
+    )

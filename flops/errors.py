@@ -39,7 +39,7 @@ class ContractError(FlopsError):
         lines = "\n".join(f"- {problem}" for problem in problems)
         super().__init__(
             f"The repository does not follow the FLOps ML-repo contract:\n{lines}",
-            hint="See templates/ml-repo (or run `flops init DIR`) for a repo that does.",
+            hint="`flops init DIR` writes a repo that follows it.",
         )
 
 

@@ -14,6 +14,7 @@ which is Flower's supported way of bringing your own executor.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
 import signal
@@ -35,14 +36,14 @@ UNREACHABLE_LIMIT_S = 30.0
 
 def _preload(role: str, repo: Path) -> None:
     """Import what every task needs, so forked children start warm."""
+    import flwr.superlink.runtime.run_serverapp
     import flwr.supernode.runtime.run_clientapp  # noqa: F401
-    import flwr.superlink.runtime.run_serverapp  # noqa: F401
 
     if role == "learner":
         import datasets  # noqa: F401 - what load_dataset() needs on every task
-        import mlflow.models  # noqa: F401 - the last round derives the model signature
+        import mlflow.models
 
-        import flops.app.client  # noqa: F401
+        import flops.app.client
     else:
         import mlflow  # noqa: F401
 
@@ -71,8 +72,8 @@ def _run_task(role: str, address: str, token: str, certificates: bytes | None) -
         else:
             from queue import Queue
 
-            from flwr.superlink.runtime.run_serverapp import run_serverapp
             from flwr.supercore.logger import mirror_output_to_queue, restore_output
+            from flwr.superlink.runtime.run_serverapp import run_serverapp
 
             log_queue: Queue[str | None] = Queue()
             mirror_output_to_queue(log_queue)
@@ -141,13 +142,13 @@ class ForkingExecutor:
 
     def close(self) -> None:
         for pid in self.children:
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
 
 
-def serve(role: str, address: str, repo: Path, poll: float, certificates: bytes | None) -> None:
+def serve(
+    role: str, address: str, repo: Path, poll: float, certificates: bytes | None
+) -> None:
     from flwr.proto.runtime_pb2 import AcquireTaskRequest
     from flwr.supercore.constant import TaskType
     from flwr.supercore.retry import make_simple_http_retry_invoker
@@ -188,7 +189,9 @@ def serve(role: str, address: str, repo: Path, poll: float, certificates: bytes 
     while True:
         executor.reconcile()
         try:
-            res = client.AcquireTask(AcquireTaskRequest(supported_task_types=[task_type]))
+            res = client.AcquireTask(
+                AcquireTaskRequest(supported_task_types=[task_type])
+            )
             unreachable_since = None
         except Exception as exc:  # connection refused while the owner starts or dies
             now = time.monotonic()

@@ -34,7 +34,9 @@ def export_requirements(requirements: list[str] | tuple[str, ...]) -> list[str]:
 
     names = {canonicalize_name(Requirement(req).name) for req in requirements}
     extras = [extra for name in names for extra in EXPORT_EXTRAS.get(name, ())]
-    return sorted(e for e in extras if canonicalize_name(Requirement(e).name) not in names)
+    return sorted(
+        e for e in extras if canonicalize_name(Requirement(e).name) not in names
+    )
 
 
 def detect_flavor(model: Any) -> str:
@@ -127,7 +129,7 @@ def _tensor_schema(value: Any) -> Any | None:
 
 
 def signature_for(manager: Any, flavor: str) -> dict[str, str] | None:
-    """The MLflow signature as a dict of JSON strings, or None with the reason logged."""
+    """The MLflow signature as a dict of JSON strings; None (and why, logged)."""
     from mlflow.models import ModelSignature, infer_signature
 
     sample = input_sample(manager)
@@ -212,7 +214,9 @@ def log_model(
                     serialization_format="pt2",
                 )
             except Exception as err:  # torch.export cannot trace every model
-                logger.warning("torch.export failed (%s); saving the model with pickle", err)
+                logger.warning(
+                    "torch.export failed (%s); saving the model with pickle", err
+                )
         logger.warning(
             "The model is saved with pickle: loading it needs "
             "MLFLOW_ALLOW_PICKLE_DESERIALIZATION=true"
@@ -229,7 +233,11 @@ def synthetic_example(signature: Any | None) -> tuple[np.ndarray, ...] | None:
     not matter to the trace, so none of a learner's data is needed. A batch of 2
     keeps the batch dimension dynamic (torch.export fixes dimensions of size 1).
     """
-    if signature is None or signature.inputs is None or not signature.inputs.is_tensor_spec():
+    if (
+        signature is None
+        or signature.inputs is None
+        or not signature.inputs.is_tensor_spec()
+    ):
         return None
     arrays = []
     for spec in signature.inputs.inputs:

@@ -146,5 +146,7 @@ def build_strategy(config: ProjectConfig, mixin: type[Any] | None = None) -> Str
     try:
         strategy: Strategy = cls(**kwargs)
     except (TypeError, ValueError) as err:
-        raise ConfigError(f"Strategy '{config.strategy}' rejected its parameters: {err}") from err
+        raise ConfigError(
+            f"Strategy '{config.strategy}' rejected its parameters: {err}"
+        ) from err
     return strategy

@@ -142,7 +142,9 @@ def pid_alive(pid: int) -> bool:
     return True
 
 
-def kill_group(proc: subprocess.Popen[bytes] | subprocess.Popen[str] | int, grace: float = 5.0) -> None:
+def kill_group(
+    proc: subprocess.Popen[bytes] | subprocess.Popen[str] | int, grace: float = 5.0
+) -> None:
     """SIGTERM a process group, then SIGKILL what is left after `grace` seconds."""
     pid = proc if isinstance(proc, int) else proc.pid
     for sig in (signal.SIGTERM, signal.SIGKILL):

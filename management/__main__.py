@@ -6,7 +6,6 @@ import argparse
 import logging
 
 import uvicorn
-
 from flops_management.api.main import create_app
 from flops_management.settings import Settings
 

@@ -15,10 +15,11 @@ import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
-from flops.errors import AuthError, ConfigError, ForbiddenError
 from flops_management.models import Token
 from flops_management.settings import Settings
 from flops_management.store import Store
+
+from flops.errors import AuthError, ConfigError, ForbiddenError
 
 logger = logging.getLogger(__name__)
 
@@ -51,7 +52,9 @@ def check_tenant(tenant: str) -> str:
 def issue(store: Store, tenant: str, *, admin: bool = False, name: str = "") -> str:
     """Create a token for a tenant; the value is returned once and never stored."""
     value = new_token()
-    store.put_token(Token(digest=digest(value), tenant=check_tenant(tenant), admin=admin, name=name))
+    store.put_token(
+        Token(digest=digest(value), tenant=check_tenant(tenant), admin=admin, name=name)
+    )
     return value
 
 
@@ -77,10 +80,14 @@ def bootstrap(settings: Settings, store: Store) -> None:
     """Register the profile's initial admin token with the store."""
     if settings.profile == "local":
         value = ensure_local_token(settings)
-        store.put_token(Token(digest=digest(value), tenant=LOCAL_TENANT, admin=True, name="local"))
+        store.put_token(
+            Token(digest=digest(value), tenant=LOCAL_TENANT, admin=True, name="local")
+        )
     elif settings.admin_token is not None:
         value = settings.admin_token.get_secret_value()
-        store.put_token(Token(digest=digest(value), tenant="admin", admin=True, name="bootstrap"))
+        store.put_token(
+            Token(digest=digest(value), tenant="admin", admin=True, name="bootstrap")
+        )
     else:
         logger.warning(
             "No FLOPS_ADMIN_TOKEN set: only tokens already in the store are accepted."
@@ -92,7 +99,7 @@ def authenticate(store: Store, authorization: str | None) -> Principal:
     if not authorization or not authorization.lower().startswith("bearer "):
         raise AuthError(
             "Missing bearer token.",
-            hint="Send 'Authorization: Bearer <token>' (the CLI reads FLOPS_HOME/token).",
+            hint="Send 'Authorization: Bearer <token>' (the CLI: FLOPS_HOME/token).",
         )
     token = store.find_token(digest(authorization[7:].strip()))
     if token is None:

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from flops import data
-from flops.config import _TAG_RE
-from flops.errors import ConfigError
 from flops_management.models import Dataset
 from flops_management.settings import Settings
 from flops_management.store import Store
+
+from flops import data
+from flops.config import _TAG_RE
+from flops.errors import ConfigError
 
 
 def tag_dir(settings: Settings, tenant: str, tag: str) -> Path:
@@ -28,7 +29,12 @@ def check_tag_name(tag: str) -> str:
 
 
 def push(
-    settings: Settings, store: Store, tenant: str, tag: str, source: Path, partitions: int
+    settings: Settings,
+    store: Store,
+    tenant: str,
+    tag: str,
+    source: Path,
+    partitions: int,
 ) -> Dataset:
     """Split a Parquet file into partitions and record the tag."""
     check_tag_name(tag)

@@ -18,11 +18,11 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 import httpx
+from flops_management.auth import ensure_local_token
+from flops_management.settings import Settings
 
 from flops import subprocesses
 from flops.errors import FlopsError, ServiceUnavailableError
-from flops_management.auth import ensure_local_token
-from flops_management.settings import Settings
 
 MLFLOW_READY_TIMEOUT_S = 300.0
 API_READY_TIMEOUT_S = 60.0
@@ -80,8 +80,20 @@ def api_args() -> list[str]:
 def services(settings: Settings) -> list[Service]:
     mlflow_url = f"http://127.0.0.1:{settings.mlflow_port}"
     return [
-        Service("mlflow", mlflow_url, f"{mlflow_url}/health", mlflow_args(settings), MLFLOW_READY_TIMEOUT_S),
-        Service("api", settings.api_url, f"{settings.api_url}/health", api_args(), API_READY_TIMEOUT_S),
+        Service(
+            "mlflow",
+            mlflow_url,
+            f"{mlflow_url}/health",
+            mlflow_args(settings),
+            MLFLOW_READY_TIMEOUT_S,
+        ),
+        Service(
+            "api",
+            settings.api_url,
+            f"{settings.api_url}/health",
+            api_args(),
+            API_READY_TIMEOUT_S,
+        ),
     ]
 
 
@@ -116,8 +128,13 @@ def status(settings: Settings) -> list[ServiceState]:
         pid = _read_pid(settings, service.name)
         running = pid is not None and subprocesses.pid_alive(pid)
         states.append(
-            ServiceState(service.name, service.url, pid if running else None, running,
-                         running and _healthy(service.health_url))
+            ServiceState(
+                service.name,
+                service.url,
+                pid if running else None,
+                running,
+                running and _healthy(service.health_url),
+            )
         )
     return states
 
@@ -141,8 +158,8 @@ def _start(settings: Settings, service: Service, progress: Progress) -> None:
         return
     if _port_taken(service.url):
         raise FlopsError(
-            f"Cannot start {service.name}: {service.url} is already used by another program.",
-            hint="Stop it, or choose another port with FLOPS_API_PORT / FLOPS_MLFLOW_PORT.",
+            f"Cannot start {service.name}: another program uses {service.url}.",
+            hint="Stop it, or choose other ports: FLOPS_API_PORT, FLOPS_MLFLOW_PORT.",
         )
     settings.mlflow_dir.mkdir(parents=True, exist_ok=True)
     log = settings.logs_dir / f"{service.name}.log"
@@ -159,16 +176,24 @@ def _wait_healthy(settings: Settings, service: Service, progress: Progress) -> N
         pid = _read_pid(settings, service.name)
         if pid is None or not subprocesses.pid_alive(pid):
             log = settings.logs_dir / f"{service.name}.log"
-            tail = "\n".join(log.read_text(errors="replace").splitlines()[-20:]) if log.exists() else ""
-            raise ServiceUnavailableError(f"{service.name} exited while starting:\n{tail}")
+            tail = (
+                "\n".join(log.read_text(errors="replace").splitlines()[-20:])
+                if log.exists()
+                else ""
+            )
+            raise ServiceUnavailableError(
+                f"{service.name} exited while starting:\n{tail}"
+            )
         now = time.monotonic()
         if now - started > service.ready_timeout:
             raise ServiceUnavailableError(
                 f"{service.name} did not answer at {service.health_url} within "
-                f"{service.ready_timeout:.0f}s; see {settings.logs_dir / (service.name + '.log')}"
+                f"{service.ready_timeout:.0f}s; see its log in {settings.logs_dir}"
             )
         if now - last_note >= 10:
-            progress(f"{service.name}: waiting to become healthy ({now - started:.0f}s)")
+            progress(
+                f"{service.name}: waiting to become healthy ({now - started:.0f}s)"
+            )
             last_note = now
         time.sleep(0.5)
     progress(f"{service.name}: healthy at {service.url}")
@@ -177,7 +202,9 @@ def _wait_healthy(settings: Settings, service: Service, progress: Progress) -> N
 def up(settings: Settings, progress: Progress = lambda _msg: None) -> dict[str, str]:
     """Start what is not running, wait until everything answers; return the URLs."""
     if settings.profile != "local":
-        raise FlopsError("`flops up` runs the local profile; production uses docker compose.")
+        raise FlopsError(
+            "`flops up` runs the local profile; production uses docker compose."
+        )
     settings.home.mkdir(parents=True, exist_ok=True)
     ensure_local_token(settings)
     todo = services(settings)

@@ -12,9 +12,6 @@ import re
 import uuid
 from typing import Any
 
-from flops import strategies
-from flops.config import parse_config
-from flops.errors import ConfigError
 from flops_management import datasets
 from flops_management.auth import Principal
 from flops_management.models import Project
@@ -23,19 +20,29 @@ from flops_management.pipeline import source
 from flops_management.pipeline.runner import JobRunner
 from flops_management.store import Store
 
+from flops import strategies
+from flops.config import parse_config
+from flops.errors import ConfigError
+
 
 def derive_name(repo: str) -> str:
     """`https://host/team/MNIST_Demo.git` -> `mnist_demo`; a subdirectory wins."""
     url, subdir = source.split_subdirectory(repo)
-    last = re.split(r"[/:]", (subdir or url).rstrip("/"))[-1].removesuffix(".git").lower()
+    last = (
+        re.split(r"[/:]", (subdir or url).rstrip("/"))[-1].removesuffix(".git").lower()
+    )
     name = re.sub(r"[^a-z0-9._-]+", "-", last).strip("-._")[:63]
     return name or "project"
 
 
-def submit(store: Store, runner: JobRunner, principal: Principal, body: dict[str, Any]) -> Project:
+def submit(
+    store: Store, runner: JobRunner, principal: Principal, body: dict[str, Any]
+) -> Project:
     config = parse_config(body)
     if not config.repo:
-        raise ConfigError("Invalid project config: 'repo' is required (a git URL or path).")
+        raise ConfigError(
+            "Invalid project config: 'repo' is required (a git URL or path)."
+        )
     strategies.validate_strategy(config)
     check_orchestrator(config.orchestrator)
     datasets.check_tags(store, principal.tenant, config.data_tags, config.learners)

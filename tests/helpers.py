@@ -30,11 +30,18 @@ def git(repo: Path, *args: str) -> str:
     ).stdout.strip()
 
 
-def make_repo(dest: Path, source: Path | None = None, files: dict[str, str] | None = None) -> Path:
+def make_repo(
+    dest: Path, source: Path | None = None, files: dict[str, str] | None = None
+) -> Path:
     """A real git repo at `dest` with `source`'s files and/or `files`, committed."""
     dest.mkdir(parents=True, exist_ok=True)
     if source is not None:
-        shutil.copytree(source, dest, dirs_exist_ok=True, ignore=shutil.ignore_patterns("__pycache__"))
+        shutil.copytree(
+            source,
+            dest,
+            dirs_exist_ok=True,
+            ignore=shutil.ignore_patterns("__pycache__"),
+        )
     for name, text in (files or {}).items():
         path = dest / name
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -7,10 +7,9 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from flops_cli.client import ApiClient
 from rich.console import Console
 from rich.table import Table
-
-from flops_cli.client import ApiClient
 
 app = typer.Typer(help="Push and list learner data.", no_args_is_help=True)
 console = Console()
@@ -18,9 +17,16 @@ console = Console()
 
 @app.command("push")
 def push(
-    file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, readable=True, help="A Parquet file")],
+    file: Annotated[
+        Path,
+        typer.Argument(
+            exists=True, dir_okay=False, readable=True, help="A Parquet file"
+        ),
+    ],
     tag: Annotated[str, typer.Option("--tag", "-t", help="Data tag projects train on")],
-    partitions: Annotated[int, typer.Option("--partitions", "-p", min=1, help="One per learner")] = 1,
+    partitions: Annotated[
+        int, typer.Option("--partitions", "-p", min=1, help="One per learner")
+    ] = 1,
 ) -> None:
     """Upload a Parquet file and split it into one partition per learner."""
     dataset = ApiClient().push_data(file, tag, partitions)
@@ -31,7 +37,9 @@ def push(
 
 
 @app.command("list")
-def list_(fmt: Annotated[str, typer.Option("--format", help="table or json")] = "table") -> None:
+def list_(
+    fmt: Annotated[str, typer.Option("--format", help="table or json")] = "table",
+) -> None:
     """The data tags you pushed."""
     rows = ApiClient().datasets()
     if fmt == "json":
@@ -39,5 +47,11 @@ def list_(fmt: Annotated[str, typer.Option("--format", help="table or json")] = 
         return
     table = Table("tag", "partitions", "rows", "columns", "updated")
     for d in rows:
-        table.add_row(d["tag"], str(d["partitions"]), str(d["rows"]), ", ".join(d["columns"]), d["updated_at"][:19])
+        table.add_row(
+            d["tag"],
+            str(d["partitions"]),
+            str(d["rows"]),
+            ", ".join(d["columns"]),
+            d["updated_at"][:19],
+        )
     console.print(table)

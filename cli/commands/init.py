@@ -19,7 +19,9 @@ TEMPLATE = "ml-repo"
 
 def write_template(dest: Path, force: bool = False) -> list[Path]:
     if dest.exists() and any(dest.iterdir()) and not force:
-        raise ConfigError(f"{dest} is not empty.", hint="Use --force to write into it anyway.")
+        raise ConfigError(
+            f"{dest} is not empty.", hint="Use --force to write into it anyway."
+        )
     dest.mkdir(parents=True, exist_ok=True)
     written = []
     with as_file(files("flops_templates") / TEMPLATE) as template:
@@ -35,7 +37,9 @@ def write_template(dest: Path, force: bool = False) -> list[Path]:
 
 def init(
     directory: Annotated[Path, typer.Argument(help="where to create the repo")],
-    force: Annotated[bool, typer.Option(help="write into a non-empty directory")] = False,
+    force: Annotated[
+        bool, typer.Option(help="write into a non-empty directory")
+    ] = False,
 ) -> None:
     """Write a new ML repo that follows the FLOps contract."""
     for path in write_template(directory, force):

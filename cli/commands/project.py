@@ -8,14 +8,16 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from flops_cli import display
+from flops_cli.client import ApiClient
 from rich.console import Console
 from rich.table import Table
 
 from flops.config import merge_configs, read_toml
-from flops_cli import display
-from flops_cli.client import ApiClient
 
-app = typer.Typer(help="Submit and follow federated learning projects.", no_args_is_help=True)
+app = typer.Typer(
+    help="Submit and follow federated learning projects.", no_args_is_help=True
+)
 console = Console(highlight=False)
 
 EXIT_FAILED = 1
@@ -62,16 +64,33 @@ def follow(client: ApiClient, project_id: str, quiet: bool = False) -> dict[str,
 
 @app.command("submit")
 def submit(
-    source: Annotated[str, typer.Argument(help="git URL, file:// URL or local path of a git repo")],
+    source: Annotated[
+        str, typer.Argument(help="git URL, file:// URL or local path of a git repo")
+    ],
     ref: Annotated[str | None, typer.Option(help="branch, tag or commit")] = None,
     rounds: Annotated[int | None, typer.Option(help="training rounds")] = None,
-    learners: Annotated[int | None, typer.Option(help="learners (min available)")] = None,
-    strategy: Annotated[str | None, typer.Option(help="fedavg, fedprox, fedadam, ...")] = None,
-    data_tag: Annotated[list[str] | None, typer.Option("--data-tag", help="repeatable")] = None,
-    config: Annotated[Path | None, typer.Option("--config", exists=True, dir_okay=False, help="flops.toml")] = None,
-    orchestrator: Annotated[str | None, typer.Option(help="local (default), ...")] = None,
-    name: Annotated[str | None, typer.Option(help="project name (default: repo name)")] = None,
-    follow_: Annotated[bool, typer.Option("--follow", "-f", help="follow until the end")] = False,
+    learners: Annotated[
+        int | None, typer.Option(help="learners (min available)")
+    ] = None,
+    strategy: Annotated[
+        str | None, typer.Option(help="fedavg, fedprox, fedadam, ...")
+    ] = None,
+    data_tag: Annotated[
+        list[str] | None, typer.Option("--data-tag", help="repeatable")
+    ] = None,
+    config: Annotated[
+        Path | None,
+        typer.Option("--config", exists=True, dir_okay=False, help="flops.toml"),
+    ] = None,
+    orchestrator: Annotated[
+        str | None, typer.Option(help="local (default), ...")
+    ] = None,
+    name: Annotated[
+        str | None, typer.Option(help="project name (default: repo name)")
+    ] = None,
+    follow_: Annotated[
+        bool, typer.Option("--follow", "-f", help="follow until the end")
+    ] = False,
     fmt: Annotated[Format, typer.Option("--format", help="text or json")] = Format.text,
 ) -> None:
     """Submit an ML repo for federated training; prints the project id."""
@@ -124,11 +143,17 @@ def list_(fmt: Annotated[Format, typer.Option("--format")] = Format.text) -> Non
 def show(
     project_id: str,
     fmt: Annotated[Format, typer.Option("--format")] = Format.text,
-    follow_: Annotated[bool, typer.Option("--follow", "-f", help="follow until the end")] = False,
+    follow_: Annotated[
+        bool, typer.Option("--follow", "-f", help="follow until the end")
+    ] = False,
 ) -> None:
     """One project: status, stages, commit, MLflow run and model, error."""
     client = ApiClient()
-    project = follow(client, project_id, quiet=fmt is Format.json) if follow_ else client.project(project_id)
+    project = (
+        follow(client, project_id, quiet=fmt is Format.json)
+        if follow_
+        else client.project(project_id)
+    )
     if fmt is Format.json:
         typer.echo(json.dumps(project, indent=2))
     else:

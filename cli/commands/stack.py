@@ -27,7 +27,9 @@ def up() -> None:
     embedded, settings = _embedded()
     urls = embedded.up(settings, progress=lambda msg: console.print(f"  {msg}"))
     console.print(f"[green]FLOps is up[/green] (state in {settings.home})")
-    console.print(f"  management API  {urls['api']}  (schema: {urls['api']}/api/openapi.json)")
+    console.print(
+        f"  management API  {urls['api']}  (schema: {urls['api']}/api/openapi.json)"
+    )
     console.print(f"  MLflow          {urls['mlflow']}")
     console.print(f"  token           {settings.token_file}")
 
@@ -44,10 +46,16 @@ def status() -> None:
     all_up = True
     for state in embedded.status(settings):
         if state.healthy:
-            console.print(f"  [green]up[/green]       {state.name:<7} {state.url}  (pid {state.pid})")
+            console.print(
+                f"  [green]up[/green]       {state.name:<7} {state.url}"
+                f"  (pid {state.pid})"
+            )
         elif state.running:
             all_up = False
-            console.print(f"  [yellow]starting[/yellow] {state.name:<7} {state.url}  (pid {state.pid})")
+            console.print(
+                f"  [yellow]starting[/yellow] {state.name:<7} {state.url}"
+                f"  (pid {state.pid})"
+            )
         else:
             all_up = False
             console.print(f"  [red]down[/red]     {state.name:<7} {state.url}")

@@ -16,7 +16,9 @@ def main(out: str) -> None:
     digits = load_digits()
     table = pa.table(
         {
-            "image": pa.array(digits.data.astype("float32").tolist(), type=pa.list_(pa.float32())),
+            "image": pa.array(
+                digits.data.astype("float32").tolist(), type=pa.list_(pa.float32())
+            ),
             "label": pa.array(digits.target.astype("int64")),
         }
     )

@@ -1,4 +1,4 @@
-from typing import Any, Tuple
+from typing import Any
 
 from flops_utils.ml_repo_building_blocks import load_dataset
 from flops_utils.ml_repo_templates import DataManagerTemplate
@@ -17,5 +17,5 @@ class DataManager(DataManagerTemplate):
         split = int(0.8 * len(x))
         return (x[:split], x[split:]), (y[:split], y[split:])
 
-    def get_data(self) -> Tuple[Any, Any]:
+    def get_data(self) -> tuple[Any, Any]:
         return (self.x_train, self.x_test), (self.y_train, self.y_test)

@@ -1,10 +1,11 @@
 from collections import OrderedDict
-from typing import Any, Tuple
+from typing import Any
 
 import torch
 from data_manager import DataManager
-from flops_utils.ml_repo_templates import ModelManagerTemplate
 from torch import nn
+
+from flops_utils.ml_repo_templates import ModelManagerTemplate
 
 LOCAL_EPOCHS = 2
 
@@ -44,7 +45,9 @@ class ModelManager(ModelManagerTemplate):
 
     def set_model_parameters(self, parameters) -> None:
         keys = self.model.state_dict().keys()
-        state = OrderedDict((k, torch.tensor(v)) for k, v in zip(keys, parameters))
+        state = OrderedDict(
+            (k, torch.tensor(v)) for k, v in zip(keys, parameters, strict=True)
+        )
         self.model.load_state_dict(state, strict=True)
 
     def fit_model(self) -> int:
@@ -58,7 +61,7 @@ class ModelManager(ModelManagerTemplate):
                 optimizer.step()
         return len(self.trainloader.dataset)
 
-    def evaluate_model(self) -> Tuple[Any, Any, int]:
+    def evaluate_model(self) -> tuple[Any, Any, int]:
         loss_fn = nn.CrossEntropyLoss(reduction="sum")
         self.model.eval()
         loss, correct = 0.0, 0

@@ -14,7 +14,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MetricRecord, RecordDict
+from flwr.app import (
+    ArrayRecord,
+    ConfigRecord,
+    Context,
+    Message,
+    MetricRecord,
+    RecordDict,
+)
 from flwr.clientapp import ClientApp
 
 from flops import data, model_export, usercode
@@ -41,7 +48,7 @@ def _prepare(msg: Message, context: Context) -> tuple[Any, RunSettings]:
     )
     manager = usercode.new_model_manager()
     usercode.call(manager.set_model_data, "set_model_data()")
-    arrays = msg.content["arrays"].to_numpy_ndarrays()
+    arrays = msg.content.array_records["arrays"].to_numpy_ndarrays()
     usercode.call(manager.set_model_parameters, "set_model_parameters()", arrays)
     return manager, settings
 
@@ -107,7 +114,11 @@ def train(msg: Message, context: Context) -> Message:
         }
     )
     content = RecordDict(
-        {"arrays": ArrayRecord(params), "metrics": metrics, keys.META_RECORD: _meta(context)}
+        {
+            "arrays": ArrayRecord(params),
+            "metrics": metrics,
+            keys.META_RECORD: _meta(context),
+        }
     )
     return Message(content=content, reply_to=msg)
 
@@ -131,17 +142,21 @@ def evaluate(msg: Message, context: Context) -> Message:
         }
     )
     extra: dict[str, str] = {}
-    if msg.content["config"].get(keys.WANT_SIGNATURE):
+    if msg.content.config_records["config"].get(keys.WANT_SIGNATURE):
         flavor = settings.config.model_flavor or model_export.detect_flavor(
             manager.get_model()
         )
         try:
             signature = model_export.signature_for(manager, flavor)
         except Exception as exc:  # a signature is optional; say why it is missing
-            logger.warning("No model signature: %s", usercode.describe(exc, "predict()"))
+            logger.warning(
+                "No model signature: %s", usercode.describe(exc, "predict()")
+            )
             signature = None
         if signature:
-            extra = {f"signature-{part}": value for part, value in signature.items() if value}
+            extra = {
+                f"signature-{part}": value for part, value in signature.items() if value
+            }
     content = RecordDict(
         {"metrics": metrics, keys.META_RECORD: _meta(context, **extra)}
     )

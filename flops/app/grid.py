@@ -46,7 +46,9 @@ class FastPollGrid(Grid):
         group_id: str,
         ttl: float | None = None,
     ) -> Message:
-        return self._inner.create_message(content, message_type, dst_node_id, group_id, ttl)
+        return self._inner.create_message(
+            content, message_type, dst_node_id, group_id, ttl
+        )
 
     def get_node_ids(self) -> Iterable[int]:
         nodes = list(self._inner.get_node_ids())

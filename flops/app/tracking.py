@@ -33,7 +33,7 @@ def error_reason(msg: Message) -> tuple[str | None, str]:
     Flower wraps a ClientApp exception as `<class 'X'>:<'message'>`; FLOps'
     LearnerError messages start with the learner's name.
     """
-    reason = msg.error.reason
+    reason = msg.error.reason or "unknown error"
     match = _FLOWER_REASON.match(reason)
     if not match:
         return None, reason
@@ -177,7 +177,7 @@ class TrackedStrategy:
     @staticmethod
     def _learner(msg: Message) -> str:
         if not msg.has_error() and keys.META_RECORD in msg.content:
-            return str(msg.content[keys.META_RECORD].get("learner"))
+            return str(msg.content.config_records[keys.META_RECORD].get("learner"))
         return f"node-{msg.metadata.src_node_id}"
 
     # -- Strategy hooks --------------------------------------------------------
@@ -198,13 +198,13 @@ class TrackedStrategy:
     ) -> tuple[ArrayRecord | None, MetricRecord | None]:
         ok = self._sort_replies(replies, "train", self._train_sampled)
         for msg in ok:
-            record = msg.content["metrics"]
+            record = msg.content.metric_records["metrics"]
             self._round.bytes_received += sum(
                 a.count_bytes() for a in msg.content.array_records.values()
             )
             self._round.slowest_learner_seconds = max(
                 self._round.slowest_learner_seconds,
-                float(record.get("learner_seconds", 0.0)),
+                _metrics(record, "").get("learner_seconds", 0.0),
             )
             self._round.per_learner.setdefault(self._learner(msg), {}).update(
                 _metrics(record, "train_")
@@ -232,7 +232,7 @@ class TrackedStrategy:
     ) -> MetricRecord | None:
         ok = self._sort_replies(replies, "evaluate", self._evaluate_sampled)
         for msg in ok:
-            meta = msg.content[keys.META_RECORD]
+            meta = msg.content.config_records[keys.META_RECORD]
             if self.signature is None and "signature-inputs" in meta:
                 self.signature = {
                     part: str(meta[f"signature-{part}"])
@@ -240,9 +240,9 @@ class TrackedStrategy:
                     if f"signature-{part}" in meta
                 }
             self._round.per_learner.setdefault(self._learner(msg), {}).update(
-                _metrics(msg.content["metrics"], "eval_")
+                _metrics(msg.content.metric_records["metrics"], "eval_")
             )
-        metrics = super().aggregate_evaluate(server_round, ok)  # type: ignore[misc]
+        metrics: MetricRecord | None = super().aggregate_evaluate(server_round, ok)  # type: ignore[misc]
         self._finish_round(_metrics(metrics, "eval_"))
         return metrics
 

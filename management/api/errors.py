@@ -13,17 +13,27 @@ logger = logging.getLogger(__name__)
 
 
 def error_body(err: FlopsError) -> dict[str, object]:
-    return {"error": {"type": type(err).__name__, "message": err.message, "hint": err.hint}}
+    return {
+        "error": {"type": type(err).__name__, "message": err.message, "hint": err.hint}
+    }
 
 
 def install(app: FastAPI) -> None:
     @app.exception_handler(FlopsError)
     async def flops_error(_: Request, err: FlopsError) -> JSONResponse:
         headers = {"WWW-Authenticate": "Bearer"} if err.http_status == 401 else None
-        return JSONResponse(error_body(err), status_code=err.http_status, headers=headers)
+        return JSONResponse(
+            error_body(err), status_code=err.http_status, headers=headers
+        )
 
     @app.exception_handler(Exception)
     async def unexpected(_: Request, err: Exception) -> JSONResponse:
         logger.exception("Unhandled error")
-        body = {"error": {"type": "InternalError", "message": f"{type(err).__name__}: {err}", "hint": None}}
+        body = {
+            "error": {
+                "type": "InternalError",
+                "message": f"{type(err).__name__}: {err}",
+                "hint": None,
+            }
+        }
         return JSONResponse(body, status_code=500)

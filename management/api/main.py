@@ -7,14 +7,14 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
-
-import flops
 from flops_management import auth
 from flops_management.api import errors
 from flops_management.api.routers import data, health, projects, tokens
 from flops_management.pipeline.runner import JobRunner
 from flops_management.settings import Settings
 from flops_management.store import open_store
+
+import flops
 
 logger = logging.getLogger(__name__)
 
@@ -30,7 +30,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         runner = JobRunner(settings, store)
         app.state.settings, app.state.store, app.state.runner = settings, store, runner
         runner.recover()
-        logger.info("FLOps management %s ready (store %s)", flops.__version__, settings.store)
+        logger.info(
+            "FLOps management %s ready (store %s)", flops.__version__, settings.store
+        )
         try:
             yield
         finally:

@@ -10,7 +10,6 @@ import importlib
 from functools import cache
 from importlib.metadata import EntryPoint, entry_points
 
-from flops.errors import ConfigError
 from flops_management.orchestrators.base import (
     Deployment,
     DeploymentSpec,
@@ -19,6 +18,8 @@ from flops_management.orchestrators.base import (
     Orchestrator,
 )
 from flops_management.settings import Settings
+
+from flops.errors import ConfigError
 
 ENTRY_POINT_GROUP = "flops.orchestrators"
 
@@ -33,7 +34,10 @@ def _plugins() -> dict[str, EntryPoint]:
 
 
 def orchestrator_names() -> list[str]:
-    return [*BUILTIN_ORCHESTRATORS, *sorted(set(_plugins()) - set(BUILTIN_ORCHESTRATORS))]
+    return [
+        *BUILTIN_ORCHESTRATORS,
+        *sorted(set(_plugins()) - set(BUILTIN_ORCHESTRATORS)),
+    ]
 
 
 def check_orchestrator(name: str) -> None:

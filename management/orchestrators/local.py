@@ -21,11 +21,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from flops import subprocesses
-from flops.app.run_settings import node_config_args
-from flops.config import Resources
-from flops.errors import FlopsError
-from flops.usercode import REPO_DIR_ENV
 from flops_management.orchestrators.base import (
     AGGREGATOR,
     SUPERLINK,
@@ -35,6 +30,12 @@ from flops_management.orchestrators.base import (
     Orchestrator,
 )
 from flops_management.settings import Settings
+
+from flops import subprocesses
+from flops.app.run_settings import node_config_args
+from flops.config import Resources
+from flops.errors import FlopsError
+from flops.usercode import REPO_DIR_ENV
 
 READY_TIMEOUT_S = 60.0
 # Math libraries start a thread per core in every process; learners sharing a host
@@ -60,7 +61,9 @@ def superlink_args(bin_dir: Path, port: int) -> list[str]:
     ]
 
 
-def supernode_args(bin_dir: Path, superlink: str, port: int, node_config: str) -> list[str]:
+def supernode_args(
+    bin_dir: Path, superlink: str, port: int, node_config: str
+) -> list[str]:
     return [
         str(bin_dir / "flower-supernode"),
         "--insecure",
@@ -105,7 +108,9 @@ def limit_prefix(resources: Resources, cores: list[int] | None) -> list[str]:
     return prefix
 
 
-def learner_cores(resources: Resources, index: int, available: list[int]) -> list[int] | None:
+def learner_cores(
+    resources: Resources, index: int, available: list[int]
+) -> list[int] | None:
     """Whole cores for learner `index`, handed out round-robin over the host's."""
     if resources.cpu is None:
         return None
@@ -211,7 +216,8 @@ class LocalOrchestrator(Orchestrator):
             )
         if spec.resources.memory is not None:
             notes.append(
-                f"local orchestrator: memory {spec.resources.memory} is applied as each "
+                f"local orchestrator: memory {spec.resources.memory} is applied as "
+                "each "
                 "learner's data-segment limit (prlimit --data)"
             )
         return notes
@@ -223,7 +229,9 @@ class LocalOrchestrator(Orchestrator):
         env = {
             **os.environ,
             **spec.env,
-            "PATH": f"{spec.environment / 'bin'}{os.pathsep}{os.environ.get('PATH', '')}",
+            "PATH": os.pathsep.join(
+                [str(spec.environment / "bin"), os.environ["PATH"]]
+            ),
             "VIRTUAL_ENV": str(spec.environment),
             REPO_DIR_ENV: str(spec.repo_dir),
             "FLWR_HOME": str(flwr_home),
@@ -280,7 +288,9 @@ class LocalOrchestrator(Orchestrator):
             time.sleep(0.1)
         start(
             AGGREGATOR,
-            executor_args(bin_dir, "aggregator", link, spec.repo_dir, spec.poll_interval),
+            executor_args(
+                bin_dir, "aggregator", link, spec.repo_dir, spec.poll_interval
+            ),
         )
         cores = sorted(os.sched_getaffinity(0))
         for index, learner in enumerate(spec.learners):
@@ -288,7 +298,9 @@ class LocalOrchestrator(Orchestrator):
             data_dir = learner.data_dir or spec.workdir / "learners" / learner.name
             start(
                 f"{learner.name}-supernode",
-                supernode_args(bin_dir, link, node_port, node_config_args(data_dir, learner.name)),
+                supernode_args(
+                    bin_dir, link, node_port, node_config_args(data_dir, learner.name)
+                ),
             )
             pinned = learner_cores(spec.resources, index, cores)
             start(
@@ -301,7 +313,9 @@ class LocalOrchestrator(Orchestrator):
                     spec.repo_dir,
                     spec.poll_interval,
                 ),
-                threads=len(pinned) if pinned else max(1, len(cores) // len(spec.learners)),
+                threads=len(pinned)
+                if pinned
+                else max(1, len(cores) // len(spec.learners)),
             )
 
     def cleanup(self, runtime_info: dict[str, Any]) -> None:

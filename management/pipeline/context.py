@@ -8,13 +8,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from flops.config import ProjectConfig
-from flops.contract import ContractReport
-from flops.errors import JobCancelledError
 from flops_management.models import Project
 from flops_management.orchestrators import Deployment
 from flops_management.settings import Settings
 from flops_management.store import Store
+
+from flops.config import ProjectConfig
+from flops.contract import ContractReport
+from flops.errors import JobCancelledError
 
 logger = logging.getLogger(__name__)
 
@@ -100,7 +101,10 @@ class JobContext:
         text = "\n".join(self._stage_log)
         self._stage_log.clear()
         if len(text) > STAGE_LOG_LIMIT:
-            text = "[... earlier lines in the job's log folder]\n" + text[-STAGE_LOG_LIMIT:]
+            text = (
+                "[... earlier lines in the job's log folder]\n"
+                + text[-STAGE_LOG_LIMIT:]
+            )
         return text
 
     def event(self, kind: str, **data: Any) -> None:

@@ -20,13 +20,14 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from flops_management.settings import Settings
+
 import flops
 import flops_utils
 from flops import subprocesses
 from flops.dependencies import DependencySet
 from flops.errors import CommandError, EnvironmentBuildError
 from flops.model_export import export_requirements
-from flops_management.settings import Settings
 
 COMPLETE_MARKER = "flops-env.json"
 _RUNTIME_PACKAGES = (Path(flops.__file__).parent, Path(flops_utils.__file__).parent)
@@ -56,7 +57,9 @@ def environment_key(deps: DependencySet, installer_options: list[str]) -> str:
         "repo": deps.digest(),
         "installer": installer_options,
     }
-    return hashlib.sha256(json.dumps(material, sort_keys=True).encode()).hexdigest()[:24]
+    return hashlib.sha256(json.dumps(material, sort_keys=True).encode()).hexdigest()[
+        :24
+    ]
 
 
 def install_args(
@@ -122,12 +125,18 @@ class EnvironmentBuilder:
         )
 
     def _options(self) -> list[str]:
-        return [self.installer, *self.settings.find_links, self.settings.index_url or ""]
+        return [
+            self.installer,
+            *self.settings.find_links,
+            self.settings.index_url or "",
+        ]
 
     def path_for(self, deps: DependencySet) -> Path:
         return self.settings.envs_dir / environment_key(deps, self._options())
 
-    def ensure(self, deps: DependencySet, log: Callable[[str], None]) -> tuple[Path, bool]:
+    def ensure(
+        self, deps: DependencySet, log: Callable[[str], None]
+    ) -> tuple[Path, bool]:
         """The environment for `deps`: (path, reused)."""
         target = self.path_for(deps)
         with _locked(target.with_suffix(".lock")):
@@ -158,7 +167,9 @@ class EnvironmentBuilder:
             log(f"built environment {target.name} in {time.monotonic() - started:.1f}s")
             return target, False
 
-    def _build(self, target: Path, deps: DependencySet, log: Callable[[str], None]) -> None:
+    def _build(
+        self, target: Path, deps: DependencySet, log: Callable[[str], None]
+    ) -> None:
         timeout = self.settings.env_build_timeout
         log(f"creating environment with {self.installer}")
         subprocesses.run(create_args(self.installer, target), timeout=timeout)
@@ -170,7 +181,11 @@ class EnvironmentBuilder:
         ]
         log("installing: " + " ".join(requirements))
         args = install_args(
-            self.installer, python, requirements, self.settings.find_links, self.settings.index_url
+            self.installer,
+            python,
+            requirements,
+            self.settings.find_links,
+            self.settings.index_url,
         )
         try:
             subprocesses.run(args, timeout=timeout, on_line=log)
@@ -184,7 +199,11 @@ class EnvironmentBuilder:
                 "flwr and mlflow-skinny.",
             ) from err
         site = subprocesses.run(
-            [str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"]
+            [
+                str(python),
+                "-c",
+                "import sysconfig; print(sysconfig.get_paths()['purelib'])",
+            ]
         ).strip()
         copies = []
         for package in _RUNTIME_PACKAGES:
@@ -198,7 +217,9 @@ class EnvironmentBuilder:
         subprocesses.run([str(python), "-m", "compileall", "-q", *map(str, copies)])
 
 
-def smoke_test(env: Path, repo: Path, flavor: str | None, timeout: float) -> dict[str, object]:
+def smoke_test(
+    env: Path, repo: Path, flavor: str | None, timeout: float
+) -> dict[str, object]:
     """Run flops.smoke in the environment; EnvironmentBuildError with its reason."""
     from flops.smoke import RESULT_PREFIX
 
@@ -209,7 +230,9 @@ def smoke_test(env: Path, repo: Path, flavor: str | None, timeout: float) -> dic
         output = subprocesses.run(args, cwd=repo, timeout=timeout)
     except CommandError as err:
         lines = [
-            line for line in err.output.splitlines() if line.strip() and "Warning" not in line
+            line
+            for line in err.output.splitlines()
+            if line.strip() and "Warning" not in line
         ]
         raise EnvironmentBuildError(
             "The repo's code fails in its environment: " + "\n".join(lines[-10:]),

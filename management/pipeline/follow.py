@@ -10,14 +10,15 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from flops import events
-from flops.config import ProjectConfig
-from flops.errors import TrainingError
-from flops.executor import TASK_EXITED
 from flops_management.models import Progress
 from flops_management.orchestrators import Deployment, LogLine
 from flops_management.orchestrators.base import AGGREGATOR
 from flops_management.pipeline.context import JobContext
+
+from flops import events
+from flops.config import ProjectConfig
+from flops.errors import TrainingError
+from flops.executor import TASK_EXITED
 
 POLL_S = 0.2
 _SUMMARY_METRICS = ("eval_accuracy", "eval_loss", "round_seconds")
@@ -42,7 +43,9 @@ class RunFollower:
     def _deadline(self) -> float:
         # Flower enforces round_timeout per phase; this only catches a hang.
         budget = self.config.rounds * 2 * self.config.round_timeout
-        return time.monotonic() + self.ctx.settings.learner_connect_timeout + budget + 300
+        return (
+            time.monotonic() + self.ctx.settings.learner_connect_timeout + budget + 300
+        )
 
     def follow(self) -> str:
         """Block until the run ends; return the logged model's URI or raise."""
@@ -69,10 +72,14 @@ class RunFollower:
                     + _tail(self.deployment, name)
                 )
             now = time.monotonic()
-            if self.progress.learners_connected < self.config.learners and now > connect_deadline:
+            if (
+                self.progress.learners_connected < self.config.learners
+                and now > connect_deadline
+            ):
                 raise TrainingError(
-                    f"Only {self.progress.learners_connected} of {self.config.learners} "
-                    f"learners connected within {self.ctx.settings.learner_connect_timeout:.0f}s."
+                    f"Only {self.progress.learners_connected} of "
+                    f"{self.config.learners} learners connected within "
+                    f"{self.ctx.settings.learner_connect_timeout:.0f}s."
                 )
             if now > deadline:
                 raise TrainingError("The run did not finish in time.")
@@ -124,6 +131,9 @@ class RunFollower:
             )
             self.ctx.log(f"round {event['round']}/{self.config.rounds}: {shown}")
         elif kind == events.LEARNER_FAILED:
-            self.ctx.log(f"{event.get('learner')} failed in round {event.get('round')}: {event.get('reason')}")
+            self.ctx.log(
+                f"{event.get('learner')} failed in round {event.get('round')}: "
+                f"{event.get('reason')}"
+            )
         elif kind == events.WARNING:
             self.ctx.log(f"warning: {event.get('message')}")

@@ -13,7 +13,6 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-from flops.errors import ConflictError, FlopsError, JobCancelledError
 from flops_management.models import ProjectStatus, StageStatus, utcnow
 from flops_management.orchestrators import get_orchestrator
 from flops_management.pipeline.context import CancelSignal, JobContext, Workspace
@@ -21,6 +20,8 @@ from flops_management.pipeline.stages import STAGE_FUNCTIONS
 from flops_management.pipeline.tracking import Tracking
 from flops_management.settings import Settings
 from flops_management.store import Store
+
+from flops.errors import ConflictError, FlopsError, JobCancelledError
 
 logger = logging.getLogger(__name__)
 
@@ -38,14 +39,18 @@ def _run_stage(ctx: JobContext, name: str) -> None:
     record.started_at = utcnow()
     ctx.store.update_stage(ctx.project_id, record)
     progress = ctx.store.get_project(ctx.project_id).progress
-    ctx.store.update_project(ctx.project_id, progress=progress.model_copy(update={"stage": name}))
+    ctx.store.update_project(
+        ctx.project_id, progress=progress.model_copy(update={"stage": name})
+    )
     ctx.event("stage_started", stage=name)
     started = time.monotonic()
     try:
         result = STAGE_FUNCTIONS[name](ctx)
     except BaseException as exc:
         record.status = (
-            StageStatus.CANCELLED if isinstance(exc, JobCancelledError) else StageStatus.FAILED
+            StageStatus.CANCELLED
+            if isinstance(exc, JobCancelledError)
+            else StageStatus.FAILED
         )
         if isinstance(exc, FlopsError):
             ctx.log(f"error: {exc}")
@@ -56,7 +61,9 @@ def _run_stage(ctx: JobContext, name: str) -> None:
         ctx.store.update_stage(ctx.project_id, record)
         ctx.event(f"stage_{record.status.value}", stage=name, error=str(exc))
         raise
-    record.status = StageStatus.SKIPPED if result == "skipped" else StageStatus.SUCCEEDED
+    record.status = (
+        StageStatus.SKIPPED if result == "skipped" else StageStatus.SUCCEEDED
+    )
     record.finished_at = utcnow()
     record.log = ctx.take_log()
     ctx.store.update_stage(ctx.project_id, record)
@@ -79,7 +86,9 @@ def _teardown(ctx: JobContext, status: ProjectStatus) -> None:
             ProjectStatus.CANCELLED: "KILLED",
         }.get(status, "FAILED")
         try:
-            Tracking(ctx.settings.tracking_uri).finish_run(ctx.mlflow_run_id, mlflow_status)
+            Tracking(ctx.settings.tracking_uri).finish_run(
+                ctx.mlflow_run_id, mlflow_status
+            )
         except Exception:
             logger.exception("Could not close MLflow run %s", ctx.mlflow_run_id)
 
@@ -110,7 +119,10 @@ def run_job(
         status, error = ProjectStatus.FAILED, str(exc)
     except Exception as exc:
         logger.exception("Job %s failed", project_id)
-        status, error = ProjectStatus.FAILED, f"Internal error: {type(exc).__name__}: {exc}"
+        status, error = (
+            ProjectStatus.FAILED,
+            f"Internal error: {type(exc).__name__}: {exc}",
+        )
     finally:
         _teardown(ctx, status)
     store.update_project(
@@ -120,7 +132,9 @@ def run_job(
         finished_at=utcnow(),
         runtime={},
     )
-    store.append_event(project_id, f"job_{status.value}", {"error": error} if error else {})
+    store.append_event(
+        project_id, f"job_{status.value}", {"error": error} if error else {}
+    )
     return status
 
 
@@ -152,7 +166,8 @@ class JobRunner:
         project = self.store.get_project(project_id, tenant)
         if project.status.finished:
             raise ConflictError(
-                f"Project {project_id} already {project.status.value}; nothing to cancel."
+                f"Project {project_id} already {project.status.value}; "
+                "nothing to cancel."
             )
         self.store.update_project(project_id, cancel_requested=True)
         with self._lock:
@@ -170,7 +185,9 @@ class JobRunner:
                 runtime = project.runtime
                 if runtime.get("orchestrator"):
                     try:
-                        get_orchestrator(runtime["orchestrator"], self.settings).cleanup(runtime)
+                        get_orchestrator(
+                            runtime["orchestrator"], self.settings
+                        ).cleanup(runtime)
                     except Exception:
                         logger.exception("Cleaning up after %s failed", project.id)
                 for record in project.stages:
@@ -186,10 +203,14 @@ class JobRunner:
                     finished_at=utcnow(),
                     runtime={},
                 )
-                self.store.append_event(project.id, "job_failed", {"error": RESTART_REASON})
+                self.store.append_event(
+                    project.id, "job_failed", {"error": RESTART_REASON}
+                )
                 if project.mlflow and project.mlflow.run_id:
                     try:
-                        Tracking(self.settings.tracking_uri).finish_run(project.mlflow.run_id, "FAILED")
+                        Tracking(self.settings.tracking_uri).finish_run(
+                            project.mlflow.run_id, "FAILED"
+                        )
                     except Exception:
                         logger.warning("Could not close MLflow run of %s", project.id)
             else:

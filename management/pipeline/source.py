@@ -23,7 +23,10 @@ _GIT_FAILURES = (
     ("does not appear to be a git repository", "The location is not a git repository."),
     ("not a git repository", "The location is not a git repository."),
     ("authentication failed", "The repository needs credentials FLOps was not given."),
-    ("could not read username", "The repository needs credentials FLOps was not given."),
+    (
+        "could not read username",
+        "The repository needs credentials FLOps was not given.",
+    ),
     ("connection refused", "The git server refused the connection."),
     ("timed out", "The git server did not answer in time."),
 )
@@ -102,7 +105,9 @@ def clone(
         source, local_subdir = local
         subdir = subdir or local_subdir
         if git.Repo(source).is_dirty(untracked_files=True):
-            log(f"note: {source} has uncommitted changes; only committed files are used")
+            log(
+                f"note: {source} has uncommitted changes; only committed files are used"
+            )
     if dest.exists():
         shutil.rmtree(dest)
     env = {**os.environ, "GIT_TERMINAL_PROMPT": "0"}  # never hang on a prompt
@@ -127,7 +132,9 @@ def clone(
             raise SourceError(
                 f"Ref '{ref}' does not exist in {source}.\n{detail}"
             ) from err
-        raise SourceError(f"Could not clone {what}: {_explain(detail)}\n{detail}") from err
+        raise SourceError(
+            f"Could not clone {what}: {_explain(detail)}\n{detail}"
+        ) from err
     sha: str = repo.head.commit.hexsha
     log(f"cloned {source}" + (f" ({ref})" if ref else "") + f" at {sha}")
     if subdir:

@@ -11,12 +11,6 @@ from pathlib import Path
 from typing import Literal
 
 import flwr
-
-from flops import strategies, subprocesses
-from flops.app import run_settings as keys
-from flops.config import merge_configs, parse_config, read_toml
-from flops.contract import check_repo
-from flops.errors import TrainingError
 from flops_management import datasets
 from flops_management.models import MlflowInfo
 from flops_management.orchestrators import (
@@ -30,6 +24,12 @@ from flops_management.pipeline import source, tracking
 from flops_management.pipeline.context import JobContext
 from flops_management.pipeline.environment import EnvironmentBuilder, smoke_test
 from flops_management.pipeline.follow import RunFollower
+
+from flops import strategies, subprocesses
+from flops.app import run_settings as keys
+from flops.config import merge_configs, parse_config, read_toml
+from flops.contract import check_repo
+from flops.errors import TrainingError
 
 StageResult = Literal["skipped"] | None
 
@@ -64,11 +64,15 @@ def check(ctx: JobContext) -> StageResult:
     )
     strategies.validate_strategy(config)
     check_orchestrator(config.orchestrator)
-    datasets.check_tags(ctx.store, ctx.project.tenant, config.data_tags, config.learners)
+    datasets.check_tags(
+        ctx.store, ctx.project.tenant, config.data_tags, config.learners
+    )
     ctx.config = config
     ctx.store.update_project(ctx.project_id, config=config.model_dump(mode="json"))
     deps = ctx.report.dependencies
-    ctx.log(f"dependencies from {deps.source}: {', '.join(deps.requirements) or 'none'}")
+    ctx.log(
+        f"dependencies from {deps.source}: {', '.join(deps.requirements) or 'none'}"
+    )
     return None
 
 
@@ -133,8 +137,12 @@ def schedule(ctx: JobContext) -> StageResult:
         ctx.project_id,
         runtime={"orchestrator": config.orchestrator, **ctx.deployment.runtime_info()},
     )
-    ctx.log(f"SuperLink at {ctx.deployment.control_address}; {config.learners} learners")
-    ctx.event("scheduled", superlink=ctx.deployment.control_address, learners=config.learners)
+    ctx.log(
+        f"SuperLink at {ctx.deployment.control_address}; {config.learners} learners"
+    )
+    ctx.event(
+        "scheduled", superlink=ctx.deployment.control_address, learners=config.learners
+    )
     return None
 
 
@@ -144,7 +152,16 @@ def _flwr() -> str:
 
 
 def flwr_run_args(flwr: str, app_dir: Path, overrides: Path) -> list[str]:
-    return [flwr, "run", str(app_dir), "flops", "--run-config", str(overrides), "--format", "json"]
+    return [
+        flwr,
+        "run",
+        str(app_dir),
+        "flops",
+        "--run-config",
+        str(overrides),
+        "--format",
+        "json",
+    ]
 
 
 def _start_flower_run(ctx: JobContext, run_id: str, experiment_id: str) -> str:
@@ -200,7 +217,9 @@ def train(ctx: JobContext) -> StageResult:
     )
     ctx.mlflow_run_id = run_id
     info = MlflowInfo(
-        tracking_uri=ctx.settings.tracking_uri, experiment_id=experiment_id, run_id=run_id
+        tracking_uri=ctx.settings.tracking_uri,
+        experiment_id=experiment_id,
+        run_id=run_id,
     )
     ctx.store.update_project(ctx.project_id, mlflow=info)
     ctx.flower_run_id = _start_flower_run(ctx, run_id, experiment_id)
@@ -224,13 +243,24 @@ def register(ctx: JobContext) -> StageResult:
             "flops.source": project.source,
         },
     )
-    ctx.log(f"registered {ctx.model_uri} as {name} version {version} (@{tracking.CHAMPION})")
+    ctx.log(
+        f"registered {ctx.model_uri} as {name} version {version} (@{tracking.CHAMPION})"
+    )
     assert project.mlflow is not None
     info = project.mlflow.model_copy(
-        update={"model_name": name, "model_version": version, "model_uri": ctx.model_uri}
+        update={
+            "model_name": name,
+            "model_version": version,
+            "model_uri": ctx.model_uri,
+        }
     )
     ctx.store.update_project(ctx.project_id, mlflow=info)
-    ctx.event("model_registered", model_name=name, model_version=version, alias=tracking.CHAMPION)
+    ctx.event(
+        "model_registered",
+        model_name=name,
+        model_version=version,
+        alias=tracking.CHAMPION,
+    )
     return None
 
 
@@ -243,4 +273,3 @@ STAGE_FUNCTIONS: dict[str, Callable[[JobContext], StageResult]] = {
     "train": train,
     "register": register,
 }
-

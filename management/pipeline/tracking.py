@@ -51,7 +51,9 @@ class Tracking:
         if not self.tracking_uri.startswith("http"):
             return
         try:
-            httpx.get(f"{self.tracking_uri.rstrip('/')}/health", timeout=5).raise_for_status()
+            httpx.get(
+                f"{self.tracking_uri.rstrip('/')}/health", timeout=5
+            ).raise_for_status()
         except httpx.HTTPError as err:
             raise ServiceUnavailableError(
                 f"MLflow at {self.tracking_uri} is not reachable ({err}).",
@@ -71,10 +73,12 @@ class Tracking:
         params: dict[str, str],
         tags: dict[str, str],
     ) -> tuple[str, str]:
-        """Create (or reuse) the experiment and a parent run; (experiment_id, run_id)."""
+        """Get or create the experiment, create a parent run: (exp id, run id)."""
         client = self._client()
         found = client.get_experiment_by_name(experiment)
-        experiment_id = found.experiment_id if found else client.create_experiment(experiment)
+        experiment_id = (
+            found.experiment_id if found else client.create_experiment(experiment)
+        )
         run = client.create_run(experiment_id, run_name=run_name, tags=tags)
         from mlflow.entities import Param
 

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from flops.errors import ConfigError
 from flops_management.store.base import Store
+
+from flops.errors import ConfigError
 
 
 def open_store(url: str) -> Store:

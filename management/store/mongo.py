@@ -4,10 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from pymongo import ASCENDING, DESCENDING, MongoClient, ReturnDocument
-from pymongo.errors import PyMongoError
-
-from flops.errors import NotFoundError, ServiceUnavailableError
 from flops_management.models import (
     Dataset,
     Event,
@@ -18,6 +14,10 @@ from flops_management.models import (
     utcnow,
 )
 from flops_management.store.base import Store, jsonable
+from pymongo import ASCENDING, DESCENDING, MongoClient, ReturnDocument
+from pymongo.errors import PyMongoError
+
+from flops.errors import NotFoundError, ServiceUnavailableError
 
 _UNFINISHED = [ProjectStatus.QUEUED.value, ProjectStatus.RUNNING.value]
 
@@ -25,14 +25,18 @@ _UNFINISHED = [ProjectStatus.QUEUED.value, ProjectStatus.RUNNING.value]
 class MongoStore(Store):
     def __init__(self, url: str, client: Any | None = None) -> None:
         """`client` lets tests pass a named fake (mongomock); production passes none."""
-        self._client = client or MongoClient(url, serverSelectionTimeoutMS=5000, tz_aware=True)
+        self._client = client or MongoClient(
+            url, serverSelectionTimeoutMS=5000, tz_aware=True
+        )
         database = self._client.get_default_database("flops")
         self._projects = database["projects"]
         self._events = database["events"]
         self._tokens = database["tokens"]
         self._datasets = database["datasets"]
         try:
-            self._projects.create_index([("tenant", ASCENDING), ("created_at", DESCENDING)])
+            self._projects.create_index(
+                [("tenant", ASCENDING), ("created_at", DESCENDING)]
+            )
             self._projects.create_index([("status", ASCENDING)])
             self._events.create_index(
                 [("project_id", ASCENDING), ("seq", ASCENDING)], unique=True
@@ -112,7 +116,9 @@ class MongoStore(Store):
         self._events.insert_one(event.model_dump(mode="json"))
         return event
 
-    def list_events(self, project_id: str, after: int = 0, limit: int = 1000) -> list[Event]:
+    def list_events(
+        self, project_id: str, after: int = 0, limit: int = 1000
+    ) -> list[Event]:
         cursor = (
             self._events.find({"project_id": project_id, "seq": {"$gt": after}})
             .sort("seq", ASCENDING)
@@ -132,7 +138,11 @@ class MongoStore(Store):
 
     def find_token(self, digest: str) -> Token | None:
         doc = self._tokens.find_one({"_id": digest})
-        return Token.model_validate({k: v for k, v in doc.items() if k != "_id"}) if doc else None
+        return (
+            Token.model_validate({k: v for k, v in doc.items() if k != "_id"})
+            if doc
+            else None
+        )
 
     def put_dataset(self, dataset: Dataset) -> None:
         self._datasets.replace_one(
@@ -143,11 +153,18 @@ class MongoStore(Store):
 
     def get_dataset(self, tenant: str, tag: str) -> Dataset | None:
         doc = self._datasets.find_one({"tenant": tenant, "tag": tag})
-        return Dataset.model_validate({k: v for k, v in doc.items() if k != "_id"}) if doc else None
+        return (
+            Dataset.model_validate({k: v for k, v in doc.items() if k != "_id"})
+            if doc
+            else None
+        )
 
     def list_datasets(self, tenant: str) -> list[Dataset]:
         cursor = self._datasets.find({"tenant": tenant}).sort("tag", ASCENDING)
-        return [Dataset.model_validate({k: v for k, v in d.items() if k != "_id"}) for d in cursor]
+        return [
+            Dataset.model_validate({k: v for k, v in d.items() if k != "_id"})
+            for d in cursor
+        ]
 
     def close(self) -> None:
         self._client.close()

@@ -10,7 +10,6 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from flops.errors import NotFoundError
 from flops_management.models import (
     Dataset,
     Event,
@@ -21,6 +20,8 @@ from flops_management.models import (
     utcnow,
 )
 from flops_management.store.base import Store, jsonable
+
+from flops.errors import NotFoundError
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS projects (
@@ -77,8 +78,12 @@ class SqliteStore(Store):
                 ),
             )
 
-    def _load(self, db: sqlite3.Connection, project_id: str, tenant: str | None) -> dict[str, Any]:
-        row = db.execute("SELECT doc FROM projects WHERE id = ?", (project_id,)).fetchone()
+    def _load(
+        self, db: sqlite3.Connection, project_id: str, tenant: str | None
+    ) -> dict[str, Any]:
+        row = db.execute(
+            "SELECT doc FROM projects WHERE id = ?", (project_id,)
+        ).fetchone()
         doc: dict[str, Any] | None = json.loads(row[0]) if row else None
         if doc is None or (tenant is not None and doc["tenant"] != tenant):
             raise NotFoundError(f"Project {project_id} not found.")
@@ -142,7 +147,9 @@ class SqliteStore(Store):
             )
         return event
 
-    def list_events(self, project_id: str, after: int = 0, limit: int = 1000) -> list[Event]:
+    def list_events(
+        self, project_id: str, after: int = 0, limit: int = 1000
+    ) -> list[Event]:
         with self._lock:
             rows = self._db.execute(
                 "SELECT doc FROM events WHERE project_id = ? AND seq > ? "

@@ -37,14 +37,24 @@ class Stack:
     env: dict[str, str]
     tracking_uri: str
 
-    def flops(self, *args: str, timeout: float = 900) -> subprocess.CompletedProcess[str]:
+    def flops(
+        self, *args: str, timeout: float = 900
+    ) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            [FLOPS, *args], env=self.env, capture_output=True, text=True, timeout=timeout
+            [FLOPS, *args],
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
         )
 
-    def submit(self, *args: str, timeout: float = 900) -> tuple[subprocess.CompletedProcess[str], dict[str, Any]]:
-        """`flops project submit ... --follow --format json`: (process, final project)."""
-        result = self.flops("project", "submit", *args, "--follow", "--format", "json", timeout=timeout)
+    def submit(
+        self, *args: str, timeout: float = 900
+    ) -> tuple[subprocess.CompletedProcess[str], dict[str, Any]]:
+        """`flops project submit ... --follow --format json`: (process, project)."""
+        result = self.flops(
+            "project", "submit", *args, "--follow", "--format", "json", timeout=timeout
+        )
         start = result.stdout.find("{")
         project = json.loads(result.stdout[start:]) if start >= 0 else {}
         return result, project
@@ -64,14 +74,18 @@ class Stack:
         )
         return list(response.json())
 
-    def wait_for(self, project_id: str, predicate: Any, timeout: float = 300) -> dict[str, Any]:
+    def wait_for(
+        self, project_id: str, predicate: Any, timeout: float = 300
+    ) -> dict[str, Any]:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             project = self.show(project_id)
             if predicate(project):
                 return project
             time.sleep(0.5)
-        raise AssertionError(f"timed out waiting on {project_id}: {self.show(project_id)}")
+        raise AssertionError(
+            f"timed out waiting on {project_id}: {self.show(project_id)}"
+        )
 
 
 @pytest.fixture(scope="session")
@@ -105,7 +119,9 @@ def digits(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> str:
         text=True,
     )
     assert made.returncode == 0, made.stderr
-    pushed = stack.flops("data", "push", str(path), "--tag", "digits", "--partitions", "2")
+    pushed = stack.flops(
+        "data", "push", str(path), "--tag", "digits", "--partitions", "2"
+    )
     assert pushed.returncode == 0, pushed.stderr
     return "digits"
 

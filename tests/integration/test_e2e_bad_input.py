@@ -21,7 +21,9 @@ def failed_with(stack: Stack, source: str, *flags: str) -> tuple[str, dict]:
 
 
 def test_url_that_does_not_resolve(stack: Stack, digits: str) -> None:
-    error, project = failed_with(stack, "https://flops-test.invalid/team/mnist.git", "--data-tag", digits)
+    error, project = failed_with(
+        stack, "https://flops-test.invalid/team/mnist.git", "--data-tag", digits
+    )
     assert "Could not clone https://flops-test.invalid/team/mnist.git" in error
     assert "does not resolve" in error
     assert project["stages"][0]["status"] == "failed"
@@ -46,12 +48,16 @@ def test_repo_without_model_manager(stack: Stack, digits: str, tmp_path: Path) -
     assert check["status"] == "failed" and "model_manager.py is missing" in check["log"]
 
 
-def test_model_manager_missing_methods(stack: Stack, digits: str, tmp_path: Path) -> None:
+def test_model_manager_missing_methods(
+    stack: Stack, digits: str, tmp_path: Path
+) -> None:
     source = (EXAMPLES / "mnist-sklearn" / "model_manager.py").read_text()
     broken = source.replace("def fit_model(self)", "def train(self)").replace(
         "def evaluate_model(self)", "def score(self)"
     )
-    repo = make_repo(tmp_path / "r", EXAMPLES / "mnist-sklearn", {"model_manager.py": broken})
+    repo = make_repo(
+        tmp_path / "r", EXAMPLES / "mnist-sklearn", {"model_manager.py": broken}
+    )
     error, _ = failed_with(stack, str(repo), "--data-tag", digits)
     assert "model_manager.py: ModelManager has no method fit_model()" in error
     assert "model_manager.py: ModelManager has no method evaluate_model()" in error
@@ -61,19 +67,31 @@ def test_fit_model_that_raises(stack: Stack, digits: str, tmp_path: Path) -> Non
     source = (EXAMPLES / "mnist-sklearn" / "model_manager.py").read_text()
     broken = source.replace(
         "    def fit_model(self) -> int:\n",
-        "    def fit_model(self) -> int:\n        raise ValueError('labels are missing')\n",
+        "    def fit_model(self) -> int:\n"
+        "        raise ValueError('labels are missing')\n",
     )
-    repo = make_repo(tmp_path / "r", EXAMPLES / "mnist-sklearn", {"model_manager.py": broken})
+    repo = make_repo(
+        tmp_path / "r", EXAMPLES / "mnist-sklearn", {"model_manager.py": broken}
+    )
     result, project = stack.submit(str(repo), "--data-tag", digits, "--rounds", "2")
     assert result.returncode == 1
-    line = next(n for n, text in enumerate(broken.splitlines(), 1) if "labels are missing" in text)
-    expected = f"fit_model() raised ValueError: labels are missing (model_manager.py line {line})"
+    line = next(
+        n
+        for n, text in enumerate(broken.splitlines(), 1)
+        if "labels are missing" in text
+    )
+    expected = (
+        "fit_model() raised ValueError: labels are missing "
+        f"(model_manager.py line {line})"
+    )
     assert expected in project["error"]
     assert "Round 1 train: 0 of 2 learners succeeded" in project["error"]
     assert f"learner-0: {expected}" in project["error"]
     train = next(s for s in project["stages"] if s["name"] == "train")
     assert train["status"] == "failed"
-    failures = [e["data"] for e in stack.events(project["id"]) if e["type"] == "learner_failed"]
+    failures = [
+        e["data"] for e in stack.events(project["id"]) if e["type"] == "learner_failed"
+    ]
     assert sorted(f["learner"] for f in failures) == ["learner-0", "learner-1"]
     assert all(f["reason"] == expected for f in failures)
 
@@ -82,8 +100,14 @@ def test_fit_model_that_raises(stack: Stack, digits: str, tmp_path: Path) -> Non
     ("flags", "message"),
     [
         (["--rounds", "0"], "'rounds': Input should be greater than or equal to 1"),
-        (["--learners", "-1"], "'learners': Input should be greater than or equal to 1"),
-        (["--strategy", "fedbest"], "Unknown strategy 'fedbest'. Known strategies: fedavg"),
+        (
+            ["--learners", "-1"],
+            "'learners': Input should be greater than or equal to 1",
+        ),
+        (
+            ["--strategy", "fedbest"],
+            "Unknown strategy 'fedbest'. Known strategies: fedavg",
+        ),
         (["--data-tag", "no-such-tag"], "data tag 'no-such-tag' does not exist"),
     ],
 )
@@ -101,13 +125,21 @@ def test_bad_flags_are_rejected_before_anything_is_stored(
 def test_unknown_key_in_config_file(stack: Stack, digits: str, tmp_path: Path) -> None:
     config = tmp_path / "flops.toml"
     config.write_text("rounds = 2\nepochs = 5\n")
-    result = stack.flops("project", "submit", str(EXAMPLES / "mnist-sklearn"), "--config", str(config))
+    result = stack.flops(
+        "project", "submit", str(EXAMPLES / "mnist-sklearn"), "--config", str(config)
+    )
     assert result.returncode == 1
     assert "unknown key 'epochs'" in result.stderr
 
 
-def test_unknown_key_in_the_repos_flops_toml(stack: Stack, digits: str, tmp_path: Path) -> None:
-    repo = make_repo(tmp_path / "r", EXAMPLES / "mnist-sklearn", {"flops.toml": "rounds = 2\nlearnrs = 2\n"})
+def test_unknown_key_in_the_repos_flops_toml(
+    stack: Stack, digits: str, tmp_path: Path
+) -> None:
+    repo = make_repo(
+        tmp_path / "r",
+        EXAMPLES / "mnist-sklearn",
+        {"flops.toml": "rounds = 2\nlearnrs = 2\n"},
+    )
     error, _ = failed_with(stack, str(repo), "--data-tag", digits)
     assert "unknown key 'learnrs'" in error
     assert "the repo's flops.toml" in error

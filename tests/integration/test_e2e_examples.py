@@ -21,28 +21,47 @@ STAGES = ["clone", "check", "augment", "build", "schedule", "train", "register"]
 
 
 def digits_sample(stack: Stack) -> tuple[np.ndarray, np.ndarray]:
-    table = pq.read_table(next((stack.home / "data" / "local" / "digits").glob("*.parquet")))
+    table = pq.read_table(
+        next((stack.home / "data" / "local" / "digits").glob("*.parquet"))
+    )
     x = np.asarray(table.column("image").to_pylist(), dtype=np.float32) / 16.0
     return x, np.asarray(table.column("label").to_pylist())
 
 
-def check_tracking(stack: Stack, mlflow_client: Any, project: dict[str, Any], rounds: int) -> None:
+def check_tracking(
+    stack: Stack, mlflow_client: Any, project: dict[str, Any], rounds: int
+) -> None:
     run_id = project["mlflow"]["run_id"]
     run = mlflow_client.get_run(run_id)
     assert run.info.status == "FINISHED"
     assert run.data.params["commit"] == project["commit"]
     assert run.data.params["rounds"] == str(rounds)
     assert run.data.params["flops_version"]
-    for key in ("eval_accuracy", "eval_loss", "round_seconds", "aggregation_seconds",
-                "slowest_learner_seconds", "bytes_sent", "bytes_received"):
+    for key in (
+        "eval_accuracy",
+        "eval_loss",
+        "round_seconds",
+        "aggregation_seconds",
+        "slowest_learner_seconds",
+        "bytes_sent",
+        "bytes_received",
+    ):
         history = mlflow_client.get_metric_history(run_id, key)
         assert sorted(m.step for m in history) == list(range(1, rounds + 1)), key
     children = mlflow_client.search_runs(
         [run.info.experiment_id], filter_string=f"tags.mlflow.parentRunId = '{run_id}'"
     )
-    assert sorted(c.data.tags["flops.learner"] for c in children) == ["learner-0", "learner-1"]
+    assert sorted(c.data.tags["flops.learner"] for c in children) == [
+        "learner-0",
+        "learner-1",
+    ]
     for child in children:
-        steps = [m.step for m in mlflow_client.get_metric_history(child.info.run_id, "eval_accuracy")]
+        steps = [
+            m.step
+            for m in mlflow_client.get_metric_history(
+                child.info.run_id, "eval_accuracy"
+            )
+        ]
         assert sorted(steps) == list(range(1, rounds + 1))
 
 
@@ -54,14 +73,22 @@ def check_project(stack: Stack, project: dict[str, Any], repo: Path) -> None:
         assert stage["started_at"] <= stage["finished_at"]
     assert project["commit"] == git(repo, "rev-parse", "HEAD")
     mlflow = project["mlflow"]
-    assert set(mlflow) >= {"tracking_uri", "experiment_id", "run_id", "model_name", "model_version"}
+    assert set(mlflow) >= {
+        "tracking_uri",
+        "experiment_id",
+        "run_id",
+        "model_name",
+        "model_version",
+    }
     assert mlflow["model_name"] == f"local.{project['name']}"
     assert project["error"] is None
     shown = stack.show(project["id"])
     assert {"id", "status", "stages", "commit", "mlflow", "error"} <= set(shown)
 
 
-def test_mnist_sklearn(stack: Stack, digits: str, mlflow_client: Any, tmp_path: Path) -> None:
+def test_mnist_sklearn(
+    stack: Stack, digits: str, mlflow_client: Any, tmp_path: Path
+) -> None:
     import mlflow
 
     repo = make_repo(tmp_path / "mnist-sklearn", EXAMPLES / "mnist-sklearn")
@@ -71,15 +98,21 @@ def test_mnist_sklearn(stack: Stack, digits: str, mlflow_client: Any, tmp_path: 
     assert result.returncode == 0, result.stderr + result.stdout
     check_project(stack, project, repo)
     check_tracking(stack, mlflow_client, project, rounds=3)
-    accuracy = mlflow_client.get_metric_history(project["mlflow"]["run_id"], "eval_accuracy")
+    accuracy = mlflow_client.get_metric_history(
+        project["mlflow"]["run_id"], "eval_accuracy"
+    )
     assert max(accuracy, key=lambda m: m.step).value > 0.8
 
-    model = mlflow.pyfunc.load_model(f"models:/{project['mlflow']['model_name']}@champion")
+    model = mlflow.pyfunc.load_model(
+        f"models:/{project['mlflow']['model_name']}@champion"
+    )
     assert model.metadata.signature is not None
     x, y = digits_sample(stack)
     predictions = model.predict(x[:300])
     assert (predictions == y[:300]).mean() > 0.8
-    version = mlflow_client.get_model_version_by_alias(project["mlflow"]["model_name"], "champion")
+    version = mlflow_client.get_model_version_by_alias(
+        project["mlflow"]["model_name"], "champion"
+    )
     assert version.version == project["mlflow"]["model_version"]
     assert version.tags["flops.project_id"] == project["id"]
 
@@ -87,15 +120,21 @@ def test_mnist_sklearn(stack: Stack, digits: str, mlflow_client: Any, tmp_path: 
     assert project["id"] in listed.stdout
 
 
-def test_pytorch_cnn(stack: Stack, digits: str, mlflow_client: Any, tmp_path: Path) -> None:
+def test_pytorch_cnn(
+    stack: Stack, digits: str, mlflow_client: Any, tmp_path: Path
+) -> None:
     import mlflow
 
     repo = make_repo(tmp_path / "pytorch-cnn", EXAMPLES / "pytorch-cnn")
-    result, project = stack.submit(str(repo), "--rounds", "3", "--learners", "2", "--data-tag", digits)
+    result, project = stack.submit(
+        str(repo), "--rounds", "3", "--learners", "2", "--data-tag", digits
+    )
     assert result.returncode == 0, result.stderr + result.stdout
     check_project(stack, project, repo)
     check_tracking(stack, mlflow_client, project, rounds=3)
-    model = mlflow.pyfunc.load_model(f"models:/{project['mlflow']['model_name']}@champion")
+    model = mlflow.pyfunc.load_model(
+        f"models:/{project['mlflow']['model_name']}@champion"
+    )
     x, y = digits_sample(stack)
     logits = model.predict(x[:300].reshape(-1, 1, 8, 8))
     assert logits.shape == (300, 10)

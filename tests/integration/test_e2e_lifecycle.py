@@ -44,19 +44,25 @@ def test_up_is_idempotent(stack: Stack) -> None:
     assert (stack.home / "run" / "api.pid").read_text() == before
 
 
-def test_same_dependencies_reuse_the_environment(stack: Stack, digits: str, tmp_path: Path) -> None:
+def test_same_dependencies_reuse_the_environment(
+    stack: Stack, digits: str, tmp_path: Path
+) -> None:
     paths = []
     for name in ("first", "second"):
         repo = make_repo(tmp_path / name, EXAMPLES / "mnist-sklearn")
         result, project = stack.submit(str(repo), "--rounds", "1", "--data-tag", digits)
         assert result.returncode == 0, project.get("error")
-        ready = next(e for e in stack.events(project["id"]) if e["type"] == "environment_ready")
+        ready = next(
+            e for e in stack.events(project["id"]) if e["type"] == "environment_ready"
+        )
         paths.append((ready["data"]["path"], ready["data"]["reused"]))
     assert paths[0][0] == paths[1][0]
     assert paths[1][1] is True
 
 
-def test_cancel_stops_the_job_and_its_processes(stack: Stack, digits: str, tmp_path: Path) -> None:
+def test_cancel_stops_the_job_and_its_processes(
+    stack: Stack, digits: str, tmp_path: Path
+) -> None:
     repo = make_repo(tmp_path / "r", EXAMPLES / "mnist-sklearn")
     project_id = submit_detached(stack, repo, "--rounds", "50", "--data-tag", digits)
     stack.wait_for(project_id, lambda p: p["progress"]["round"] >= 1)
@@ -66,7 +72,10 @@ def test_cancel_stops_the_job_and_its_processes(stack: Stack, digits: str, tmp_p
     assert result.returncode == 0, result.stderr
     project = stack.wait_for(project_id, lambda p: p["status"] != "running", timeout=60)
     assert project["status"] == "cancelled"
-    assert next(s for s in project["stages"] if s["name"] == "train")["status"] == "cancelled"
+    assert (
+        next(s for s in project["stages"] if s["name"] == "train")["status"]
+        == "cancelled"
+    )
     assert actor_pids(job_dir) == []
     shown = stack.flops("project", "show", project_id, "--follow")
     assert shown.returncode == 3  # cancelled
@@ -75,8 +84,12 @@ def test_cancel_stops_the_job_and_its_processes(stack: Stack, digits: str, tmp_p
 def test_restart_mid_job_marks_it_failed_and_keeps_everything_else(
     stack: Stack, digits: str, tmp_path: Path, mlflow_client: object
 ) -> None:
-    before = {p["id"]: p["status"] for p in __import__("json").loads(
-        stack.flops("project", "list", "--format", "json").stdout)}
+    before = {
+        p["id"]: p["status"]
+        for p in __import__("json").loads(
+            stack.flops("project", "list", "--format", "json").stdout
+        )
+    }
     repo = make_repo(tmp_path / "r", EXAMPLES / "mnist-sklearn")
     project_id = submit_detached(stack, repo, "--rounds", "50", "--data-tag", digits)
     stack.wait_for(project_id, lambda p: p["progress"]["round"] >= 1)
@@ -93,7 +106,11 @@ def test_restart_mid_job_marks_it_failed_and_keeps_everything_else(
     assert actor_pids(job_dir) == []
     run = mlflow_client.get_run(project["mlflow"]["run_id"])  # type: ignore[attr-defined]
     assert run.info.status == "FAILED"
-    after = {p["id"]: p["status"] for p in __import__("json").loads(
-        stack.flops("project", "list", "--format", "json").stdout)}
+    after = {
+        p["id"]: p["status"]
+        for p in __import__("json").loads(
+            stack.flops("project", "list", "--format", "json").stdout
+        )
+    }
     for known, status in before.items():
         assert after[known] == status

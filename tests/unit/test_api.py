@@ -10,14 +10,15 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from fastapi.testclient import TestClient
-
 from flops_management.api.main import create_app
 from flops_management.settings import Settings
 
 
 @pytest.fixture
 def client(tmp_path: Path) -> Iterator[TestClient]:
-    settings = Settings(home=tmp_path / "home", mlflow_tracking_uri="http://127.0.0.1:9")
+    settings = Settings(
+        home=tmp_path / "home", mlflow_tracking_uri="http://127.0.0.1:9"
+    )
     with TestClient(create_app(settings)) as client:
         token = settings.token_file.read_text().strip()
         client.headers["Authorization"] = f"Bearer {token}"
@@ -30,7 +31,9 @@ def parquet(tmp_path: Path, rows: int = 10) -> bytes:
     return path.read_bytes()
 
 
-def wait_finished(client: TestClient, project_id: str, headers: dict[str, str] | None = None) -> dict:
+def wait_finished(
+    client: TestClient, project_id: str, headers: dict[str, str] | None = None
+) -> dict:
     for _ in range(200):
         body = client.get(f"/api/projects/{project_id}", headers=headers).json()
         if body["status"] in {"succeeded", "failed", "cancelled"}:
@@ -42,54 +45,97 @@ def wait_finished(client: TestClient, project_id: str, headers: dict[str, str] |
 def test_health_is_open_everything_else_needs_a_token(client: TestClient) -> None:
     bare = TestClient(client.app)
     assert bare.get("/health").json()["status"] == "ok"
-    for method, path in (("GET", "/api/projects"), ("GET", "/api/openapi.json"), ("GET", "/api/data")):
+    for method, path in (
+        ("GET", "/api/projects"),
+        ("GET", "/api/openapi.json"),
+        ("GET", "/api/data"),
+    ):
         response = bare.request(method, path)
         assert response.status_code == 401, path
         assert response.json()["error"]["message"] == "Missing bearer token."
-    assert bare.get("/api/projects", headers={"Authorization": "Bearer wrong"}).status_code == 401
+    assert (
+        bare.get("/api/projects", headers={"Authorization": "Bearer wrong"}).status_code
+        == 401
+    )
     schema = client.get("/api/openapi.json").json()
-    assert "/api/projects" in schema["paths"] and schema["info"]["title"] == "FLOps management API"
+    assert (
+        "/api/projects" in schema["paths"]
+        and schema["info"]["title"] == "FLOps management API"
+    )
 
 
 @pytest.mark.parametrize(
     ("body", "message"),
     [
-        ({"repo": "/x", "rounds": 0}, "'rounds': Input should be greater than or equal to 1"),
-        ({"repo": "/x", "learners": -1}, "'learners': Input should be greater than or equal to 1"),
+        (
+            {"repo": "/x", "rounds": 0},
+            "'rounds': Input should be greater than or equal to 1",
+        ),
+        (
+            {"repo": "/x", "learners": -1},
+            "'learners': Input should be greater than or equal to 1",
+        ),
         ({"repo": "/x", "strategy": "fedbest"}, "Unknown strategy 'fedbest'"),
         ({"repo": "/x", "colour": "red"}, "unknown key 'colour'"),
         ({"repo": "/x", "data_tags": ["nope"]}, "data tag 'nope' does not exist"),
-        ({"repo": "/x", "orchestrator": "mesos"}, "Unknown orchestrator 'mesos'. Known orchestrators: local"),
+        (
+            {"repo": "/x", "orchestrator": "mesos"},
+            "Unknown orchestrator 'mesos'. Known orchestrators: local",
+        ),
         ({"rounds": 2}, "'repo' is required"),
     ],
 )
-def test_invalid_submissions_are_rejected_with_the_reason(client: TestClient, body: dict, message: str) -> None:
+def test_invalid_submissions_are_rejected_with_the_reason(
+    client: TestClient, body: dict, message: str
+) -> None:
     response = client.post("/api/projects", json=body)
     assert response.status_code == 422
     assert message in response.json()["error"]["message"]
     assert client.get("/api/projects").json() == []  # nothing stored
 
 
-def test_data_push_partitions_and_a_bad_push_keeps_the_old_data(client: TestClient, tmp_path: Path) -> None:
-    response = client.put("/api/data/digits", params={"partitions": 2}, content=parquet(tmp_path))
+def test_data_push_partitions_and_a_bad_push_keeps_the_old_data(
+    client: TestClient, tmp_path: Path
+) -> None:
+    response = client.put(
+        "/api/data/digits", params={"partitions": 2}, content=parquet(tmp_path)
+    )
     assert response.status_code == 201
     assert response.json()["partitions"] == 2 and response.json()["rows"] == 10
-    bad = client.put("/api/data/digits", params={"partitions": 3}, content=b"not parquet")
-    assert bad.status_code == 422 and "not a readable Parquet file" in bad.json()["error"]["message"]
+    bad = client.put(
+        "/api/data/digits", params={"partitions": 3}, content=b"not parquet"
+    )
+    assert (
+        bad.status_code == 422
+        and "not a readable Parquet file" in bad.json()["error"]["message"]
+    )
     assert client.get("/api/data/digits").json()["partitions"] == 2
     assert client.put("/api/data/bad tag", content=b"x").status_code == 422
-    too_many = client.put("/api/data/x", params={"partitions": 11}, content=parquet(tmp_path))
-    assert "Cannot split 10 rows into 11 partitions" in too_many.json()["error"]["message"]
+    too_many = client.put(
+        "/api/data/x", params={"partitions": 11}, content=parquet(tmp_path)
+    )
+    assert (
+        "Cannot split 10 rows into 11 partitions" in too_many.json()["error"]["message"]
+    )
 
 
-def test_data_tag_needs_a_partition_per_learner(client: TestClient, tmp_path: Path) -> None:
+def test_data_tag_needs_a_partition_per_learner(
+    client: TestClient, tmp_path: Path
+) -> None:
     client.put("/api/data/digits", params={"partitions": 2}, content=parquet(tmp_path))
-    response = client.post("/api/projects", json={"repo": "/x", "data_tags": ["digits"], "learners": 3})
+    response = client.post(
+        "/api/projects", json={"repo": "/x", "data_tags": ["digits"], "learners": 3}
+    )
     assert response.status_code == 422
-    assert "has 2 partitions but 3 learners were requested" in response.json()["error"]["message"]
+    assert (
+        "has 2 partitions but 3 learners were requested"
+        in response.json()["error"]["message"]
+    )
 
 
-def test_tenants_never_see_each_others_projects(client: TestClient, tmp_path: Path) -> None:
+def test_tenants_never_see_each_others_projects(
+    client: TestClient, tmp_path: Path
+) -> None:
     created = client.post("/api/tokens", json={"tenant": "team-b"})
     assert created.status_code == 201
     other = {"Authorization": f"Bearer {created.json()['token']}"}
@@ -102,15 +148,22 @@ def test_tenants_never_see_each_others_projects(client: TestClient, tmp_path: Pa
     ):
         assert client.request(method, path, headers=other).status_code == 404, path
     # ...and non-admins cannot mint tokens
-    assert client.post("/api/tokens", json={"tenant": "x"}, headers=other).status_code == 403
+    assert (
+        client.post("/api/tokens", json={"tenant": "x"}, headers=other).status_code
+        == 403
+    )
     finished = wait_finished(client, mine["id"])
     assert finished["status"] == "failed"
     assert "does not exist" in finished["error"]
 
 
-def test_a_failed_job_records_stage_events_and_error(client: TestClient, tmp_path: Path) -> None:
+def test_a_failed_job_records_stage_events_and_error(
+    client: TestClient, tmp_path: Path
+) -> None:
     (tmp_path / "plain").mkdir()
-    project = client.post("/api/projects", json={"repo": str(tmp_path / "plain")}).json()
+    project = client.post(
+        "/api/projects", json={"repo": str(tmp_path / "plain")}
+    ).json()
     assert project["status"] == "queued" and project["name"] == "plain"
     final = wait_finished(client, project["id"])
     assert final["status"] == "failed"
@@ -119,16 +172,24 @@ def test_a_failed_job_records_stage_events_and_error(client: TestClient, tmp_pat
     assert clone["status"] == "failed" and clone["started_at"] and clone["finished_at"]
     assert "is not in a git repository" in clone["log"]
     assert all(s["status"] == "pending" for s in final["stages"][1:])
-    kinds = [e["type"] for e in client.get(f"/api/projects/{project['id']}/events").json()]
+    kinds = [
+        e["type"] for e in client.get(f"/api/projects/{project['id']}/events").json()
+    ]
     assert kinds[:3] == ["job_queued", "job_started", "stage_started"]
     assert kinds[-2:] == ["stage_failed", "job_failed"]
     # Cancelling a finished project is a conflict, not a silent success.
     assert client.post(f"/api/projects/{project['id']}/cancel").status_code == 409
 
 
-def test_event_stream_ends_with_the_final_status(client: TestClient, tmp_path: Path) -> None:
-    project = client.post("/api/projects", json={"repo": str(tmp_path / "missing")}).json()
-    with client.stream("GET", f"/api/projects/{project['id']}/events", params={"follow": True}) as stream:
+def test_event_stream_ends_with_the_final_status(
+    client: TestClient, tmp_path: Path
+) -> None:
+    project = client.post(
+        "/api/projects", json={"repo": str(tmp_path / "missing")}
+    ).json()
+    with client.stream(
+        "GET", f"/api/projects/{project['id']}/events", params={"follow": True}
+    ) as stream:
         body = "".join(stream.iter_text())
     assert "event: job_queued" in body
     assert body.rstrip().splitlines()[-2] == "event: end"

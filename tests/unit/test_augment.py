@@ -3,14 +3,16 @@
 import tomllib
 from pathlib import Path
 
+from flops_management.pipeline import augment
 from flwr.common.config import validate_config
 
 from flops.app import run_settings as keys
-from flops_management.pipeline import augment
 
 
 def test_generated_app_is_a_valid_flower_app(tmp_path: Path) -> None:
-    files = augment.write_app(tmp_path, "mnist", {keys.CONFIG: "{}", keys.POLL_INTERVAL: 0.05})
+    files = augment.write_app(
+        tmp_path, "mnist", {keys.CONFIG: "{}", keys.POLL_INTERVAL: 0.05}
+    )
     assert sorted(p.relative_to(tmp_path).as_posix() for p in files) == [
         "flops_app/__init__.py",
         "flops_app/client_app.py",
@@ -27,7 +29,9 @@ def test_generated_app_is_a_valid_flower_app(tmp_path: Path) -> None:
     }
     assert app["config"][keys.MLFLOW_RUN_ID] == ""  # declared so `flwr run` may set it
     assert app["config"][keys.POLL_INTERVAL] == 0.05
-    assert "create_server_app()" in (tmp_path / "flops_app" / "server_app.py").read_text()
+    assert (
+        "create_server_app()" in (tmp_path / "flops_app" / "server_app.py").read_text()
+    )
 
 
 def test_run_overrides_only_touch_per_run_keys() -> None:

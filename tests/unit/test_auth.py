@@ -2,11 +2,11 @@ import stat
 from pathlib import Path
 
 import pytest
-
-from flops.errors import AuthError, ForbiddenError
 from flops_management import auth
 from flops_management.settings import Settings
 from flops_management.store import open_store
+
+from flops.errors import AuthError, ForbiddenError
 
 
 def test_local_profile_token_file_is_private_and_accepted(tmp_path: Path) -> None:
@@ -41,8 +41,12 @@ def test_issued_tokens_belong_to_their_tenant(tmp_path: Path) -> None:
 
 
 def test_production_profile_has_no_default_credentials(tmp_path: Path) -> None:
-    settings = Settings(home=tmp_path, profile="production", store_url=f"sqlite:///{tmp_path}/db",
-                        mlflow_tracking_uri="http://mlflow:5000")
+    settings = Settings(
+        home=tmp_path,
+        profile="production",
+        store_url=f"sqlite:///{tmp_path}/db",
+        mlflow_tracking_uri="http://mlflow:5000",
+    )
     store = open_store(settings.store)
     auth.bootstrap(settings, store)
     assert not settings.token_file.exists()

@@ -1,13 +1,13 @@
 from pathlib import Path
 
 import pytest
+from flops_cli import display
+from flops_cli.commands.project import build_config, exit_code
+from flops_cli.main import app
 from typer.testing import CliRunner
 
 from flops.contract import check_repo
 from flops.errors import ConfigError
-from flops_cli import display
-from flops_cli.commands.project import build_config, exit_code
-from flops_cli.main import app
 
 runner = CliRunner()
 
@@ -22,9 +22,12 @@ def test_init_writes_a_repo_that_passes_the_check(tmp_path: Path) -> None:
     assert "is not empty" in again.exception.message
 
 
-def test_unreachable_api_is_one_clear_message(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    from flops.errors import ServiceUnavailableError
+def test_unreachable_api_is_one_clear_message(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     from flops_cli.client import ApiClient
+
+    from flops.errors import ServiceUnavailableError
 
     monkeypatch.setenv("FLOPS_TOKEN", "t")
     with pytest.raises(ServiceUnavailableError) as err:
@@ -32,9 +35,12 @@ def test_unreachable_api_is_one_clear_message(monkeypatch: pytest.MonkeyPatch, t
     assert "not reachable" in err.value.message and "flops up" in str(err.value.hint)
 
 
-def test_missing_token_says_how_to_get_one(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    from flops.errors import AuthError
+def test_missing_token_says_how_to_get_one(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     from flops_cli.client import api_token
+
+    from flops.errors import AuthError
 
     monkeypatch.delenv("FLOPS_TOKEN", raising=False)
     monkeypatch.setenv("FLOPS_HOME", str(tmp_path))
@@ -42,10 +48,20 @@ def test_missing_token_says_how_to_get_one(monkeypatch: pytest.MonkeyPatch, tmp_
         api_token()
 
 
-def test_flags_override_the_config_file_and_unset_flags_are_not_sent(tmp_path: Path) -> None:
+def test_flags_override_the_config_file_and_unset_flags_are_not_sent(
+    tmp_path: Path,
+) -> None:
     (tmp_path / "flops.toml").write_text('rounds = 5\nstrategy = "fedprox"\n')
-    body = build_config("repo", tmp_path / "flops.toml", {"rounds": 2, "learners": None, "data_tags": []})
-    assert body == {"rounds": 2, "strategy": "fedprox", "repo": str(Path("repo").resolve())}
+    body = build_config(
+        "repo",
+        tmp_path / "flops.toml",
+        {"rounds": 2, "learners": None, "data_tags": []},
+    )
+    assert body == {
+        "rounds": 2,
+        "strategy": "fedprox",
+        "repo": str(Path("repo").resolve()),
+    }
     assert build_config("https://h/x.git", None, {})["repo"] == "https://h/x.git"
 
 
@@ -56,10 +72,16 @@ def test_exit_codes() -> None:
 def test_round_events_show_progress_and_metrics() -> None:
     line = display.render_event(
         "round_finished",
-        {"data": {"round": 2, "rounds": 3, "metrics": {"eval_accuracy": 0.91234, "eval_loss": 0.3}}},
+        {
+            "data": {
+                "round": 2,
+                "rounds": 3,
+                "metrics": {"eval_accuracy": 0.91234, "eval_loss": 0.3},
+            }
+        },
     )
     assert line is not None and "round 2/3" in line and "eval_accuracy=0.9123" in line
-    assert display.render_event("stage_failed", {"data": {"stage": "check", "error": "boom"}}) == (
-        "[bold]check    [/bold] [red]failed[/red]\nboom"
-    )
+    assert display.render_event(
+        "stage_failed", {"data": {"stage": "check", "error": "boom"}}
+    ) == ("[bold]check    [/bold] [red]failed[/red]\nboom")
     assert display.render_event("learner_joined", {"data": {}}) is None

@@ -8,7 +8,12 @@ from flops.errors import ConfigError
 
 def test_defaults_are_the_embedded_run() -> None:
     config = parse_config({"repo": "x"})
-    assert (config.rounds, config.learners, config.strategy, config.orchestrator) == (3, 2, "fedavg", "local")
+    assert (config.rounds, config.learners, config.strategy, config.orchestrator) == (
+        3,
+        2,
+        "fedavg",
+        "local",
+    )
     assert config.effective_min_fit == 2
 
 
@@ -26,7 +31,9 @@ def test_defaults_are_the_embedded_run() -> None:
         ({"platforms": ["linux/s390x"]}, "'platforms.0'"),
     ],
 )
-def test_invalid_configs_say_what_is_wrong(data: dict[str, object], expected: str) -> None:
+def test_invalid_configs_say_what_is_wrong(
+    data: dict[str, object], expected: str
+) -> None:
     with pytest.raises(ConfigError) as err:
         parse_config(data, "flops.toml")
     assert "Invalid project config in flops.toml" in str(err.value)
@@ -37,12 +44,20 @@ def test_every_problem_is_listed_at_once() -> None:
     with pytest.raises(ConfigError) as err:
         parse_config({"rounds": 0, "learners": 0, "colour": "red"})
     text = str(err.value)
-    assert "'rounds'" in text and "'learners'" in text and "unknown key 'colour'" in text
+    assert (
+        "'rounds'" in text and "'learners'" in text and "unknown key 'colour'" in text
+    )
 
 
 def test_memory_sizes() -> None:
-    assert ProjectConfig(resources={"memory": "512m"}).resources.memory_bytes() == 512 * 1024**2  # type: ignore[arg-type]
-    assert ProjectConfig(resources={"memory": "2Gi"}).resources.memory_bytes() == 2 * 1024**3  # type: ignore[arg-type]
+    assert (
+        ProjectConfig(resources={"memory": "512m"}).resources.memory_bytes()
+        == 512 * 1024**2
+    )  # type: ignore[arg-type]
+    assert (
+        ProjectConfig(resources={"memory": "2Gi"}).resources.memory_bytes()
+        == 2 * 1024**3
+    )  # type: ignore[arg-type]
     assert ProjectConfig(resources={"memory": "1000"}).resources.memory_bytes() == 1000  # type: ignore[arg-type]
 
 

@@ -9,7 +9,9 @@ from flops.errors import ConfigError, FlopsError
 
 
 def table(rows: int) -> pa.Table:
-    return pa.table({"image": [[float(i)] * 4 for i in range(rows)], "label": list(range(rows))})
+    return pa.table(
+        {"image": [[float(i)] * 4 for i in range(rows)], "label": list(range(rows))}
+    )
 
 
 def test_partitions_cover_every_row_once() -> None:
@@ -29,7 +31,10 @@ def test_write_partitions_replaces_the_previous_split(tmp_path: Path) -> None:
     data.write_partitions(table(10), dest, 5)
     files = data.write_partitions(table(10), dest, 2)
     assert [f.name for f in files] == ["partition-0.parquet", "partition-1.parquet"]
-    assert sorted(p.name for p in dest.iterdir()) == ["partition-0.parquet", "partition-1.parquet"]
+    assert sorted(p.name for p in dest.iterdir()) == [
+        "partition-0.parquet",
+        "partition-1.parquet",
+    ]
     assert not list(tmp_path.glob(".digits*"))
 
 
@@ -43,7 +48,9 @@ def test_load_dataset_joins_tags_and_keeps_numpy_behaviour(tmp_path: Path) -> No
     assert dataset["image"].reshape((len(dataset), -1)).shape == (5, 4)
 
 
-def test_compat_load_dataset_reads_the_current_learner(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_compat_load_dataset_reads_the_current_learner(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from flops_utils.ml_repo_building_blocks import load_dataset
 
     (tmp_path / "digits").mkdir()
@@ -59,7 +66,9 @@ def test_compat_load_dataset_reads_the_current_learner(tmp_path: Path, monkeypat
         data.set_current(None)
 
 
-def test_outside_a_learner_the_error_says_how_to_run_locally(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_outside_a_learner_the_error_says_how_to_run_locally(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     monkeypatch.delenv(data.DATA_DIR_ENV, raising=False)
     with pytest.raises(FlopsError, match="outside a FLOps learner") as err:
         data.load_dataset()

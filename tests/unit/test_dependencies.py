@@ -17,7 +17,8 @@ def test_requirements_txt_with_includes_comments_and_options(tmp_path: Path) -> 
     write(
         tmp_path,
         {
-            "requirements.txt": "# ML\nnumpy>=1.26  # arrays\n-r more/extra.txt\n--index-url https://x\n\n",
+            "requirements.txt": "# ML\nnumpy>=1.26  # arrays\n-r more/extra.txt\n"
+            "--index-url https://x\n\n",
             "more/extra.txt": "scikit-learn==1.5.0\nflops-utils==0.2.3\n",
         },
     )
@@ -29,7 +30,9 @@ def test_requirements_txt_with_includes_comments_and_options(tmp_path: Path) -> 
 
 
 def test_pyproject_dependencies(tmp_path: Path) -> None:
-    write(tmp_path, {"pyproject.toml": '[project]\nname="x"\ndependencies=["torch>=2"]\n'})
+    write(
+        tmp_path, {"pyproject.toml": '[project]\nname="x"\ndependencies=["torch>=2"]\n'}
+    )
     assert read_dependencies(tmp_path).requirements == ("torch>=2",)
 
 
@@ -38,7 +41,8 @@ def test_tool_only_pyproject_is_not_a_dependency_file(tmp_path: Path) -> None:
         tmp_path,
         {
             "pyproject.toml": "[tool.ruff]\nline-length = 88\n",
-            "conda.yml": "dependencies:\n  - python=3.10\n  - pip:\n    - numpy==1.26.4\n",
+            "conda.yml": "dependencies:\n  - python=3.10\n  - pip:\n"
+            "    - numpy==1.26.4\n",
         },
     )
     deps = read_dependencies(tmp_path)
@@ -49,7 +53,10 @@ def test_tool_only_pyproject_is_not_a_dependency_file(tmp_path: Path) -> None:
 def test_conda_pip_section_is_honoured_and_conda_packages_noted(tmp_path: Path) -> None:
     write(
         tmp_path,
-        {"conda.yaml": "name: env\ndependencies:\n  - python=3.10\n  - scipy=1.13\n  - pip:\n    - scikit-learn==1.4.2\n"},
+        {
+            "conda.yaml": "name: env\ndependencies:\n  - python=3.10\n"
+            "  - scipy=1.13\n  - pip:\n    - scikit-learn==1.4.2\n"
+        },
     )
     deps = read_dependencies(tmp_path)
     assert deps.requirements == ("scikit-learn==1.4.2",)
@@ -60,7 +67,10 @@ def test_invalid_requirement_names_file_and_line(tmp_path: Path) -> None:
     write(tmp_path, {"requirements.txt": "numpy\nscikit-learn>>1\n"})
     with pytest.raises(ContractError) as err:
         read_dependencies(tmp_path)
-    assert "requirements.txt line 2: 'scikit-learn>>1' is not a valid requirement" in str(err.value)
+    assert (
+        "requirements.txt line 2: 'scikit-learn>>1' is not a valid requirement"
+        in str(err.value)
+    )
 
 
 def test_missing_dependency_file(tmp_path: Path) -> None:
@@ -69,7 +79,10 @@ def test_missing_dependency_file(tmp_path: Path) -> None:
 
 
 def test_include_outside_the_repo_is_refused(tmp_path: Path) -> None:
-    write(tmp_path, {"repo/requirements.txt": "-r ../secret.txt\n", "secret.txt": "numpy\n"})
+    write(
+        tmp_path,
+        {"repo/requirements.txt": "-r ../secret.txt\n", "secret.txt": "numpy\n"},
+    )
     with pytest.raises(ContractError, match="is not in the repo"):
         read_dependencies(tmp_path / "repo")
 

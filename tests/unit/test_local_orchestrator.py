@@ -2,9 +2,10 @@
 
 from pathlib import Path
 
+from flops_management.orchestrators import local
+
 from flops.app.run_settings import node_config_args
 from flops.config import Resources
-from flops_management.orchestrators import local
 
 BIN = Path("/envs/abc/bin")
 
@@ -43,7 +44,9 @@ def test_supernode_args() -> None:
 
 
 def test_executor_args() -> None:
-    assert local.executor_args(BIN, "learner", "127.0.0.1:9100", Path("/repo"), 0.05) == [
+    assert local.executor_args(
+        BIN, "learner", "127.0.0.1:9100", Path("/repo"), 0.05
+    ) == [
         "/envs/abc/bin/python",
         "-m",
         "flops.executor",

@@ -11,7 +11,9 @@ from flops_management.settings import Settings
 from flops_management.store import open_store
 
 
-def test_running_jobs_fail_with_the_reason_and_their_processes_stop(tmp_path: Path) -> None:
+def test_running_jobs_fail_with_the_reason_and_their_processes_stop(
+    tmp_path: Path,
+) -> None:
     settings = Settings(home=tmp_path, mlflow_tracking_uri="http://127.0.0.1:9")
     store = open_store(settings.store)
     # A leftover actor: its command line carries the marker the local backend checks.
@@ -19,11 +21,19 @@ def test_running_jobs_fail_with_the_reason_and_their_processes_stop(tmp_path: Pa
         [sys.executable, "-c", "import time; time.sleep(120)", "flops.executor"],
         start_new_session=True,
     )
-    running = Project(id="r1", tenant="local", name="a", source="/x", requested_config={})
+    running = Project(
+        id="r1", tenant="local", name="a", source="/x", requested_config={}
+    )
     running.status = ProjectStatus.RUNNING
     running.stage("train").status = StageStatus.RUNNING
     running.runtime = {"orchestrator": "local", "pids": {"learner-0": leftover.pid}}
-    queued = Project(id="q1", tenant="local", name="b", source=str(tmp_path / "gone"), requested_config={})
+    queued = Project(
+        id="q1",
+        tenant="local",
+        name="b",
+        source=str(tmp_path / "gone"),
+        requested_config={},
+    )
     done = Project(id="d1", tenant="local", name="c", source="/x", requested_config={})
     done.status = ProjectStatus.SUCCEEDED
     for project in (running, queued, done):
@@ -49,7 +59,9 @@ def test_running_jobs_fail_with_the_reason_and_their_processes_stop(tmp_path: Pa
 def test_cleanup_never_kills_a_reused_pid(tmp_path: Path) -> None:
     from flops_management.orchestrators.local import LocalOrchestrator
 
-    stranger = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"], start_new_session=True)
+    stranger = subprocess.Popen(
+        [sys.executable, "-c", "import time; time.sleep(30)"], start_new_session=True
+    )
     LocalOrchestrator(Settings(home=tmp_path)).cleanup({"pids": {"x": stranger.pid}})
     time.sleep(0.2)
     assert stranger.poll() is None

@@ -13,7 +13,9 @@ from flops.errors import ConfigError
 
 
 def test_event_round_trip_and_non_finite_numbers() -> None:
-    line = events.format_event(events.ROUND_FINISHED, round=2, metrics={"loss": math.nan})
+    line = events.format_event(
+        events.ROUND_FINISHED, round=2, metrics={"loss": math.nan}
+    )
     parsed = events.parse_event("some prefix " + line)
     assert parsed is not None
     assert parsed["type"] == "round_finished" and parsed["round"] == 2
@@ -22,9 +24,12 @@ def test_event_round_trip_and_non_finite_numbers() -> None:
     assert events.parse_event(events.PREFIX + "{broken") is None
 
 
-def test_user_errors_point_at_the_users_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_user_errors_point_at_the_users_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     (tmp_path / "model_manager.py").write_text(
-        "class ModelManager:\n    def fit_model(self):\n        raise ValueError('boom')\n"
+        "class ModelManager:\n    def fit_model(self):\n"
+        "        raise ValueError('boom')\n"
     )
     monkeypatch.setenv(usercode.REPO_DIR_ENV, str(tmp_path))
     sys.modules.pop("model_manager", None)
@@ -34,7 +39,10 @@ def test_user_errors_point_at_the_users_file(tmp_path: Path, monkeypatch: pytest
             usercode.call(manager.fit_model, "fit_model()")
     finally:
         sys.modules.pop("model_manager", None)
-    assert str(err.value) == "fit_model() raised ValueError: boom (model_manager.py line 3)"
+    assert (
+        str(err.value)
+        == "fit_model() raised ValueError: boom (model_manager.py line 3)"
+    )
 
 
 def test_parameters_must_be_numeric_arrays() -> None:
@@ -47,7 +55,9 @@ def test_parameters_must_be_numeric_arrays() -> None:
             return {"w": 1}
 
     assert [a.shape for a in usercode.get_parameters(Good())] == [(2,), (3,)]
-    with pytest.raises(usercode.UserCodeError, match="must return a list of NumPy arrays"):
+    with pytest.raises(
+        usercode.UserCodeError, match="must return a list of NumPy arrays"
+    ):
         usercode.get_parameters(Bad())
 
 
@@ -76,6 +86,8 @@ def test_signature_from_the_learners_own_inputs() -> None:
 
 
 def test_sklearn_models_get_skops() -> None:
-    assert model_export.export_requirements(["scikit-learn>=1.4", "numpy"]) == ["skops>=0.10"]
+    assert model_export.export_requirements(["scikit-learn>=1.4", "numpy"]) == [
+        "skops>=0.10"
+    ]
     assert model_export.export_requirements(["scikit-learn", "skops==0.13"]) == []
     assert model_export.export_requirements(["torch==2.13.0"]) == []

@@ -14,11 +14,18 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
-from flops.errors import NotFoundError
-from flops_management.models import Dataset, MlflowInfo, Project, ProjectStatus, StageStatus, Token
+from flops_management.models import (
+    Dataset,
+    MlflowInfo,
+    Project,
+    ProjectStatus,
+    StageStatus,
+    Token,
+)
 from flops_management.store import Store, open_store
 from flops_management.store.mongo import MongoStore
+
+from flops.errors import NotFoundError
 
 BACKENDS = ["sqlite", "mongomock-fake"]
 if os.environ.get("FLOPS_TEST_MONGO_URI"):
@@ -41,7 +48,14 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
 
 
 def project(tenant: str = "t1", **fields: object) -> Project:
-    return Project(id=uuid.uuid4().hex, tenant=tenant, name="mnist", source="/repo", requested_config={}, **fields)  # type: ignore[arg-type]
+    return Project(
+        id=uuid.uuid4().hex,
+        tenant=tenant,
+        name="mnist",
+        source="/repo",
+        requested_config={},
+        **fields,
+    )  # type: ignore[arg-type]
 
 
 def test_create_get_and_tenant_isolation(store: Store) -> None:
@@ -71,7 +85,11 @@ def test_field_updates_do_not_clobber_each_other(store: Store) -> None:
     store.update_project(p.id, cancel_requested=True)
     store.update_project(p.id, mlflow=MlflowInfo(tracking_uri="http://m", run_id="r1"))
     got = store.get_project(p.id)
-    assert (got.status, got.commit, got.cancel_requested) == (ProjectStatus.RUNNING, "abc", True)
+    assert (got.status, got.commit, got.cancel_requested) == (
+        ProjectStatus.RUNNING,
+        "abc",
+        True,
+    )
     assert got.mlflow is not None and got.mlflow.run_id == "r1"
     with pytest.raises(NotFoundError):
         store.update_project("nope", status=ProjectStatus.FAILED)
@@ -80,10 +98,15 @@ def test_field_updates_do_not_clobber_each_other(store: Store) -> None:
 def test_stage_update_replaces_only_that_stage(store: Store) -> None:
     p = project()
     store.create_project(p)
-    stage = p.stage("train").model_copy(update={"status": StageStatus.RUNNING, "log": "round 1"})
+    stage = p.stage("train").model_copy(
+        update={"status": StageStatus.RUNNING, "log": "round 1"}
+    )
     store.update_stage(p.id, stage)
     got = store.get_project(p.id)
-    assert got.stage("train").status == StageStatus.RUNNING and got.stage("train").log == "round 1"
+    assert (
+        got.stage("train").status == StageStatus.RUNNING
+        and got.stage("train").log == "round 1"
+    )
     assert got.stage("clone").status == StageStatus.PENDING
     assert [s.name for s in got.stages] == [s.name for s in p.stages]
 
@@ -131,9 +154,19 @@ def test_tokens_and_datasets(store: Store) -> None:
     token = store.find_token("d1")
     assert token is not None and token.tenant == "t1" and token.admin
     assert store.find_token("d2") is None
-    store.put_dataset(Dataset(tenant="t1", tag="digits", partitions=2, rows=10, columns=["x"], bytes=5))
-    store.put_dataset(Dataset(tenant="t1", tag="digits", partitions=4, rows=10, columns=["x"], bytes=5))
-    store.put_dataset(Dataset(tenant="t2", tag="digits", partitions=1, rows=1, columns=["x"], bytes=5))
+    store.put_dataset(
+        Dataset(
+            tenant="t1", tag="digits", partitions=2, rows=10, columns=["x"], bytes=5
+        )
+    )
+    store.put_dataset(
+        Dataset(
+            tenant="t1", tag="digits", partitions=4, rows=10, columns=["x"], bytes=5
+        )
+    )
+    store.put_dataset(
+        Dataset(tenant="t2", tag="digits", partitions=1, rows=1, columns=["x"], bytes=5)
+    )
     got = store.get_dataset("t1", "digits")
     assert got is not None and got.partitions == 4
     assert [d.tenant for d in store.list_datasets("t2")] == ["t2"]

@@ -3,11 +3,24 @@ from flwr.serverapp.strategy import FedAvg, FedProx, FedTrimmedAvg
 
 from flops.config import parse_config
 from flops.errors import ConfigError
-from flops.strategies import build_strategy, strategy_class, strategy_names, validate_strategy
+from flops.strategies import (
+    build_strategy,
+    strategy_class,
+    strategy_names,
+    validate_strategy,
+)
 
 
 def test_required_strategies_are_flowers_own() -> None:
-    for name in ("fedavg", "fedprox", "fedadam", "fedyogi", "fedmedian", "krum", "trimmed-mean"):
+    for name in (
+        "fedavg",
+        "fedprox",
+        "fedadam",
+        "fedyogi",
+        "fedmedian",
+        "krum",
+        "trimmed-mean",
+    ):
         assert name in strategy_names()
         assert strategy_class(name).__module__.startswith("flwr.serverapp.strategy")
     assert strategy_class("trimmed-mean") is FedTrimmedAvg
@@ -22,7 +35,9 @@ def test_unknown_strategy_lists_known_ones() -> None:
 
 def test_parameters_are_checked_against_the_class() -> None:
     with pytest.raises(ConfigError) as err:
-        validate_strategy(parse_config({"strategy": "fedprox", "strategy_params": {"mu": 0.1}}))
+        validate_strategy(
+            parse_config({"strategy": "fedprox", "strategy_params": {"mu": 0.1}})
+        )
     assert "strategy 'fedprox' has no parameter 'mu'" in str(err.value)
     assert "proximal_mu" in str(err.value)
 
@@ -42,10 +57,19 @@ def test_build_applies_config_and_params_behind_a_mixin() -> None:
         marker = True
 
     config = parse_config(
-        {"strategy": "fedprox", "learners": 4, "min_fit": 3, "strategy_params": {"proximal_mu": 0.5}}
+        {
+            "strategy": "fedprox",
+            "learners": 4,
+            "min_fit": 3,
+            "strategy_params": {"proximal_mu": 0.5},
+        }
     )
     strategy = build_strategy(config, Mixin)
     assert isinstance(strategy, FedProx) and isinstance(strategy, Mixin)
     assert strategy.proximal_mu == 0.5
-    assert (strategy.min_train_nodes, strategy.min_evaluate_nodes, strategy.min_available_nodes) == (3, 4, 4)
+    assert (
+        strategy.min_train_nodes,
+        strategy.min_evaluate_nodes,
+        strategy.min_available_nodes,
+    ) == (3, 4, 4)
     assert isinstance(build_strategy(parse_config({})), FedAvg)

@@ -8,10 +8,10 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
 from fastapi.concurrency import run_in_threadpool
-
-from flops.errors import ConfigError, NotFoundError
 from flops_management import datasets
 from flops_management.api.deps import PrincipalDep, SettingsDep, StoreDep
+
+from flops.errors import ConfigError, NotFoundError
 
 router = APIRouter(prefix="/api/data", tags=["data"])
 
@@ -41,7 +41,13 @@ async def push_data(
         if size == 0:
             raise ConfigError("The upload is empty: send the Parquet file as the body.")
         dataset = await run_in_threadpool(
-            datasets.push, settings, store, principal.tenant, tag, Path(upload.name), partitions
+            datasets.push,
+            settings,
+            store,
+            principal.tenant,
+            tag,
+            Path(upload.name),
+            partitions,
         )
     return dataset.model_dump(mode="json")
 

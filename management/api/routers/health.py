@@ -6,10 +6,10 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.openapi.utils import get_openapi
-
-import flops
 from flops_management.api.deps import PrincipalDep, SettingsDep
 from flops_management.orchestrators import orchestrator_names
+
+import flops
 
 router = APIRouter(tags=["health"])
 
@@ -36,7 +36,10 @@ def openapi_schema(request: Request, principal: PrincipalDep) -> dict[str, Any]:
     app = request.app
     if app.openapi_schema is None:
         app.openapi_schema = get_openapi(
-            title=app.title, version=app.version, description=app.description, routes=app.routes
+            title=app.title,
+            version=app.version,
+            description=app.description,
+            routes=app.routes,
         )
     schema: dict[str, Any] = app.openapi_schema
     return schema

@@ -9,7 +9,6 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import StreamingResponse
-
 from flops_management import projects
 from flops_management.api.deps import PrincipalDep, RunnerDep, StoreDep
 from flops_management.models import Event
@@ -25,7 +24,9 @@ def submit_project(
     principal: PrincipalDep,
     store: StoreDep,
     runner: RunnerDep,
-    body: Annotated[dict[str, Any], Body(description="The project config; `repo` required.")],
+    body: Annotated[
+        dict[str, Any], Body(description="The project config; `repo` required.")
+    ],
 ) -> dict[str, Any]:
     return projects.submit(store, runner, principal, body).public()
 
@@ -40,7 +41,9 @@ def list_projects(
 
 
 @router.get("/{project_id}")
-def show_project(project_id: str, principal: PrincipalDep, store: StoreDep) -> dict[str, Any]:
+def show_project(
+    project_id: str, principal: PrincipalDep, store: StoreDep
+) -> dict[str, Any]:
     return store.get_project(project_id, principal.tenant).public()
 
 
@@ -63,7 +66,9 @@ async def project_events(
     principal: PrincipalDep,
     store: StoreDep,
     after: Annotated[int, Query(ge=0, description="Only events with seq > after")] = 0,
-    follow: Annotated[bool, Query(description="Stream (server-sent events) until the project ends")] = False,
+    follow: Annotated[
+        bool, Query(description="Stream (server-sent events) until the project ends")
+    ] = False,
 ) -> list[dict[str, Any]] | StreamingResponse:
     await run_in_threadpool(store.get_project, project_id, principal.tenant)
     if not follow:
@@ -80,9 +85,12 @@ async def project_events(
             if batch:
                 idle = 0.0
                 continue
-            project = await run_in_threadpool(store.get_project, project_id, principal.tenant)
+            project = await run_in_threadpool(
+                store.get_project, project_id, principal.tenant
+            )
             if project.status.finished:
-                yield f"event: end\ndata: {project.model_dump_json(include={'id', 'status', 'error'})}\n\n"
+                final = project.model_dump_json(include={"id", "status", "error"})
+                yield f"event: end\ndata: {final}\n\n"
                 return
             if await request.is_disconnected():
                 return

@@ -1,0 +1,79 @@
+# FLOps: the two commands a fresh machine needs are `make quickstart` and `make test`.
+# Both install what they need first (system tools, a virtualenv in .venv).
+
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+FLOPS := $(VENV)/bin/flops
+# Re-install when pyproject.toml changes.
+STAMP := $(VENV)/.installed-$(shell sha256sum pyproject.toml | cut -c1-12)
+# Folders of wheels the host prefers (e.g. the CPU build of torch), as pip uses them.
+FIND_LINKS := $(foreach dir,$(PIP_FIND_LINKS),--find-links $(dir))
+CACHE := .cache
+SYSTEM_TOOLS := git prlimit taskset
+PYTEST_ARGS ?=
+
+.PHONY: help install system quickstart test lint unit integration bench clean down
+
+help:
+	@echo "make quickstart   install, start the embedded stack, train examples/mnist-sklearn"
+	@echo "make test         install, lint, run every test (unit, integration, end to end)"
+	@echo "make unit | integration | lint | bench | down | clean"
+
+system:
+	@missing=""; for tool in $(SYSTEM_TOOLS); do command -v $$tool >/dev/null || missing="$$missing $$tool"; done; \
+	if [ -n "$$missing" ]; then \
+		echo "installing system packages for:$$missing"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq git util-linux; \
+	fi
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "FLOps needs Python 3.11 or newer")'
+
+$(STAMP): pyproject.toml | system
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --disable-pip-version-check uv
+	$(VENV)/bin/uv pip install -q --python $(PY) $(FIND_LINKS) -e ".[dev]"
+	@# Hosts with PYTHONDONTWRITEBYTECODE never cache bytecode: compile once here
+	@# so every `flops` command and service starts without recompiling its imports.
+	$(PY) -m compileall -q -j 0 $(VENV)/lib > /dev/null || true
+	rm -f $(VENV)/.installed-* && touch $@
+
+install: $(STAMP)
+
+$(CACHE)/digits.parquet: examples/data/make_digits.py | install
+	mkdir -p $(CACHE)
+	$(PY) examples/data/make_digits.py $@
+
+quickstart: install $(CACHE)/digits.parquet
+	$(FLOPS) up
+	$(FLOPS) data push $(CACHE)/digits.parquet --tag digits --partitions 2
+	$(FLOPS) project submit ./examples/mnist-sklearn --rounds 3 --learners 2 --data-tag digits --follow
+
+lint: install
+	mkdir -p $(CACHE)/typecheck
+	ln -sfn ../../flops $(CACHE)/typecheck/flops
+	ln -sfn ../../flops_utils $(CACHE)/typecheck/flops_utils
+	ln -sfn ../../management $(CACHE)/typecheck/flops_management
+	ln -sfn ../../cli $(CACHE)/typecheck/flops_cli
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+
+unit: install
+	$(PY) -m pytest tests/unit -q $(PYTEST_ARGS)
+
+integration: install
+	$(PY) -m pytest tests/integration -q -ra $(PYTEST_ARGS)
+
+test: lint
+	$(PY) -m pytest tests -q -ra --durations=15 $(PYTEST_ARGS)
+
+bench: install
+	$(PY) bench/e2e.py
+	$(PY) bench/round_overhead.py
+
+down:
+	-$(FLOPS) down
+
+clean: down
+	rm -rf $(VENV) $(CACHE) build *.egg-info
