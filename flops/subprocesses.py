@@ -126,7 +126,8 @@ def spawn(
 
 
 def pid_alive(pid: int) -> bool:
-    """True when a process with this pid exists (and is not a zombie we own)."""
+    """True when a process with this pid runs. A zombie (killed, not yet reaped by
+    its parent, e.g. an orphan whose init is slow to reap) counts as dead."""
     try:
         finished, _ = os.waitpid(pid, os.WNOHANG)
         if finished == pid:
@@ -139,7 +140,20 @@ def pid_alive(pid: int) -> bool:
         return False
     except PermissionError:
         return True
-    return True
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True  # no procfs: trust the signal check
+    # The state follows the parenthesised command name, which may hold spaces.
+    return stat.rsplit(")", 1)[-1].split()[0] not in {"Z", "X"}
+
+
+def pid_cmdline(pid: int) -> bytes:
+    """The process's command line (NUL-separated), or b"" when unknown."""
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return b""
 
 
 def kill_group(

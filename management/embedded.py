@@ -101,11 +101,21 @@ def _pidfile(settings: Settings, name: str) -> Path:
     return settings.home / "run" / f"{name}.pid"
 
 
+# What a service's command line contains; a recorded pid without it was reused.
+_MARKERS = {"mlflow": b"mlflow", "api": b"flops_management"}
+
+
 def _read_pid(settings: Settings, name: str) -> int | None:
+    """The service's pid if it still runs; None if it died or its pid was reused."""
     try:
-        return int(_pidfile(settings, name).read_text().strip())
+        pid = int(_pidfile(settings, name).read_text().strip())
     except (FileNotFoundError, ValueError):
         return None
+    if not subprocesses.pid_alive(pid) or _MARKERS[
+        name
+    ] not in subprocesses.pid_cmdline(pid):
+        return None
+    return pid
 
 
 def _healthy(url: str) -> bool:
@@ -126,7 +136,7 @@ def status(settings: Settings) -> list[ServiceState]:
     states = []
     for service in services(settings):
         pid = _read_pid(settings, service.name)
-        running = pid is not None and subprocesses.pid_alive(pid)
+        running = pid is not None
         states.append(
             ServiceState(
                 service.name,
@@ -153,7 +163,7 @@ def _service_env(settings: Settings) -> dict[str, str]:
 
 def _start(settings: Settings, service: Service, progress: Progress) -> None:
     pid = _read_pid(settings, service.name)
-    if pid is not None and subprocesses.pid_alive(pid):
+    if pid is not None:
         progress(f"{service.name}: already running (pid {pid})")
         return
     if _port_taken(service.url):
@@ -173,8 +183,7 @@ def _wait_healthy(settings: Settings, service: Service, progress: Progress) -> N
     started = time.monotonic()
     last_note = started
     while not _healthy(service.health_url):
-        pid = _read_pid(settings, service.name)
-        if pid is None or not subprocesses.pid_alive(pid):
+        if _read_pid(settings, service.name) is None:
             log = settings.logs_dir / f"{service.name}.log"
             tail = (
                 "\n".join(log.read_text(errors="replace").splitlines()[-20:])
@@ -219,7 +228,7 @@ def down(settings: Settings, progress: Progress = lambda _msg: None) -> None:
     """Stop the API first (it stops running jobs), then MLflow."""
     for service in reversed(services(settings)):
         pid = _read_pid(settings, service.name)
-        if pid is not None and subprocesses.pid_alive(pid):
+        if pid is not None:
             subprocesses.kill_group(pid, grace=STOP_GRACE_S)
             progress(f"{service.name}: stopped (pid {pid})")
         else:

@@ -326,8 +326,5 @@ class LocalOrchestrator(Orchestrator):
 
 def _is_ours(pid: int) -> bool:
     """Only kill a recorded pid if it is still one of our actors (pids get reused)."""
-    try:
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-    except OSError:
-        return False
+    cmdline = subprocesses.pid_cmdline(pid)
     return any(marker in cmdline for marker in _OWN_PROCESS_MARKERS)
