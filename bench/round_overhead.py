@@ -144,6 +144,7 @@ def run_raw(
 
 def flower_floors() -> list[str]:
     """Fixed sleeps in the installed Flower that bound a round from below."""
+    import flwr
     import flwr.superlink.grid.http_grid as grid
     import flwr.supernode.start_client_internal as supernode
 
@@ -167,13 +168,12 @@ def flower_floors() -> list[str]:
             "(FLOps' app replaces it with 50 ms, flops/app/grid.py)",
         ),
     ):
-        lines, start = inspect.getsourcelines(module)
-        for offset, text in enumerate(lines):
+        lines, _ = inspect.getsourcelines(module)  # a whole module: line 1 first
+        site = Path(inspect.getfile(flwr)).parents[1]
+        for number, text in enumerate(lines, start=1):
             if needle in text:
-                path = Path(module.__file__).relative_to(
-                    Path(module.__file__).parents[2]
-                )
-                found.append(f"{path}:{start + offset}  {needle}  {meaning}")
+                path = Path(inspect.getfile(module)).relative_to(site)
+                found.append(f"{path}:{number}  {needle}  {meaning}")
                 break
     return found
 

@@ -8,6 +8,7 @@ aggregator logs the model with it.
 
 from __future__ import annotations
 
+import json
 import logging
 import sys
 from pathlib import Path
@@ -112,26 +113,24 @@ def predict(flavor: str, model: Any, sample: Any) -> Any:
     return model.predict(sample)
 
 
-def _tensor_schema(value: Any) -> Any | None:
-    """A TensorSpec schema for an array, batch dimension left open.
+def _tensor_schema_json(value: Any) -> str | None:
+    """MLflow's JSON for a tensor schema of `value`, batch dimension left open.
 
-    Built directly: MLflow's own inference imports scipy, which the learner
-    runtime (mlflow-skinny) does not carry for models that never need it.
+    Written directly in MLflow's signature format: building it with MLflow would
+    import mlflow.models (seconds of start-up in every learner) and its schema
+    inference needs scipy, which the learner runtime does not carry.
     """
-    from mlflow.types.schema import Schema, TensorSpec
-
-    array = _to_numpy(value) if not isinstance(value, np.ndarray) else value
+    array = value if isinstance(value, np.ndarray) else _to_numpy(value)
     if array is None:
         array = np.asarray(value)
     if array.dtype == object or array.ndim == 0:
         return None
-    return Schema([TensorSpec(array.dtype, (-1, *array.shape[1:]))])
+    spec = {"dtype": array.dtype.name, "shape": [-1, *array.shape[1:]]}
+    return json.dumps([{"type": "tensor", "tensor-spec": spec}])
 
 
 def signature_for(manager: Any, flavor: str) -> dict[str, str] | None:
     """The MLflow signature as a dict of JSON strings; None (and why, logged)."""
-    from mlflow.models import ModelSignature, infer_signature
-
     sample = input_sample(manager)
     if sample is None:
         logger.warning(
@@ -142,12 +141,12 @@ def signature_for(manager: Any, flavor: str) -> dict[str, str] | None:
     if flavor == "pytorch":
         sample = np.asarray(sample, dtype=np.float32)
     output = predict(flavor, manager.get_model(), sample)
-    inputs, outputs = _tensor_schema(sample), _tensor_schema(output)
+    inputs, outputs = _tensor_schema_json(sample), _tensor_schema_json(output)
     if inputs is not None and outputs is not None:
-        signature = ModelSignature(inputs=inputs, outputs=outputs)
-    else:  # DataFrames and other inputs: MLflow's inference (needs scipy)
-        signature = infer_signature(sample, output)
-    result: dict[str, str] = signature.to_dict()
+        return {"inputs": inputs, "outputs": outputs}
+    from mlflow.models import infer_signature  # DataFrames and the like
+
+    result: dict[str, str] = infer_signature(sample, output).to_dict()
     if '"any"' in result.get("inputs", ""):
         logger.warning("No model signature: MLflow could not infer the input schema.")
         return None

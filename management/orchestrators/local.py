@@ -185,9 +185,9 @@ class LocalDeployment(Deployment):
         return True
 
     def cancel(self) -> None:
-        # Learners first, so none of them logs a burst of connection errors.
-        for name in reversed(list(self.processes)):
-            subprocesses.kill_group(self.processes[name], grace=3.0)
+        # Called once the run is over (or cancelled): nothing is left to save, so
+        # graceful shutdown (2-3 s for Flower's servers) only delays the result.
+        subprocesses.kill_groups(list(self.processes.values()), grace=1.0)
 
     def runtime_info(self) -> dict[str, Any]:
         return {"pids": {name: proc.pid for name, proc in self.processes.items()}}
