@@ -86,36 +86,41 @@ def check_project(stack: Stack, project: dict[str, Any], repo: Path) -> None:
     assert {"id", "status", "stages", "commit", "mlflow", "error"} <= set(shown)
 
 
-def test_mnist_sklearn(
-    stack: Stack, digits: str, mlflow_client: Any, tmp_path: Path
-) -> None:
+def train_example(
+    stack: Stack, example: str, digits: str, mlflow_client: Any, tmp_path: Path
+) -> tuple[dict[str, Any], Any]:
+    """Submit an example as a fresh git repo, 2 learners x 3 rounds, and check the
+    project and its tracking; return the project and its registered model."""
     import mlflow
 
-    repo = make_repo(tmp_path / "mnist-sklearn", EXAMPLES / "mnist-sklearn")
+    repo = make_repo(tmp_path / example, EXAMPLES / example)
     result, project = stack.submit(
         str(repo), "--rounds", "3", "--learners", "2", "--data-tag", digits
     )
     assert result.returncode == 0, result.stderr + result.stdout
     check_project(stack, project, repo)
     check_tracking(stack, mlflow_client, project, rounds=3)
-    accuracy = mlflow_client.get_metric_history(
-        project["mlflow"]["run_id"], "eval_accuracy"
-    )
-    assert max(accuracy, key=lambda m: m.step).value > 0.8
-
-    model = mlflow.pyfunc.load_model(
-        f"models:/{project['mlflow']['model_name']}@champion"
-    )
+    name = project["mlflow"]["model_name"]
+    model = mlflow.pyfunc.load_model(f"models:/{name}@champion")
     assert model.metadata.signature is not None
-    x, y = digits_sample(stack)
-    predictions = model.predict(x[:300])
-    assert (predictions == y[:300]).mean() > 0.8
-    version = mlflow_client.get_model_version_by_alias(
-        project["mlflow"]["model_name"], "champion"
+    return project, model
+
+
+def test_mnist_sklearn(
+    stack: Stack, digits: str, mlflow_client: Any, tmp_path: Path
+) -> None:
+    project, model = train_example(
+        stack, "mnist-sklearn", digits, mlflow_client, tmp_path
     )
+    run_id = project["mlflow"]["run_id"]
+    accuracy = mlflow_client.get_metric_history(run_id, "eval_accuracy")
+    assert max(accuracy, key=lambda m: m.step).value > 0.8
+    x, y = digits_sample(stack)
+    assert (model.predict(x[:300]) == y[:300]).mean() > 0.8
+    name = project["mlflow"]["model_name"]
+    version = mlflow_client.get_model_version_by_alias(name, "champion")
     assert version.version == project["mlflow"]["model_version"]
     assert version.tags["flops.project_id"] == project["id"]
-
     listed = stack.flops("project", "list", "--format", "json")
     assert project["id"] in listed.stdout
 
@@ -123,18 +128,7 @@ def test_mnist_sklearn(
 def test_pytorch_cnn(
     stack: Stack, digits: str, mlflow_client: Any, tmp_path: Path
 ) -> None:
-    import mlflow
-
-    repo = make_repo(tmp_path / "pytorch-cnn", EXAMPLES / "pytorch-cnn")
-    result, project = stack.submit(
-        str(repo), "--rounds", "3", "--learners", "2", "--data-tag", digits
-    )
-    assert result.returncode == 0, result.stderr + result.stdout
-    check_project(stack, project, repo)
-    check_tracking(stack, mlflow_client, project, rounds=3)
-    model = mlflow.pyfunc.load_model(
-        f"models:/{project['mlflow']['model_name']}@champion"
-    )
+    _, model = train_example(stack, "pytorch-cnn", digits, mlflow_client, tmp_path)
     x, y = digits_sample(stack)
     logits = model.predict(x[:300].reshape(-1, 1, 8, 8))
     assert logits.shape == (300, 10)
