@@ -8,8 +8,10 @@ PY := $(VENV)/bin/python
 FLOPS := $(VENV)/bin/flops
 # Re-install when pyproject.toml changes.
 STAMP := $(VENV)/.installed-$(shell sha256sum pyproject.toml | cut -c1-12)
-# Folders of wheels the host prefers (e.g. the CPU build of torch), as pip uses them.
-FIND_LINKS := $(foreach dir,$(PIP_FIND_LINKS),--find-links $(dir))
+# Folders of wheels the host prefers (e.g. the CPU build of torch), as pip uses
+# them: uv reads neither PIP_FIND_LINKS nor pip.conf, so they are passed on.
+PIP_LINKS := $(PIP_FIND_LINKS) $(shell $(PYTHON) -m pip config get global.find-links 2>/dev/null)
+FIND_LINKS := $(foreach dir,$(sort $(PIP_LINKS)),--find-links $(dir))
 CACHE := .cache
 SYSTEM_TOOLS := git prlimit taskset
 PYTEST_ARGS ?=

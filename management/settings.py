@@ -8,6 +8,7 @@ configured explicitly.
 
 from __future__ import annotations
 
+import configparser
 import os
 from functools import cached_property
 from pathlib import Path
@@ -22,10 +23,29 @@ DEFAULT_API_PORT = 8470
 DEFAULT_MLFLOW_PORT = 8471
 
 
+PIP_CONFIG_FILES = (
+    Path("/etc/pip.conf"),
+    Path("/etc/xdg/pip/pip.conf"),
+    Path.home() / ".config" / "pip" / "pip.conf",
+    Path.home() / ".pip" / "pip.conf",
+)
+
+
 def _default_find_links() -> list[str]:
-    # Honour the host's pip setting (PIP_FIND_LINKS), e.g. a folder of wheels that
-    # must be preferred over the index, when building learner environments.
-    return [link for link in os.environ.get("PIP_FIND_LINKS", "").split() if link]
+    """The host's pip `find-links` (env first, then pip's config files).
+
+    uv does not read pip's configuration, but a host that points pip at a folder
+    of wheels (say, the CPU build of torch) means it for learner environments too.
+    """
+    links = os.environ.get("PIP_FIND_LINKS", "").split()
+    for path in PIP_CONFIG_FILES:
+        parser = configparser.ConfigParser()
+        try:
+            parser.read(path)
+        except configparser.Error:
+            continue
+        links += parser.get("global", "find-links", fallback="").split()
+    return list(dict.fromkeys(link for link in links if link))
 
 
 class Settings(BaseSettings):
