@@ -6,11 +6,11 @@ from __future__ import annotations
 import sys
 
 import typer
-from flops_cli.commands import data, project, stack, token
-from flops_cli.commands.init import init
 from rich.console import Console
 
 from flops.errors import FlopsError
+from flops_cli.commands import data, project, stack, token
+from flops_cli.commands.init import init
 
 app = typer.Typer(
     help="FLOps: federated learning from an ordinary ML git repository.",
@@ -25,7 +25,7 @@ app.add_typer(project.app, name="project")
 app.add_typer(data.app, name="data")
 app.add_typer(token.app, name="token")
 
-err_console = Console(stderr=True, highlight=False)
+err_console = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
 def main() -> None:

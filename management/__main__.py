@@ -6,6 +6,7 @@ import argparse
 import logging
 
 import uvicorn
+
 from flops_management.api.main import create_app
 from flops_management.settings import Settings
 

@@ -15,11 +15,10 @@ import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
+from flops.errors import AuthError, ConfigError, ForbiddenError
 from flops_management.models import Token
 from flops_management.settings import Settings
 from flops_management.store import Store
-
-from flops.errors import AuthError, ConfigError, ForbiddenError
 
 logger = logging.getLogger(__name__)
 

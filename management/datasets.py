@@ -9,13 +9,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from flops_management.models import Dataset
-from flops_management.settings import Settings
-from flops_management.store import Store
-
 from flops import data
 from flops.config import _TAG_RE
 from flops.errors import ConfigError
+from flops_management.models import Dataset
+from flops_management.settings import Settings
+from flops_management.store import Store
 
 
 def tag_dir(settings: Settings, tenant: str, tag: str) -> Path:

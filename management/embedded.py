@@ -18,11 +18,11 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 import httpx
-from flops_management.auth import ensure_local_token
-from flops_management.settings import Settings
 
 from flops import subprocesses
 from flops.errors import FlopsError, ServiceUnavailableError
+from flops_management.auth import ensure_local_token
+from flops_management.settings import Settings
 
 MLFLOW_READY_TIMEOUT_S = 300.0
 API_READY_TIMEOUT_S = 60.0

@@ -12,6 +12,9 @@ import re
 import uuid
 from typing import Any
 
+from flops import strategies
+from flops.config import parse_config
+from flops.errors import ConfigError
 from flops_management import datasets
 from flops_management.auth import Principal
 from flops_management.models import Project
@@ -19,10 +22,6 @@ from flops_management.orchestrators import check_orchestrator
 from flops_management.pipeline import source
 from flops_management.pipeline.runner import JobRunner
 from flops_management.store import Store
-
-from flops import strategies
-from flops.config import parse_config
-from flops.errors import ConfigError
 
 
 def derive_name(repo: str) -> str:

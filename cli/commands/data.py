@@ -7,12 +7,13 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from flops_cli.client import ApiClient
 from rich.console import Console
 from rich.table import Table
 
+from flops_cli.client import ApiClient
+
 app = typer.Typer(help="Push and list learner data.", no_args_is_help=True)
-console = Console()
+console = Console(soft_wrap=True)
 
 
 @app.command("push")

@@ -12,7 +12,7 @@ from rich.console import Console
 
 from flops.errors import ConfigError
 
-console = Console()
+console = Console(soft_wrap=True)
 
 TEMPLATE = "ml-repo"
 

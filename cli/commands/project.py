@@ -8,17 +8,17 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from flops_cli import display
-from flops_cli.client import ApiClient
 from rich.console import Console
 from rich.table import Table
 
 from flops.config import merge_configs, read_toml
+from flops_cli import display
+from flops_cli.client import ApiClient
 
 app = typer.Typer(
     help="Submit and follow federated learning projects.", no_args_is_help=True
 )
-console = Console(highlight=False)
+console = Console(highlight=False, soft_wrap=True)
 
 EXIT_FAILED = 1
 EXIT_CANCELLED = 3

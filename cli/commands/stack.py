@@ -7,7 +7,7 @@ from typing import Any
 import typer
 from rich.console import Console
 
-console = Console()
+console = Console(soft_wrap=True)
 
 
 def _embedded() -> Any:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
+
 from flops_cli.client import ApiClient
 
 app = typer.Typer(help="Manage API tokens (admin).", no_args_is_help=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import Depends, Header, Request
+
 from flops_management import auth
 from flops_management.auth import Principal
 from flops_management.pipeline.runner import JobRunner

@@ -7,14 +7,14 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+
+import flops
 from flops_management import auth
 from flops_management.api import errors
 from flops_management.api.routers import data, health, projects, tokens
 from flops_management.pipeline.runner import JobRunner
 from flops_management.settings import Settings
 from flops_management.store import open_store
-
-import flops
 
 logger = logging.getLogger(__name__)
 

@@ -10,6 +10,7 @@ import importlib
 from functools import cache
 from importlib.metadata import EntryPoint, entry_points
 
+from flops.errors import ConfigError
 from flops_management.orchestrators.base import (
     Deployment,
     DeploymentSpec,
@@ -18,8 +19,6 @@ from flops_management.orchestrators.base import (
     Orchestrator,
 )
 from flops_management.settings import Settings
-
-from flops.errors import ConfigError
 
 ENTRY_POINT_GROUP = "flops.orchestrators"
 

@@ -8,14 +8,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from flops.config import ProjectConfig
+from flops.contract import ContractReport
+from flops.errors import JobCancelledError
 from flops_management.models import Project
 from flops_management.orchestrators import Deployment
 from flops_management.settings import Settings
 from flops_management.store import Store
-
-from flops.config import ProjectConfig
-from flops.contract import ContractReport
-from flops.errors import JobCancelledError
 
 logger = logging.getLogger(__name__)
 

@@ -20,14 +20,13 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from flops_management.settings import Settings
-
 import flops
 import flops_utils
 from flops import subprocesses
 from flops.dependencies import DependencySet
 from flops.errors import CommandError, EnvironmentBuildError
 from flops.model_export import export_requirements
+from flops_management.settings import Settings
 
 COMPLETE_MARKER = "flops-env.json"
 _RUNTIME_PACKAGES = (Path(flops.__file__).parent, Path(flops_utils.__file__).parent)

@@ -10,15 +10,14 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from flops_management.models import Progress
-from flops_management.orchestrators import Deployment, LogLine
-from flops_management.orchestrators.base import AGGREGATOR
-from flops_management.pipeline.context import JobContext
-
 from flops import events
 from flops.config import ProjectConfig
 from flops.errors import TrainingError
 from flops.executor import TASK_EXITED
+from flops_management.models import Progress
+from flops_management.orchestrators import Deployment, LogLine
+from flops_management.orchestrators.base import AGGREGATOR
+from flops_management.pipeline.context import JobContext
 
 POLL_S = 0.2
 _SUMMARY_METRICS = ("eval_accuracy", "eval_loss", "round_seconds")

@@ -13,6 +13,7 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
+from flops.errors import ConflictError, FlopsError, JobCancelledError
 from flops_management.models import ProjectStatus, StageStatus, utcnow
 from flops_management.orchestrators import get_orchestrator
 from flops_management.pipeline.context import CancelSignal, JobContext, Workspace
@@ -20,8 +21,6 @@ from flops_management.pipeline.stages import STAGE_FUNCTIONS
 from flops_management.pipeline.tracking import Tracking
 from flops_management.settings import Settings
 from flops_management.store import Store
-
-from flops.errors import ConflictError, FlopsError, JobCancelledError
 
 logger = logging.getLogger(__name__)
 

@@ -11,6 +11,12 @@ from pathlib import Path
 from typing import Literal
 
 import flwr
+
+from flops import strategies, subprocesses
+from flops.app import run_settings as keys
+from flops.config import merge_configs, parse_config, read_toml
+from flops.contract import check_repo
+from flops.errors import TrainingError
 from flops_management import datasets
 from flops_management.models import MlflowInfo
 from flops_management.orchestrators import (
@@ -24,12 +30,6 @@ from flops_management.pipeline import source, tracking
 from flops_management.pipeline.context import JobContext
 from flops_management.pipeline.environment import EnvironmentBuilder, smoke_test
 from flops_management.pipeline.follow import RunFollower
-
-from flops import strategies, subprocesses
-from flops.app import run_settings as keys
-from flops.config import merge_configs, parse_config, read_toml
-from flops.contract import check_repo
-from flops.errors import TrainingError
 
 StageResult = Literal["skipped"] | None
 

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from flops_management.store.base import Store
-
 from flops.errors import ConfigError
+from flops_management.store.base import Store
 
 
 def open_store(url: str) -> Store:

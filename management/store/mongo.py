@@ -4,6 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from pymongo import ASCENDING, DESCENDING, MongoClient, ReturnDocument
+from pymongo.errors import PyMongoError
+
+from flops.errors import NotFoundError, ServiceUnavailableError
 from flops_management.models import (
     Dataset,
     Event,
@@ -14,10 +18,6 @@ from flops_management.models import (
     utcnow,
 )
 from flops_management.store.base import Store, jsonable
-from pymongo import ASCENDING, DESCENDING, MongoClient, ReturnDocument
-from pymongo.errors import PyMongoError
-
-from flops.errors import NotFoundError, ServiceUnavailableError
 
 _UNFINISHED = [ProjectStatus.QUEUED.value, ProjectStatus.RUNNING.value]
 

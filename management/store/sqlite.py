@@ -10,6 +10,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from flops.errors import NotFoundError
 from flops_management.models import (
     Dataset,
     Event,
@@ -20,8 +21,6 @@ from flops_management.models import (
     utcnow,
 )
 from flops_management.store.base import Store, jsonable
-
-from flops.errors import NotFoundError
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS projects (

@@ -10,6 +10,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from fastapi.testclient import TestClient
+
 from flops_management.api.main import create_app
 from flops_management.settings import Settings
 

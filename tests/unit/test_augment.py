@@ -3,10 +3,10 @@
 import tomllib
 from pathlib import Path
 
-from flops_management.pipeline import augment
 from flwr.common.config import validate_config
 
 from flops.app import run_settings as keys
+from flops_management.pipeline import augment
 
 
 def test_generated_app_is_a_valid_flower_app(tmp_path: Path) -> None:

@@ -2,11 +2,11 @@ import stat
 from pathlib import Path
 
 import pytest
+
+from flops.errors import AuthError, ForbiddenError
 from flops_management import auth
 from flops_management.settings import Settings
 from flops_management.store import open_store
-
-from flops.errors import AuthError, ForbiddenError
 
 
 def test_local_profile_token_file_is_private_and_accepted(tmp_path: Path) -> None:

@@ -1,13 +1,13 @@
 from pathlib import Path
 
 import pytest
-from flops_cli import display
-from flops_cli.commands.project import build_config, exit_code
-from flops_cli.main import app
 from typer.testing import CliRunner
 
 from flops.contract import check_repo
 from flops.errors import ConfigError
+from flops_cli import display
+from flops_cli.commands.project import build_config, exit_code
+from flops_cli.main import app
 
 runner = CliRunner()
 
@@ -25,9 +25,8 @@ def test_init_writes_a_repo_that_passes_the_check(tmp_path: Path) -> None:
 def test_unreachable_api_is_one_clear_message(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    from flops_cli.client import ApiClient
-
     from flops.errors import ServiceUnavailableError
+    from flops_cli.client import ApiClient
 
     monkeypatch.setenv("FLOPS_TOKEN", "t")
     with pytest.raises(ServiceUnavailableError) as err:
@@ -38,9 +37,8 @@ def test_unreachable_api_is_one_clear_message(
 def test_missing_token_says_how_to_get_one(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    from flops_cli.client import api_token
-
     from flops.errors import AuthError
+    from flops_cli.client import api_token
 
     monkeypatch.delenv("FLOPS_TOKEN", raising=False)
     monkeypatch.setenv("FLOPS_HOME", str(tmp_path))

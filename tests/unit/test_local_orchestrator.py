@@ -2,10 +2,9 @@
 
 from pathlib import Path
 
-from flops_management.orchestrators import local
-
 from flops.app.run_settings import node_config_args
 from flops.config import Resources
+from flops_management.orchestrators import local_commands as local
 
 BIN = Path("/envs/abc/bin")
 

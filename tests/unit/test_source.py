@@ -3,10 +3,10 @@
 from pathlib import Path
 
 import pytest
-from flops_management.pipeline import source
-from flops_management.projects import derive_name
 
 from flops.errors import SourceError
+from flops_management.pipeline import source
+from flops_management.projects import derive_name
 from tests.helpers import git, make_repo
 
 

@@ -14,6 +14,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from flops.errors import NotFoundError
 from flops_management.models import (
     Dataset,
     MlflowInfo,
@@ -24,8 +26,6 @@ from flops_management.models import (
 )
 from flops_management.store import Store, open_store
 from flops_management.store.mongo import MongoStore
-
-from flops.errors import NotFoundError
 
 BACKENDS = ["sqlite", "mongomock-fake"]
 if os.environ.get("FLOPS_TEST_MONGO_URI"):

@@ -8,10 +8,10 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
 from fastapi.concurrency import run_in_threadpool
-from flops_management import datasets
-from flops_management.api.deps import PrincipalDep, SettingsDep, StoreDep
 
 from flops.errors import ConfigError, NotFoundError
+from flops_management import datasets
+from flops_management.api.deps import PrincipalDep, SettingsDep, StoreDep
 
 router = APIRouter(prefix="/api/data", tags=["data"])
 

@@ -6,10 +6,10 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.openapi.utils import get_openapi
-from flops_management.api.deps import PrincipalDep, SettingsDep
-from flops_management.orchestrators import orchestrator_names
 
 import flops
+from flops_management.api.deps import PrincipalDep, SettingsDep
+from flops_management.orchestrators import orchestrator_names
 
 router = APIRouter(tags=["health"])
 

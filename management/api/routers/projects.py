@@ -9,6 +9,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import StreamingResponse
+
 from flops_management import projects
 from flops_management.api.deps import PrincipalDep, RunnerDep, StoreDep
 from flops_management.models import Event

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body
+
 from flops_management import auth
 from flops_management.api.deps import PrincipalDep, StoreDep
 
