@@ -22,7 +22,7 @@ DEFAULT_PLATFORMS: tuple[Platform, ...] = ("linux/amd64",)
 
 _MEMORY_RE = re.compile(r"^\d+(\.\d+)?\s*([kKmMgG]i?[bB]?)?$")
 _NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,62}$")
-_TAG_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+TAG_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 
 
 class _Strict(BaseModel):
@@ -100,7 +100,7 @@ class ProjectConfig(_Strict):
         if self.clusters is not None:
             raise ValueError("clusters only applies to mode 'hierarchical'")
         for tag in self.data_tags:
-            if not _TAG_RE.match(tag):
+            if not TAG_PATTERN.match(tag):
                 raise ValueError(
                     f"data tag {tag!r} must be letters, digits, '.', '_' or '-'"
                 )

@@ -7,10 +7,12 @@ partition i of every tag the project names.
 
 from __future__ import annotations
 
+import os
+import shutil
 from pathlib import Path
 
 from flops import data
-from flops.config import _TAG_RE
+from flops.config import TAG_PATTERN
 from flops.errors import ConfigError
 from flops_management.models import Dataset
 from flops_management.settings import Settings
@@ -22,7 +24,7 @@ def tag_dir(settings: Settings, tenant: str, tag: str) -> Path:
 
 
 def check_tag_name(tag: str) -> str:
-    if not _TAG_RE.match(tag):
+    if not TAG_PATTERN.match(tag):
         raise ConfigError(f"Data tag {tag!r} must be letters, digits, '.', '_' or '-'.")
     return tag
 
@@ -74,3 +76,23 @@ def check_tags(store: Store, tenant: str, tags: list[str], learners: int) -> Non
 
 def learner_partition(settings: Settings, tenant: str, tag: str, index: int) -> Path:
     return tag_dir(settings, tenant, tag) / f"partition-{index}.parquet"
+
+
+def snapshot_partition(
+    settings: Settings, tenant: str, tag: str, index: int, dest: Path
+) -> Path:
+    """Give a learner partition `index` of a tag, as it is now.
+
+    A hard link, not a symlink: a later `flops data push` of the same tag swaps
+    in new files, and a running job must keep training on the data it started
+    with. (A copy where the job folder is on another file system.)
+    """
+    source = learner_partition(settings, tenant, tag, index)
+    dest.mkdir(parents=True, exist_ok=True)
+    target = dest / source.name
+    target.unlink(missing_ok=True)
+    try:
+        os.link(source, target)
+    except OSError:
+        shutil.copy2(source, target)
+    return target

@@ -113,11 +113,8 @@ def schedule(ctx: JobContext) -> StageResult:
         name = f"learner-{index}"
         data_dir = ctx.workspace.learner_data(name)
         for tag in config.data_tags:
-            (data_dir / tag).mkdir(parents=True, exist_ok=True)
-            link = data_dir / tag / "partition.parquet"
-            link.unlink(missing_ok=True)
-            link.symlink_to(
-                datasets.learner_partition(ctx.settings, ctx.project.tenant, tag, index)
+            datasets.snapshot_partition(
+                ctx.settings, ctx.project.tenant, tag, index, data_dir / tag
             )
         learners.append(LearnerSpec(name=name, data_dir=data_dir))
     spec = DeploymentSpec(

@@ -79,3 +79,23 @@ def test_unreadable_parquet(tmp_path: Path) -> None:
     (tmp_path / "x.parquet").write_text("not parquet")
     with pytest.raises(ConfigError, match="is not a readable Parquet file"):
         data.read_parquet(tmp_path / "x.parquet")
+
+
+def test_a_scheduled_learner_keeps_its_data_when_the_tag_is_pushed_again(
+    tmp_path: Path,
+) -> None:
+    from flops_management import datasets
+    from flops_management.settings import Settings
+
+    settings = Settings(home=tmp_path)
+    dest = datasets.tag_dir(settings, "local", "digits")
+    data.write_partitions(table(10), dest, 2)
+    snap = datasets.snapshot_partition(settings, "local", "digits", 1, tmp_path / "job")
+    data.write_partitions(table(4), dest, 2)  # pushed again while the job runs
+    assert pq.read_table(snap).num_rows == 5
+    assert (
+        pq.read_table(
+            datasets.learner_partition(settings, "local", "digits", 1)
+        ).num_rows
+        == 2
+    )
