@@ -41,9 +41,13 @@ def api_token() -> str:
 class ApiError(FlopsError):
     """An error the API returned, with its HTTP status."""
 
-    def __init__(self, status: int, message: str, hint: str | None) -> None:
+    def __init__(
+        self, status: int, message: str, hint: str | None, project_id: str | None = None
+    ) -> None:
         self.status = status
         super().__init__(message, hint=hint)
+        if project_id:
+            self.detail["project_id"] = project_id
 
 
 class ApiClient:
@@ -67,9 +71,11 @@ class ApiClient:
         try:
             error = response.json()["error"]
             message, hint = str(error["message"]), error.get("hint")
+            project_id = error.get("project_id")
         except (ValueError, KeyError, TypeError):
             message, hint = f"HTTP {response.status_code}: {response.text[:500]}", None
-        raise ApiError(response.status_code, message, hint)
+            project_id = None
+        raise ApiError(response.status_code, message, hint, project_id)
 
     def request(
         self,

@@ -35,6 +35,8 @@ def main() -> None:
         err_console.print(f"[red]error:[/red] {err.message}")
         if err.hint:
             err_console.print(f"[dim]{err.hint}[/dim]")
+        if "project_id" in err.detail:
+            err_console.print(f"recorded as failed project {err.detail['project_id']}")
         sys.exit(1)
     except KeyboardInterrupt:
         sys.exit(130)

@@ -17,6 +17,8 @@ class FlopsError(Exception):
     def __init__(self, message: str, *, hint: str | None = None) -> None:
         self.message = message
         self.hint = hint
+        # Machine-readable context for API clients (e.g. the project it concerns).
+        self.detail: dict[str, str] = {}
         super().__init__(self.__str__())
 
     def __str__(self) -> str:

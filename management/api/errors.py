@@ -13,9 +13,13 @@ logger = logging.getLogger(__name__)
 
 
 def error_body(err: FlopsError) -> dict[str, object]:
-    return {
-        "error": {"type": type(err).__name__, "message": err.message, "hint": err.hint}
+    error: dict[str, object] = {
+        "type": type(err).__name__,
+        "message": err.message,
+        "hint": err.hint,
+        **err.detail,  # e.g. the project a rejected submission was recorded as
     }
+    return {"error": error}
 
 
 def install(app: FastAPI) -> None:

@@ -111,15 +111,17 @@ def test_fit_model_that_raises(stack: Stack, digits: str, tmp_path: Path) -> Non
         (["--data-tag", "no-such-tag"], "data tag 'no-such-tag' does not exist"),
     ],
 )
-def test_bad_flags_are_rejected_before_anything_is_stored(
+def test_bad_flags_fail_the_submission_with_the_reason(
     stack: Stack, digits: str, tmp_path: Path, flags: list[str], message: str
 ) -> None:
-    before = stack.flops("project", "list", "--format", "json").stdout
     result = stack.flops("project", "submit", str(EXAMPLES / "mnist-sklearn"), *flags)
     assert result.returncode == 1
     assert message in result.stderr
     assert "Traceback" not in result.stderr
-    assert stack.flops("project", "list", "--format", "json").stdout == before
+    project_id = result.stderr.split("recorded as failed project ")[1].split()[0]
+    project = stack.show(project_id)
+    assert project["status"] == "failed"
+    assert message in project["error"]
 
 
 def test_unknown_key_in_config_file(stack: Stack, digits: str, tmp_path: Path) -> None:
@@ -130,6 +132,8 @@ def test_unknown_key_in_config_file(stack: Stack, digits: str, tmp_path: Path) -
     )
     assert result.returncode == 1
     assert "unknown key 'epochs'" in result.stderr
+    project_id = result.stderr.split("recorded as failed project ")[1].split()[0]
+    assert "unknown key 'epochs'" in stack.show(project_id)["error"]
 
 
 def test_unknown_key_in_the_repos_flops_toml(

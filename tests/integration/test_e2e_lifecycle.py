@@ -114,3 +114,20 @@ def test_restart_mid_job_marks_it_failed_and_keeps_everything_else(
     }
     for known, status in before.items():
         assert after[known] == status
+
+
+def test_down_mid_job_stops_it_and_says_why(
+    stack: Stack, digits: str, tmp_path: Path
+) -> None:
+    repo = make_repo(tmp_path / "r", EXAMPLES / "mnist-sklearn")
+    project_id = submit_detached(stack, repo, "--rounds", "50", "--data-tag", digits)
+    stack.wait_for(project_id, lambda p: p["progress"]["round"] >= 1)
+    job_dir = stack.home / "jobs" / project_id
+    down = stack.flops("down")
+    assert down.returncode == 0, down.stderr
+    assert actor_pids(job_dir) == []
+    up = stack.flops("up")
+    assert up.returncode == 0, up.stderr
+    project = stack.show(project_id)
+    assert project["status"] == "failed"
+    assert "stopped while this job was running" in project["error"]

@@ -86,13 +86,23 @@ def test_health_is_open_everything_else_needs_a_token(client: TestClient) -> Non
         ({"rounds": 2}, "'repo' is required"),
     ],
 )
-def test_invalid_submissions_are_rejected_with_the_reason(
+def test_invalid_submissions_are_rejected_and_recorded_with_the_reason(
     client: TestClient, body: dict, message: str
 ) -> None:
     response = client.post("/api/projects", json=body)
     assert response.status_code == 422
-    assert message in response.json()["error"]["message"]
-    assert client.get("/api/projects").json() == []  # nothing stored
+    error = response.json()["error"]
+    assert message in error["message"]
+    projects = client.get("/api/projects").json()
+    if "repo" not in body:  # nothing to record a project for
+        assert projects == []
+        return
+    # Recorded as a failed project carrying the same error; no job ran for it.
+    assert [p["id"] for p in projects] == [error["project_id"]]
+    assert projects[0]["status"] == "failed" and message in projects[0]["error"]
+    assert all(stage["status"] == "pending" for stage in projects[0]["stages"])
+    events = client.get(f"/api/projects/{error['project_id']}/events").json()
+    assert [e["type"] for e in events] == ["job_rejected"]
 
 
 def test_data_push_partitions_and_a_bad_push_keeps_the_old_data(
