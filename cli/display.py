@@ -53,6 +53,12 @@ def render_event(kind: str, event: dict[str, Any]) -> str | None:
     if kind == "environment_ready":
         how = "reused" if data.get("reused") else "built"
         return f"          environment {how}, flavor {data.get('flavor')}"
+    if kind == "build_progress":
+        return f"          {data.get('line')}"
+    if kind == "flower_run_started":
+        return f"          Flower run {data.get('flower_run_id')} started"
+    if kind == "run_started":
+        return f"          aggregator started ({data.get('strategy')})"
     if kind == "learner_connected":
         connected, needed = data.get("connected"), data.get("needed")
         return f"          learners connected: {connected}/{needed}"

@@ -34,26 +34,43 @@ TASK_EXITED = "task_exited"
 UNREACHABLE_LIMIT_S = 30.0
 
 
-def _preload(role: str, repo: Path) -> None:
-    """Import what every task needs, so forked children start warm."""
+def _preload_runtime(role: str) -> None:
+    """Import what every task of `role` needs, so forked children start warm."""
     import flwr.superlink.runtime.run_serverapp
     import flwr.supernode.runtime.run_clientapp  # noqa: F401
 
     if role == "learner":
         import datasets  # noqa: F401 - what load_dataset() needs on every task
-        import mlflow.models
 
         import flops.app.client
     else:
         import mlflow  # noqa: F401
 
         import flops.app.server  # noqa: F401
+
+
+def _preload(role: str, repo: Path) -> None:
+    _preload_runtime(role)
     try:
         usercode.load_model_manager_class(repo)
     except usercode.UserCodeError as err:
         # The task will hit the same error and report it through Flower; here it
         # only costs the warm start.
         logger.warning("Could not preload the repo's code: %s", err)
+
+
+def warm() -> None:
+    """Import everything the actors of an environment import, once.
+
+    Run by the environment builder with bytecode writing on, so each module an
+    actor needs is compiled once per environment rather than in every process
+    (hosts with PYTHONDONTWRITEBYTECODE never cache it otherwise).
+    """
+    import flwr.superlink.cli.flower_superlink
+    import flwr.supernode.cli.flower_supernode  # noqa: F401
+
+    for role in ROLES:
+        _preload_runtime(role)
 
 
 def _run_task(role: str, address: str, token: str, certificates: bytes | None) -> int:
@@ -211,12 +228,19 @@ def serve(
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("role", choices=sorted(ROLES))
-    parser.add_argument("--runtime-api-address", required=True)
+    parser.add_argument(
+        "role", choices=[*sorted(ROLES), "warm"], help="warm: compile imports, exit"
+    )
+    parser.add_argument("--runtime-api-address")
     parser.add_argument("--repo-dir", default=os.environ.get(usercode.REPO_DIR_ENV))
     parser.add_argument("--poll-interval", type=float, default=0.05)
     parser.add_argument("--root-certificates", help="PEM CA bundle; omit for no TLS")
     args = parser.parse_args(argv)
+    if args.role == "warm":
+        warm()
+        return
+    if not args.runtime_api_address:
+        parser.error("--runtime-api-address is required")
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )

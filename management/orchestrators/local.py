@@ -167,6 +167,8 @@ class LocalOrchestrator(Orchestrator):
             "PYTHONUNBUFFERED": "1",
         }
         env.pop("PYTHONPATH", None)
+        # Cache what the build's warm-up missed; the environment is FLOps' own.
+        env.pop("PYTHONDONTWRITEBYTECODE", None)
         if threads is not None:
             env.update({name: str(threads) for name in THREAD_VARIABLES})
         return env

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -34,6 +35,10 @@ from flops_management.pipeline.follow import RunFollower
 StageResult = Literal["skipped"] | None
 
 REPO_CONFIG_FILE = "flops.toml"
+# Lines of the environment build worth showing while a user follows the job.
+BUILD_PROGRESS = re.compile(
+    r"^\s*(creating environment|Resolved|Prepared|Installed|Bytecode|built environment)"
+)
 
 
 def clone(ctx: JobContext) -> StageResult:
@@ -94,7 +99,13 @@ def build(ctx: JobContext) -> StageResult:
     config = ctx.require_config()
     assert ctx.report is not None
     builder = EnvironmentBuilder(ctx.settings)
-    env, reused = builder.ensure(ctx.report.dependencies, ctx.log)
+
+    def log(line: str) -> None:
+        ctx.log(line)
+        if BUILD_PROGRESS.match(line):  # the installer's summary lines, live
+            ctx.event("build_progress", line=line.strip())
+
+    env, reused = builder.ensure(ctx.report.dependencies, log)
     ctx.environment = env
     result = smoke_test(env, ctx.repo, config.model_flavor, timeout=600)
     ctx.log(
@@ -221,6 +232,9 @@ def train(ctx: JobContext) -> StageResult:
     ctx.store.update_project(ctx.project_id, mlflow=info)
     ctx.flower_run_id = _start_flower_run(ctx, run_id, experiment_id)
     ctx.log(f"Flower run {ctx.flower_run_id} started; MLflow run {run_id}")
+    ctx.event(
+        "flower_run_started", flower_run_id=ctx.flower_run_id, mlflow_run_id=run_id
+    )
     follower = RunFollower(ctx, config)
     ctx.model_uri = follower.follow()
     return None

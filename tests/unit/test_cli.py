@@ -83,3 +83,11 @@ def test_round_events_show_progress_and_metrics() -> None:
         "stage_failed", {"data": {"stage": "check", "error": "boom"}}
     ) == ("[bold]check    [/bold] [red]failed[/red]\nboom")
     assert display.render_event("learner_joined", {"data": {}}) is None
+    build = display.render_event(
+        "build_progress", {"data": {"line": "Resolved 9 packages"}}
+    )
+    assert build is not None and build.endswith("Resolved 9 packages")
+    started = display.render_event(
+        "flower_run_started", {"data": {"flower_run_id": "42"}}
+    )
+    assert started is not None and "Flower run 42 started" in started
