@@ -20,7 +20,6 @@ from flops.errors import ConfigError
 
 logger = logging.getLogger(__name__)
 
-FLAVORS = ("sklearn", "pytorch", "keras")
 SAMPLE_ROWS = 5
 
 # What MLflow needs beside a framework to log (and later load) its models: sklearn

@@ -43,17 +43,6 @@ class RunSettings:
     requirements: tuple[str, ...]
     poll_interval: float
 
-    def to_run_config(self) -> dict[str, str | float]:
-        return {
-            CONFIG: self.config.model_dump_json(exclude_none=True),
-            PROJECT_NAME: self.project_name,
-            MLFLOW_TRACKING_URI: self.tracking_uri,
-            MLFLOW_EXPERIMENT_ID: self.experiment_id,
-            MLFLOW_RUN_ID: self.run_id,
-            REQUIREMENTS: json.dumps(list(self.requirements)),
-            POLL_INTERVAL: self.poll_interval,
-        }
-
     @classmethod
     def from_run_config(cls, run_config: dict[str, Any]) -> RunSettings:
         return cls(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import time
@@ -30,10 +31,18 @@ def actor_pids(job_dir: Path) -> list[int]:
     return pids
 
 
-def submit_detached(stack: Stack, repo: Path, *flags: str) -> str:
-    result = stack.flops("project", "submit", str(repo), *flags)
+def start_long_job(stack: Stack, digits: str, tmp_path: Path) -> tuple[str, Path]:
+    """Submit a 50-round job without following it; return once it trains."""
+    repo = make_repo(tmp_path / "r", EXAMPLES / "mnist-sklearn")
+    result = stack.flops(
+        "project", "submit", str(repo), "--rounds", "50", "--data-tag", digits
+    )
     assert result.returncode == 0, result.stderr
-    return result.stdout.strip()
+    project_id = result.stdout.strip()
+    stack.wait_for(project_id, lambda p: p["progress"]["round"] >= 1)
+    job_dir = stack.home / "jobs" / project_id
+    assert actor_pids(job_dir), "actors should be running mid-training"
+    return project_id, job_dir
 
 
 def test_up_is_idempotent(stack: Stack) -> None:
@@ -63,11 +72,7 @@ def test_same_dependencies_reuse_the_environment(
 def test_cancel_stops_the_job_and_its_processes(
     stack: Stack, digits: str, tmp_path: Path
 ) -> None:
-    repo = make_repo(tmp_path / "r", EXAMPLES / "mnist-sklearn")
-    project_id = submit_detached(stack, repo, "--rounds", "50", "--data-tag", digits)
-    stack.wait_for(project_id, lambda p: p["progress"]["round"] >= 1)
-    job_dir = stack.home / "jobs" / project_id
-    assert actor_pids(job_dir), "actors should be running mid-training"
+    project_id, job_dir = start_long_job(stack, digits, tmp_path)
     result = stack.flops("project", "cancel", project_id)
     assert result.returncode == 0, result.stderr
     project = stack.wait_for(project_id, lambda p: p["status"] != "running", timeout=60)
@@ -86,14 +91,9 @@ def test_restart_mid_job_marks_it_failed_and_keeps_everything_else(
 ) -> None:
     before = {
         p["id"]: p["status"]
-        for p in __import__("json").loads(
-            stack.flops("project", "list", "--format", "json").stdout
-        )
+        for p in json.loads(stack.flops("project", "list", "--format", "json").stdout)
     }
-    repo = make_repo(tmp_path / "r", EXAMPLES / "mnist-sklearn")
-    project_id = submit_detached(stack, repo, "--rounds", "50", "--data-tag", digits)
-    stack.wait_for(project_id, lambda p: p["progress"]["round"] >= 1)
-    job_dir = stack.home / "jobs" / project_id
+    project_id, job_dir = start_long_job(stack, digits, tmp_path)
     api_pid = int((stack.home / "run" / "api.pid").read_text())
     os.kill(api_pid, signal.SIGKILL)  # the service dies without any cleanup
     time.sleep(1)
@@ -108,9 +108,7 @@ def test_restart_mid_job_marks_it_failed_and_keeps_everything_else(
     assert run.info.status == "FAILED"
     after = {
         p["id"]: p["status"]
-        for p in __import__("json").loads(
-            stack.flops("project", "list", "--format", "json").stdout
-        )
+        for p in json.loads(stack.flops("project", "list", "--format", "json").stdout)
     }
     for known, status in before.items():
         assert after[known] == status
@@ -119,10 +117,7 @@ def test_restart_mid_job_marks_it_failed_and_keeps_everything_else(
 def test_down_mid_job_stops_it_and_says_why(
     stack: Stack, digits: str, tmp_path: Path
 ) -> None:
-    repo = make_repo(tmp_path / "r", EXAMPLES / "mnist-sklearn")
-    project_id = submit_detached(stack, repo, "--rounds", "50", "--data-tag", digits)
-    stack.wait_for(project_id, lambda p: p["progress"]["round"] >= 1)
-    job_dir = stack.home / "jobs" / project_id
+    project_id, job_dir = start_long_job(stack, digits, tmp_path)
     down = stack.flops("down")
     assert down.returncode == 0, down.stderr
     assert actor_pids(job_dir) == []
