@@ -1,14 +1,18 @@
-"""The embedded stack behind `flops up`: MLflow server and management API on loopback.
+"""The embedded stack behind `flops up`: MLflow, the management API, an OCI
+registry and (without a Docker Engine) Podman's Docker-compatible service.
 
-Both run as daemons with their pid in FLOPS_HOME/run and their output in
+Each runs as a daemon with its pid in FLOPS_HOME/run and its output in
 FLOPS_HOME/logs. `up` is idempotent: a service that already runs and answers its
 health check is reused. MLflow takes 30-100 s to become healthy on 2 cores, so it
-is started first and waited for last.
+is started first and waited for last. The registry and Podman are optional: a
+host without them still trains with the `local` orchestrator, and `up` says what
+to install for images.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import sys
 import time
@@ -18,6 +22,8 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 import httpx
+
+from flops_management.images.registry import registry_config
 
 from flops import subprocesses
 from flops.errors import FlopsError, ServiceUnavailableError
@@ -38,6 +44,10 @@ class Service:
     health_url: str
     args: list[str]
     ready_timeout: float
+    # Optional services are skipped (with a note) when their program is missing.
+    needs: str | None = None
+    # Health over a unix socket (Podman's API) instead of TCP.
+    socket: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -77,9 +87,18 @@ def api_args() -> list[str]:
     return [sys.executable, "-m", "flops_management", "serve"]
 
 
+def registry_args(config_file: Path) -> list[str]:
+    return ["docker-registry", "serve", str(config_file)]
+
+
+def podman_service_args(socket_path: Path) -> list[str]:
+    # --time=0: serve until stopped (the default exits after 5 s idle).
+    return ["podman", "system", "service", "--time=0", f"unix://{socket_path}"]
+
+
 def services(settings: Settings) -> list[Service]:
     mlflow_url = f"http://127.0.0.1:{settings.mlflow_port}"
-    return [
+    todo = [
         Service(
             "mlflow",
             mlflow_url,
@@ -95,6 +114,35 @@ def services(settings: Settings) -> list[Service]:
             API_READY_TIMEOUT_S,
         ),
     ]
+    if settings.registry is None:  # a configured registry runs elsewhere
+        registry_url = f"http://127.0.0.1:{settings.registry_port}"
+        todo.append(
+            Service(
+                "registry",
+                registry_url,
+                f"{registry_url}/v2/",
+                registry_args(settings.registry_dir / "config.yml"),
+                API_READY_TIMEOUT_S,
+                needs="docker-registry",
+            )
+        )
+    if settings.docker_url == f"unix://{settings.podman_socket}":
+        todo.append(
+            Service(
+                "podman",
+                settings.docker_url,
+                "http://d/_ping",
+                podman_service_args(settings.podman_socket),
+                API_READY_TIMEOUT_S,
+                needs="podman",
+                socket=settings.podman_socket,
+            )
+        )
+    return todo
+
+
+def available(service: Service) -> bool:
+    return service.needs is None or shutil.which(service.needs) is not None
 
 
 def _pidfile(settings: Settings, name: str) -> Path:
@@ -102,7 +150,12 @@ def _pidfile(settings: Settings, name: str) -> Path:
 
 
 # What a service's command line contains; a recorded pid without it was reused.
-_MARKERS = {"mlflow": b"mlflow", "api": b"flops_management"}
+_MARKERS = {
+    "mlflow": b"mlflow",
+    "api": b"flops_management",
+    "registry": b"docker-registry",
+    "podman": b"podman",
+}
 
 
 def _read_pid(settings: Settings, name: str) -> int | None:
@@ -118,15 +171,21 @@ def _read_pid(settings: Settings, name: str) -> int | None:
     return pid
 
 
-def _healthy(url: str) -> bool:
+def _healthy(service: Service) -> bool:
+    transport = (
+        httpx.HTTPTransport(uds=str(service.socket)) if service.socket else None
+    )
     try:
-        return httpx.get(url, timeout=2).status_code == 200
+        with httpx.Client(transport=transport, timeout=2) as client:
+            return client.get(service.health_url).status_code == 200
     except httpx.HTTPError:
         return False
 
 
 def _port_taken(url: str) -> bool:
     parsed = urlparse(url)
+    if parsed.scheme == "unix":
+        return False
     with socket.socket() as sock:
         sock.settimeout(0.5)
         return sock.connect_ex((parsed.hostname or "127.0.0.1", parsed.port or 80)) == 0
@@ -134,7 +193,7 @@ def _port_taken(url: str) -> bool:
 
 def status(settings: Settings) -> list[ServiceState]:
     states = []
-    for service in services(settings):
+    for service in filter(available, services(settings)):
         pid = _read_pid(settings, service.name)
         running = pid is not None
         states.append(
@@ -143,7 +202,7 @@ def status(settings: Settings) -> list[ServiceState]:
                 service.url,
                 pid if running else None,
                 running,
-                running and _healthy(service.health_url),
+                running and _healthy(service),
             )
         )
     return states
@@ -172,6 +231,13 @@ def _start(settings: Settings, service: Service, progress: Progress) -> None:
             hint="Stop it, or choose other ports: FLOPS_API_PORT, FLOPS_MLFLOW_PORT.",
         )
     settings.mlflow_dir.mkdir(parents=True, exist_ok=True)
+    if service.name == "registry":
+        config = settings.registry_dir / "config.yml"
+        config.parent.mkdir(parents=True, exist_ok=True)
+        config.write_text(registry_config(settings))
+    if service.socket is not None:
+        service.socket.parent.mkdir(parents=True, exist_ok=True)
+        service.socket.unlink(missing_ok=True)  # left by a killed service
     log = settings.logs_dir / f"{service.name}.log"
     proc = subprocesses.spawn(service.args, log_path=log, env=_service_env(settings))
     _pidfile(settings, service.name).parent.mkdir(parents=True, exist_ok=True)
@@ -182,7 +248,7 @@ def _start(settings: Settings, service: Service, progress: Progress) -> None:
 def _wait_healthy(settings: Settings, service: Service, progress: Progress) -> None:
     started = time.monotonic()
     last_note = started
-    while not _healthy(service.health_url):
+    while not _healthy(service):
         if _read_pid(settings, service.name) is None:
             log = settings.logs_dir / f"{service.name}.log"
             tail = (
@@ -216,7 +282,16 @@ def up(settings: Settings, progress: Progress = lambda _msg: None) -> dict[str, 
         )
     settings.home.mkdir(parents=True, exist_ok=True)
     ensure_local_token(settings)
-    todo = services(settings)
+    todo = []
+    for service in services(settings):
+        if available(service):
+            todo.append(service)
+        else:
+            progress(
+                f"{service.name}: skipped, `{service.needs}` is not installed "
+                "(needed for images and the docker orchestrator; `make system` "
+                "installs it)"
+            )
     for service in todo:
         _start(settings, service, progress)
     for service in todo:

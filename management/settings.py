@@ -21,6 +21,8 @@ from flops.errors import ConfigError
 
 DEFAULT_API_PORT = 8470
 DEFAULT_MLFLOW_PORT = 8471
+DEFAULT_REGISTRY_PORT = 8472
+DOCKER_SOCKET = Path("/var/run/docker.sock")
 
 
 PIP_CONFIG_FILES = (
@@ -76,6 +78,33 @@ class Settings(BaseSettings):
     index_url: str | None = None
     env_build_timeout: float = Field(default=1800.0, gt=0)
 
+    # Images (container orchestrators, inference images). `registry` is where
+    # images are pushed: host[:port][/namespace]; default: the embedded registry.
+    registry: str | None = None
+    registry_port: int = DEFAULT_REGISTRY_PORT
+    # None: verify TLS except for a registry on loopback (the embedded one).
+    registry_tls_verify: bool | None = None
+    # A containers-auth.json (as `podman login` writes) or a username/password
+    # pair; never part of the code or the images.
+    registry_auth_file: Path | None = None
+    registry_username: str | None = None
+    registry_password: SecretStr | None = None
+    # A pullable Python image (e.g. docker.io/library/python:3.11-slim-bookworm);
+    # None or unreachable: bootstrap Debian bookworm with debootstrap.
+    base_image: str | None = None
+    # The Python minor version of the base image (the bootstrapped one: 3.11).
+    base_python: str = "3.11"
+    debian_mirror: str = "http://deb.debian.org/debian"
+    # The host's CA bundle for builds behind a TLS-intercepting proxy.
+    ca_bundle: Path | None = None
+    build_timeout: float = Field(default=1800.0, gt=0)
+    # unix:///... or tcp://...; None: the Docker socket when there is one, else
+    # the Podman service `flops up` starts.
+    docker_host: str | None = None
+    # "host": actors share the host's network (learners still publish nothing);
+    # any other name: a network of that name (created when missing).
+    docker_network: str = "host"
+
     @model_validator(mode="after")
     def _check_profile(self) -> Settings:
         if self.profile == "production":
@@ -100,6 +129,31 @@ class Settings(BaseSettings):
     @cached_property
     def store(self) -> str:
         return self.store_url or f"sqlite:///{self.home / 'flops.db'}"
+
+    @property
+    def registry_address(self) -> str:
+        return self.registry or f"127.0.0.1:{self.registry_port}"
+
+    @property
+    def registry_dir(self) -> Path:
+        return self.home / "registry"
+
+    @property
+    def podman_socket(self) -> Path:
+        return self.home / "run" / "podman.sock"
+
+    @property
+    def docker_url(self) -> str:
+        if self.docker_host:
+            return self.docker_host
+        if DOCKER_SOCKET.exists():
+            return f"unix://{DOCKER_SOCKET}"
+        return f"unix://{self.podman_socket}"
+
+    @property
+    def images_dir(self) -> Path:
+        """Build contexts, host-side dependency installs and base root filesystems."""
+        return self.home / "images"
 
     @property
     def api_url(self) -> str:

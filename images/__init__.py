@@ -1,0 +1,1 @@
+"""Containerfile templates (importable as `flops_images` for package data)."""

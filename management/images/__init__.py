@@ -1,0 +1,1 @@
+"""Images: the registry, base images, FL-actor and inference-server builds."""

@@ -1,0 +1,62 @@
+"""Containerfiles rendered from the templates in `images/` (package `flops_images`).
+
+Placeholders are `{{name}}`; every one must be given, and a placeholder that is
+alone on its line and rendered empty takes its line with it, so optional parts
+(the compile stage) leave no blank gaps. Golden-tested in tests/unit.
+"""
+
+from __future__ import annotations
+
+import re
+from importlib import resources
+
+from flops.errors import FlopsError
+
+_PLACEHOLDER = re.compile(r"\{\{(\w+)\}\}")
+
+BASE = "base.Containerfile"
+FL_ACTOR = "fl-actor.Containerfile"
+INFERENCE = "inference.Containerfile"
+
+
+def template(name: str) -> str:
+    return resources.files("flops_images").joinpath(name).read_text()
+
+
+def render(name: str, **values: str) -> str:
+    text = template(name)
+    wanted = set(_PLACEHOLDER.findall(text))
+    missing = wanted - values.keys()
+    unknown = values.keys() - wanted
+    if missing or unknown:
+        raise FlopsError(
+            f"Rendering {name}: missing {sorted(missing)}, unknown {sorted(unknown)}."
+        )
+    lines = []
+    for line in text.splitlines():
+        alone = _PLACEHOLDER.fullmatch(line.strip())
+        if alone and not values[alone.group(1)]:
+            continue
+        lines.append(_PLACEHOLDER.sub(lambda m: values[m.group(1)], line))
+    return "\n".join(lines) + "\n"
+
+
+def compile_stage(base: str, requirements: list[str]) -> str:
+    """A stage that builds, under emulation, what has no wheel for the platform.
+
+    Only the packages listed run through it; everything with a wheel was
+    installed on the build host for the target platform.
+    """
+    quoted = " ".join(f"'{req}'" for req in requirements)
+    return (
+        f"FROM {base} AS compile\n"
+        "RUN apt-get update -qq \\\n"
+        " && apt-get install -y -qq --no-install-recommends"
+        " python3-pip python3-dev build-essential > /dev/null \\\n"
+        " && python3 -m pip install --break-system-packages --no-deps --no-compile"
+        " --target /compiled"
+        f" {quoted}"
+    )
+
+
+COMPILED_COPY = "COPY --from=compile /compiled/ /opt/flops/site/"
