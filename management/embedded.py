@@ -23,11 +23,10 @@ from urllib.parse import urlparse
 
 import httpx
 
-from flops_management.images.registry import registry_config
-
 from flops import subprocesses
 from flops.errors import FlopsError, ServiceUnavailableError
 from flops_management.auth import ensure_local_token
+from flops_management.images.registry import registry_config
 from flops_management.settings import Settings
 
 MLFLOW_READY_TIMEOUT_S = 300.0
@@ -172,9 +171,7 @@ def _read_pid(settings: Settings, name: str) -> int | None:
 
 
 def _healthy(service: Service) -> bool:
-    transport = (
-        httpx.HTTPTransport(uds=str(service.socket)) if service.socket else None
-    )
+    transport = httpx.HTTPTransport(uds=str(service.socket)) if service.socket else None
     try:
         with httpx.Client(transport=transport, timeout=2) as client:
             return client.get(service.health_url).status_code == 200

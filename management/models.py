@@ -34,7 +34,16 @@ class StageStatus(StrEnum):
     CANCELLED = "cancelled"
 
 
-STAGES = ("clone", "check", "augment", "build", "schedule", "train", "register")
+STAGES = (
+    "clone",
+    "check",
+    "augment",
+    "build",
+    "schedule",
+    "train",
+    "register",
+    "inference_image",
+)
 
 
 class StageRecord(BaseModel):
@@ -78,6 +87,8 @@ class Project(BaseModel):
     commit: str | None = None
     error: str | None = None
     mlflow: MlflowInfo | None = None
+    # "fl_actor" / "inference": reference (pinned by digest), tag, digest, platforms
+    images: dict[str, dict[str, Any]] = Field(default_factory=dict)
     progress: Progress = Field(default_factory=Progress)
     created_at: datetime = Field(default_factory=utcnow)
     started_at: datetime | None = None

@@ -50,7 +50,9 @@ Log = Callable[[str], None]
 
 def base_tag(settings: Settings, platform: str) -> str:
     if settings.base_image:
-        flavour = "custom-" + hashlib.sha256(settings.base_image.encode()).hexdigest()[:12]
+        flavour = (
+            "custom-" + hashlib.sha256(settings.base_image.encode()).hexdigest()[:12]
+        )
     else:
         flavour = RECIPE
     return f"{flavour}-{cmd.arch(platform)}"
@@ -103,7 +105,9 @@ class BaseImages:
         self.log = log
 
     def reference(self, platform: str) -> str:
-        return self.registry.reference(BASE_REPOSITORY, base_tag(self.settings, platform))
+        return self.registry.reference(
+            BASE_REPOSITORY, base_tag(self.settings, platform)
+        )
 
     def _local(self, reference: str) -> bool:
         output = subprocesses.run(cmd.image_exists_args(reference), check=False)
@@ -127,9 +131,10 @@ class BaseImages:
                 )
             self.log(f"base {platform}: {reference} present, skipped")
             return reference
-        if not local:
-            if not (self.settings.base_image and self._pull_configured(platform, reference)):
-                self._bootstrap(platform, reference)
+        if not local and not (
+            self.settings.base_image and self._pull_configured(platform, reference)
+        ):
+            self._bootstrap(platform, reference)
         self._push(reference)
         return reference
 
@@ -142,7 +147,9 @@ class BaseImages:
             )
         except CommandError as err:
             reason = err.output.strip().splitlines()[-1] if err.output.strip() else ""
-            self.log(f"base {platform}: {image} is not reachable ({reason}); bootstrapping")
+            self.log(
+                f"base {platform}: {image} is not reachable ({reason}); bootstrapping"
+            )
             return False
         subprocesses.run(cmd.tag_args(image, reference))
         return True

@@ -72,7 +72,15 @@ def build_args(
 
 
 def image_exists_args(reference: str) -> list[str]:
-    return ["buildah", "inspect", "--type", "image", "--format", "{{.FromImageID}}", reference]
+    return [
+        "buildah",
+        "inspect",
+        "--type",
+        "image",
+        "--format",
+        "{{.FromImageID}}",
+        reference,
+    ]
 
 
 def pull_args(reference: str, platform: str, transport: list[str]) -> list[str]:

@@ -24,6 +24,7 @@ ENTRY_POINT_GROUP = "flops.orchestrators"
 
 BUILTIN_ORCHESTRATORS: dict[str, str] = {
     "local": "flops_management.orchestrators.local:LocalOrchestrator",
+    "docker": "flops_management.orchestrators.docker:DockerOrchestrator",
 }
 
 

@@ -81,6 +81,9 @@ class Deployment(ABC):
 
 class Orchestrator(ABC):
     name: ClassVar[str]
+    # True: actors run from the project's FL-actor image (the build stage builds
+    # and pushes it); False: from a Python environment on this host.
+    needs_image: ClassVar[bool] = False
 
     @abstractmethod
     def submit(self, spec: DeploymentSpec) -> Deployment:

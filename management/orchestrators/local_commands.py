@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+from flops import actor_commands
 from flops.config import Resources
 
 # Math libraries start a thread per core in every process; learners sharing a host
@@ -16,54 +17,26 @@ from flops.config import Resources
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
 
 
+def _beside(bin_dir: Path) -> actor_commands.Program:
+    return lambda name: [str(bin_dir / name)]
+
+
 def superlink_args(bin_dir: Path, port: int) -> list[str]:
-    return [
-        str(bin_dir / "flower-superlink"),
-        "--insecure",
-        "--isolation",
-        "process",
-        "--disable-runtime-dependency-installation",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-    ]
+    return actor_commands.superlink_args(_beside(bin_dir), "127.0.0.1", port)
 
 
 def supernode_args(
     bin_dir: Path, superlink: str, port: int, node_config: str
 ) -> list[str]:
-    return [
-        str(bin_dir / "flower-supernode"),
-        "--insecure",
-        "--superlink",
-        superlink,
-        "--isolation",
-        "process",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--node-config",
-        node_config,
-    ]
+    return actor_commands.supernode_args(_beside(bin_dir), superlink, port, node_config)
 
 
 def executor_args(
     bin_dir: Path, role: str, runtime_address: str, repo: Path, poll_interval: float
 ) -> list[str]:
-    return [
-        str(bin_dir / "python"),
-        "-m",
-        "flops.executor",
-        role,
-        "--runtime-api-address",
-        runtime_address,
-        "--repo-dir",
-        str(repo),
-        "--poll-interval",
-        str(poll_interval),
-    ]
+    return actor_commands.executor_args(
+        str(bin_dir / "python"), role, runtime_address, str(repo), poll_interval
+    )
 
 
 def limit_prefix(resources: Resources, cores: list[int] | None) -> list[str]:

@@ -11,6 +11,7 @@ from typing import Any
 from flops.config import ProjectConfig
 from flops.contract import ContractReport
 from flops.errors import JobCancelledError
+from flops_management.images.registry import ImageInfo
 from flops_management.models import Project
 from flops_management.orchestrators import Deployment
 from flops_management.settings import Settings
@@ -72,6 +73,7 @@ class JobContext:
     report: ContractReport | None = None
     repo_dir: Path | None = None  # the ML repo: the checkout or a folder in it
     environment: Path | None = None
+    image: ImageInfo | None = None
     deployment: Deployment | None = None
     flower_run_id: str | None = None
     mlflow_run_id: str | None = None

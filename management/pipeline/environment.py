@@ -30,7 +30,7 @@ from flops.model_export import export_requirements
 from flops_management.settings import Settings
 
 COMPLETE_MARKER = "flops-env.json"
-_RUNTIME_PACKAGES = (Path(flops.__file__).parent, Path(flops_utils.__file__).parent)
+RUNTIME_PACKAGES = (Path(flops.__file__).parent, Path(flops_utils.__file__).parent)
 
 
 def runtime_requirements() -> list[str]:
@@ -39,9 +39,9 @@ def runtime_requirements() -> list[str]:
     return sorted(req for req in requires if "extra ==" not in req)
 
 
-def _package_digest() -> str:
+def package_digest() -> str:
     digest = hashlib.sha256()
-    for package in _RUNTIME_PACKAGES:
+    for package in RUNTIME_PACKAGES:
         for path in sorted(package.rglob("*.py")):
             digest.update(str(path.relative_to(package.parent)).encode())
             digest.update(path.read_bytes())
@@ -53,7 +53,7 @@ def environment_key(deps: DependencySet, installer_options: list[str]) -> str:
         "python": sys.version.split()[0],
         "runtime": runtime_requirements(),
         "flops": flops.__version__,
-        "flops_code": _package_digest(),
+        "flops_code": package_digest(),
         "repo": deps.digest(),
         "installer": installer_options,
     }
@@ -196,7 +196,7 @@ class EnvironmentBuilder:
                 "import sysconfig; print(sysconfig.get_paths()['purelib'])",
             ]
         ).strip()
-        for package in _RUNTIME_PACKAGES:
+        for package in RUNTIME_PACKAGES:
             shutil.copytree(
                 package,
                 Path(site) / package.name,

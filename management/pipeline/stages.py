@@ -18,7 +18,9 @@ from flops.app import run_settings as keys
 from flops.config import merge_configs, parse_config, read_toml
 from flops.contract import check_repo
 from flops.errors import TrainingError
+from flops.model_export import export_requirements
 from flops_management import datasets
+from flops_management.images.fl_actor import ActorImageRequest, FlActorImages
 from flops_management.models import MlflowInfo
 from flops_management.orchestrators import (
     DeploymentSpec,
@@ -29,7 +31,11 @@ from flops_management.orchestrators import (
 from flops_management.pipeline import augment as augment_mod
 from flops_management.pipeline import source, tracking
 from flops_management.pipeline.context import JobContext
-from flops_management.pipeline.environment import EnvironmentBuilder, smoke_test
+from flops_management.pipeline.environment import (
+    EnvironmentBuilder,
+    runtime_requirements,
+    smoke_test,
+)
 from flops_management.pipeline.follow import RunFollower
 
 StageResult = Literal["skipped"] | None
@@ -97,6 +103,8 @@ def augment(ctx: JobContext) -> StageResult:
 
 def build(ctx: JobContext) -> StageResult:
     config = ctx.require_config()
+    if get_orchestrator(config.orchestrator, ctx.settings).needs_image:
+        return _build_image(ctx)
     assert ctx.report is not None
     builder = EnvironmentBuilder(ctx.settings)
 
@@ -114,6 +122,39 @@ def build(ctx: JobContext) -> StageResult:
     )
     ctx.event("environment_ready", path=str(env), reused=reused, **result)
     return None
+
+
+def _build_image(ctx: JobContext) -> StageResult:
+    config = ctx.require_config()
+    assert ctx.report is not None
+    project = ctx.store.get_project(ctx.project_id)
+
+    def log(line: str) -> None:
+        ctx.log(line)
+        ctx.event("build_log", line=line)
+
+    deps = ctx.report.dependencies.requirements
+    request = ActorImageRequest(
+        tenant=project.tenant,
+        project=project.name,
+        commit=str(project.commit),
+        source=project.source,
+        repo_dir=ctx.repo,
+        requirements=[*runtime_requirements(), *deps, *export_requirements(deps)],
+        platforms=list(config.platforms),
+    )
+    info, skipped = FlActorImages(ctx.settings, log).ensure(request)
+    ctx.image = info
+    ctx.store.update_project(
+        ctx.project_id, images={**project.images, "fl_actor": info.as_dict()}
+    )
+    ctx.event(
+        "image_ready",
+        image=info.pinned,
+        platforms=info.platforms,
+        skipped=skipped,
+    )
+    return "skipped" if skipped else None
 
 
 def schedule(ctx: JobContext) -> StageResult:
@@ -135,6 +176,7 @@ def schedule(ctx: JobContext) -> StageResult:
         learners=tuple(learners),
         resources=config.resources,
         environment=ctx.environment,
+        image=ctx.image.reference if ctx.image is not None else None,
         poll_interval=ctx.settings.poll_interval,
     )
     for note in orchestrator.notes(spec):

@@ -1,0 +1,157 @@
+"""The FL-actor image's entrypoint: `python3 -m flops.actor learner|aggregator`.
+
+A container runs one role. Each role is two processes, as with the `local`
+orchestrator: the Flower server (SuperLink or SuperNode, `--isolation process`)
+and the `flops-executor` that runs its tasks warm. This supervisor starts both,
+forwards SIGTERM/SIGINT, and exits with the first one's exit code, stopping the
+other, so the container's state is the role's state.
+
+`python3 -m flops.actor run NAME ARGS...` starts a console script by its entry
+point name: image packages are installed into a plain folder, without scripts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.metadata
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from types import FrameType
+
+from flops import actor_commands
+from flops.app.run_settings import node_config_args
+from flops.usercode import REPO_DIR_ENV
+
+READY_TIMEOUT_S = 120.0
+DEFAULT_SUPERLINK_PORT = 8000
+DEFAULT_RUNTIME_PORT = 9094
+
+
+def _in_image(name: str) -> list[str]:
+    return [sys.executable, "-m", "flops.actor", "run", name]
+
+
+def aggregator_commands(
+    host: str, port: int, repo: str, poll_interval: float
+) -> list[list[str]]:
+    return [
+        actor_commands.superlink_args(_in_image, host, port),
+        actor_commands.executor_args(
+            sys.executable, "aggregator", f"127.0.0.1:{port}", repo, poll_interval
+        ),
+    ]
+
+
+def learner_commands(
+    superlink: str,
+    port: int,
+    data_dir: str,
+    name: str,
+    repo: str,
+    poll_interval: float,
+) -> list[list[str]]:
+    return [
+        actor_commands.supernode_args(
+            _in_image, superlink, port, node_config_args(Path(data_dir), name)
+        ),
+        actor_commands.executor_args(
+            sys.executable, "learner", f"127.0.0.1:{port}", repo, poll_interval
+        ),
+    ]
+
+
+def run_entry_point(name: str, args: list[str]) -> None:
+    (entry,) = importlib.metadata.entry_points(group="console_scripts", name=name)
+    sys.argv = [name, *args]
+    sys.exit(entry.load()())
+
+
+def _wait_port(port: int, server: subprocess.Popen[bytes]) -> bool:
+    deadline = time.monotonic() + READY_TIMEOUT_S
+    while time.monotonic() < deadline and server.poll() is None:
+        with socket.socket() as sock:
+            sock.settimeout(0.2)
+            if sock.connect_ex(("127.0.0.1", port)) == 0:
+                return True
+        time.sleep(0.1)
+    return False
+
+
+def supervise(commands: list[list[str]], ready_port: int) -> int:
+    """Start the server, then (once its port answers) the executor; see module doc."""
+    children: list[subprocess.Popen[bytes]] = []
+
+    def stop(signum: int, _frame: FrameType | None) -> None:
+        for child in children:
+            if child.poll() is None:
+                child.send_signal(signum)
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    server_cmd, executor_cmd = commands
+    children.append(subprocess.Popen(server_cmd))
+    if not _wait_port(ready_port, children[0]):
+        print(
+            f"flops.actor: {server_cmd[4]} did not open port {ready_port}", flush=True
+        )
+        stop(signal.SIGTERM, None)
+        return children[0].wait() or 1
+    children.append(subprocess.Popen(executor_cmd))
+    while all(child.poll() is None for child in children):
+        time.sleep(0.2)
+    code = next(child.returncode for child in children if child.poll() is not None)
+    stop(signal.SIGTERM, None)
+    for child in children:
+        try:
+            child.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            child.kill()
+    return code
+
+
+def main(argv: list[str] | None = None) -> None:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["run"]:
+        run_entry_point(argv[1], argv[2:])
+    parser = argparse.ArgumentParser(
+        prog="flops.actor", description=__doc__.split("\n")[0]
+    )
+    parser.add_argument("role", choices=["learner", "aggregator"])
+    parser.add_argument("--repo-dir", default=os.environ.get(REPO_DIR_ENV, "."))
+    parser.add_argument("--poll-interval", type=float, default=0.05)
+    # A container's own network namespace: all its interfaces are the container's.
+    parser.add_argument("--host", default="0.0.0.0", help="aggregator: listen address")  # noqa: S104
+    parser.add_argument(
+        "--port", type=int, help="SuperLink port / SuperNode runtime port"
+    )
+    parser.add_argument("--superlink", help="learner: the SuperLink's host:port")
+    parser.add_argument("--data-dir", default="/data", help="learner: its data")
+    parser.add_argument("--name", default=socket.gethostname(), help="learner name")
+    args = parser.parse_args(argv)
+    if args.role == "aggregator":
+        port = args.port or DEFAULT_SUPERLINK_PORT
+        commands = aggregator_commands(
+            args.host, port, args.repo_dir, args.poll_interval
+        )
+    else:
+        if not args.superlink:
+            parser.error("a learner needs --superlink HOST:PORT")
+        port = args.port or DEFAULT_RUNTIME_PORT
+        commands = learner_commands(
+            args.superlink,
+            port,
+            args.data_dir,
+            args.name,
+            args.repo_dir,
+            args.poll_interval,
+        )
+    sys.exit(supervise(commands, port))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,209 @@
+"""Third-party packages for an image, installed on the build host for its platform.
+
+uv resolves the set for the target platform and Python (`--python-platform`,
+`--python-version`), and installs the wheels into a folder that the image COPYs:
+no emulation, seconds instead of minutes for arm64. A package without a wheel for
+the platform is left out here and named, so the build compiles just those inside
+the image (under QEMU for a foreign platform).
+
+The folder is keyed by the hash of the resolved set and reused by every build
+that resolves to the same set. It is slimmed (tests, headers, the `uv` binary a
+dependency ships) and byte-compiled with hash-checked .pyc, which stay valid
+whatever mtimes the copy gives the sources.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import shutil
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from flops import subprocesses
+from flops.errors import CommandError, EnvironmentBuildError
+from flops_management.images import commands as cmd
+from flops_management.settings import Settings
+
+MARKER = "flops-site.json"
+# uv: "Distribution `name==1.0 @ registry+...` can't be installed because it is
+# marked as `--no-build` but has no binary distribution"
+_NO_WHEEL = re.compile(r"Distribution `([A-Za-z0-9_.\-]+)==([^ `]+)")
+# Directories no image needs: test suites and C headers of installed packages.
+_PRUNE_DIRS = {"tests", "test", "include", "__pycache__"}
+_PRUNE_FILES = ("bin/uv", "bin/uvx")
+_PRUNE_SUFFIXES = (".pyx", ".pxd", ".pyi")
+_KEEP_TEST_PACKAGES = {"numpy/testing"}  # imported at runtime by some packages
+
+Log = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class Site:
+    path: Path
+    platform: str
+    pins: list[str]
+    # Pinned requirements without a wheel for the platform: compiled in the image.
+    compile: list[str] = field(default_factory=list)
+
+
+def _uv() -> str:
+    beside = Path(sys.executable).parent / "uv"
+    return str(beside) if beside.exists() else subprocesses.which("uv")
+
+
+def compile_args(
+    uv: str,
+    platform: str,
+    python_version: str,
+    requirements: list[str],
+    find_links: list[str],
+    index_url: str | None,
+) -> list[str]:
+    args = [
+        uv,
+        "pip",
+        "compile",
+        "-",
+        "--quiet",
+        "--no-header",
+        "--no-annotate",
+        "--python-platform",
+        cmd.PLATFORMS[platform][1],
+        "--python-version",
+        python_version,
+    ]
+    for link in find_links:
+        args += ["--find-links", link]
+    if index_url:
+        args += ["--index-url", index_url]
+    return args
+
+
+def prune(site: Path) -> None:
+    for path in sorted(site.rglob("*"), key=lambda p: len(p.parts), reverse=True):
+        relative = path.relative_to(site).as_posix()
+        if path.is_dir() and not path.is_symlink():
+            if (
+                path.name in _PRUNE_DIRS
+                and "/" in relative
+                and not any(relative.startswith(keep) for keep in _KEEP_TEST_PACKAGES)
+            ):
+                shutil.rmtree(path)
+        elif path.suffix in _PRUNE_SUFFIXES or relative in _PRUNE_FILES:
+            path.unlink()
+
+
+class SiteBuilder:
+    def __init__(self, settings: Settings, log: Log) -> None:
+        self.settings = settings
+        self.log = log
+        self.uv = _uv()
+
+    def resolve(self, platform: str, requirements: list[str]) -> list[str]:
+        """The pinned set for `platform` (what the image's hash is made of)."""
+        args = compile_args(
+            self.uv,
+            platform,
+            self.settings.base_python,
+            requirements,
+            self.settings.find_links,
+            self.settings.index_url,
+        )
+        stdin = self.settings.images_dir / "requirements.in"
+        stdin.parent.mkdir(parents=True, exist_ok=True)
+        stdin.write_text("\n".join(requirements) + "\n")
+        args[args.index("-")] = str(stdin)
+        try:
+            output = subprocesses.run(args, timeout=self.settings.build_timeout)
+        except CommandError as err:
+            raise EnvironmentBuildError(
+                f"The dependencies do not resolve for {platform} "
+                f"(Python {self.settings.base_python}):\n"
+                + "\n".join(err.output.strip().splitlines()[-10:]),
+                hint="Check the versions in the repo's dependency file.",
+            ) from err
+        return sorted(
+            line.strip()
+            for line in output.splitlines()
+            if line.strip() and not line.startswith(("#", " ", "warning"))
+        )
+
+    def ensure(self, platform: str, pins: list[str]) -> Site:
+        key = hashlib.sha256(
+            json.dumps([platform, self.settings.base_python, pins]).encode()
+        ).hexdigest()[:16]
+        target = self.settings.images_dir / "site" / f"{cmd.arch(platform)}-{key}"
+        marker = target / MARKER
+        if marker.exists():
+            compile_list = json.loads(marker.read_text())["compile"]
+            self.log(f"{platform}: packages reused ({target.name})")
+            return Site(target, platform, pins, compile_list)
+        shutil.rmtree(target, ignore_errors=True)
+        wheels, compile_list = list(pins), []
+        while True:
+            try:
+                self._install(target, platform, wheels)
+                break
+            except CommandError as err:
+                missing = {m.group(1).lower() for m in _NO_WHEEL.finditer(err.output)}
+                if not missing:
+                    raise EnvironmentBuildError(
+                        f"Installing the packages for {platform} failed:\n"
+                        + "\n".join(err.output.strip().splitlines()[-10:])
+                    ) from err
+                compile_list += [p for p in wheels if _name(p) in missing]
+                wheels = [p for p in wheels if _name(p) not in missing]
+                shutil.rmtree(target, ignore_errors=True)
+        if compile_list:
+            self.log(
+                f"{platform}: no wheel for {', '.join(compile_list)}: compiled in "
+                "the image" + (" under QEMU" if _foreign(platform) else "")
+            )
+        self.log(
+            f"{platform}: {len(wheels)} packages installed from wheels on the build "
+            "host, no emulation"
+        )
+        prune(target)
+        subprocesses.run(
+            [
+                sys.executable,
+                "-m",
+                "compileall",
+                "-q",
+                "-j",
+                "0",
+                "--invalidation-mode",
+                "unchecked-hash",
+                str(target),
+            ],
+            check=False,  # a package's deliberately broken test file must not fail us
+            timeout=self.settings.build_timeout,
+        )
+        marker.write_text(json.dumps({"pins": pins, "compile": compile_list}))
+        return Site(target, platform, pins, compile_list)
+
+    def _install(self, target: Path, platform: str, pins: list[str]) -> None:
+        args = cmd.site_install_args(
+            self.uv,
+            target,
+            platform,
+            self.settings.base_python,
+            ["--no-deps", *pins],
+            self.settings.find_links,
+            self.settings.index_url,
+        )
+        subprocesses.run(args, timeout=self.settings.build_timeout)
+
+
+def _name(pin: str) -> str:
+    return re.split(r"[=<>!~; \[]", pin, maxsplit=1)[0].lower().replace("_", "-")
+
+
+def _foreign(platform: str) -> bool:
+    from flops_management.images.base import native_platform
+
+    return platform != native_platform()

@@ -1,0 +1,248 @@
+"""The `docker` orchestrator: actors as containers of the project's FL-actor image.
+
+Drives any Docker Engine API through the `docker` package: Docker itself, or
+Podman's compatible service (`flops up` starts one when no Docker socket exists).
+One container per actor, labelled with the job; learners publish no ports and
+get the config's CPU and memory limits; every container's output is streamed
+into the job's events; `cancel()` removes them all, and `cleanup()` finds what a
+dead service left behind by its label.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import docker
+from docker.errors import DockerException, ImageNotFound, NotFound
+from docker.types import Ulimit
+
+from flops.errors import FlopsError, ServiceUnavailableError
+from flops_management.images.base import native_platform
+from flops_management.images.commands import arch
+from flops_management.orchestrators.base import (
+    Deployment,
+    DeploymentSpec,
+    LogLine,
+    Orchestrator,
+)
+from flops_management.orchestrators.docker_containers import (
+    HOST_NETWORK,
+    ContainerSpec,
+    container_specs,
+    ulimits,
+)
+from flops_management.orchestrators.local import free_port
+from flops_management.settings import Settings
+
+JOB_LABEL = "io.flops.job"
+ROLE_LABEL = "io.flops.role"
+LOCAL_MLFLOW = ("http://127.0.0.1", "http://localhost")
+
+
+def connect(settings: Settings) -> docker.DockerClient:
+    try:
+        client = docker.DockerClient(base_url=settings.docker_url, timeout=120)
+        client.ping()
+    except DockerException as err:
+        raise ServiceUnavailableError(
+            f"No container engine answers at {settings.docker_url} ({err}).",
+            hint="`flops up` starts Podman's service when Podman is installed "
+            "(`make system`); or set FLOPS_DOCKER_HOST to a Docker Engine.",
+        ) from err
+    return client
+
+
+class DockerDeployment(Deployment):
+    def __init__(self, client: docker.DockerClient, job_id: str, control: str) -> None:
+        self.client = client
+        self.job_id = job_id
+        self._control = control
+        self.containers: dict[str, Any] = {}
+        self._lines: collections.deque[LogLine] = collections.deque()
+        self._network: str | None = None
+
+    @property
+    def control_address(self) -> str:
+        return self._control
+
+    def add(self, role: str, container: Any) -> None:
+        self.containers[role] = container
+        threading.Thread(target=self._pump, args=(role, container), daemon=True).start()
+
+    def _pump(self, role: str, container: Any) -> None:
+        try:
+            for chunk in container.logs(stream=True, follow=True):
+                for line in chunk.decode("utf-8", "replace").splitlines():
+                    self._lines.append(LogLine(role, line))
+        except DockerException:
+            pass  # the container was removed: its output ends here
+
+    def status(self) -> dict[str, str]:
+        states = {}
+        for role, container in self.containers.items():
+            try:
+                container.reload()
+            except NotFound:
+                states[role] = "exited (removed)"
+                continue
+            state = container.attrs["State"]
+            states[role] = (
+                "running"
+                if state.get("Status") in ("running", "created")
+                else f"exited (code {state.get('ExitCode')})"
+            )
+        return states
+
+    def logs(self) -> Iterator[LogLine]:
+        while self._lines:
+            yield self._lines.popleft()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while any(state == "running" for state in self.status().values()):
+            if deadline is not None and time.monotonic() > deadline:
+                return False
+            time.sleep(0.2)
+        return True
+
+    def cancel(self) -> None:
+        remove_job(self.client, self.job_id)
+
+    def runtime_info(self) -> dict[str, Any]:
+        return {
+            "containers": {role: c.id for role, c in self.containers.items()},
+            "job_id": self.job_id,
+            "docker_url": self.client.api.base_url,
+        }
+
+
+def remove_job(client: docker.DockerClient, job_id: str) -> None:
+    for container in client.containers.list(
+        all=True, filters={"label": f"{JOB_LABEL}={job_id}"}
+    ):
+        with contextlib.suppress(NotFound):
+            container.remove(force=True)
+
+
+class DockerOrchestrator(Orchestrator):
+    name = "docker"
+    needs_image = True
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._client: docker.DockerClient | None = None
+
+    @property
+    def client(self) -> docker.DockerClient:
+        if self._client is None:
+            self._client = connect(self.settings)
+        return self._client
+
+    def notes(self, spec: DeploymentSpec) -> list[str]:
+        info = self.client.info()
+        notes = []
+        if spec.resources.memory is not None and not info.get("MemoryLimit"):
+            notes.append(
+                "docker orchestrator: this engine cannot limit memory; "
+                f"memory {spec.resources.memory} is not applied"
+            )
+        if spec.resources.cpu is not None and not info.get("CpuCfsQuota"):
+            notes.append(
+                "docker orchestrator: this engine cannot limit CPU (no CFS quota); "
+                f"cpu {spec.resources.cpu} is not applied"
+            )
+        return notes
+
+    def _check_network(self) -> str:
+        network = self.settings.docker_network
+        if network != HOST_NETWORK and self.settings.tracking_uri.startswith(
+            LOCAL_MLFLOW
+        ):
+            raise FlopsError(
+                f"Actors on the container network {network!r} cannot reach MLflow at "
+                f"{self.settings.tracking_uri} (the service's loopback).",
+                hint="Set FLOPS_MLFLOW_TRACKING_URI to an address containers "
+                "reach, or FLOPS_DOCKER_NETWORK=host.",
+            )
+        if network != HOST_NETWORK and not self.client.networks.list(names=[network]):
+            self.client.networks.create(network, driver="bridge")
+        return network
+
+    def _image(self, reference: str) -> str:
+        """The image by its reference, else its platform build here, else pulled."""
+        for candidate in (reference, f"{reference}-{arch(native_platform())}"):
+            try:
+                self.client.images.get(candidate)
+                return candidate
+            except ImageNotFound:
+                continue
+        try:
+            self.client.images.pull(reference)
+        except DockerException as err:
+            raise FlopsError(
+                f"The engine cannot pull {reference}: {err}",
+                hint="The engine must reach the registry (FLOPS_REGISTRY).",
+            ) from err
+        return reference
+
+    def submit(self, spec: DeploymentSpec) -> Deployment:
+        if spec.image is None:
+            raise FlopsError("The docker orchestrator needs the project's image.")
+        network = self._check_network()
+        image = self._image(spec.image)
+        link_port = free_port()
+        specs = container_specs(
+            spec, network, link_port, [free_port() for _ in spec.learners]
+        )
+        deployment = DockerDeployment(
+            self.client, spec.job_id, f"127.0.0.1:{link_port}"
+        )
+        try:
+            for container in specs:
+                deployment.add(
+                    container.role, self._run(image, container, network, spec)
+                )
+        except BaseException:
+            deployment.cancel()
+            raise
+        return deployment
+
+    def _run(
+        self, image: str, container: ContainerSpec, network: str, spec: DeploymentSpec
+    ) -> Any:
+        limits = [Ulimit(name=k, soft=v, hard=v) for k, v in ulimits().items()]
+        try:
+            return self.client.containers.run(
+                image,
+                container.command,
+                name=container.name,
+                detach=True,
+                labels={JOB_LABEL: spec.job_id, ROLE_LABEL: container.role},
+                environment=container.environment,
+                volumes=container.volumes,
+                ports=container.ports or None,
+                network_mode=network if network == HOST_NETWORK else None,
+                network=None if network == HOST_NETWORK else network,
+                nano_cpus=container.nano_cpus,
+                mem_limit=container.mem_limit,
+                ulimits=limits,
+            )
+        except DockerException as err:
+            raise FlopsError(
+                f"The engine did not start {container.name}: {err}"
+            ) from err
+
+    def cleanup(self, runtime_info: dict[str, Any]) -> None:
+        job = runtime_info.get("job_id")
+        if job:
+            remove_job(self.client, str(job))
+        for container_id in runtime_info.get("containers", {}).values():
+            try:
+                self.client.containers.get(container_id).remove(force=True)
+            except DockerException:
+                continue

@@ -1,0 +1,133 @@
+"""The `docker` orchestrator's containers, described by pure functions.
+
+What each actor's container gets (command, mounts, limits, network) is decided
+here, so it is tested by equality (tests/unit/test_docker_orchestrator.py);
+`docker.py` only hands these specs to the Docker Engine API.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import resource
+from dataclasses import dataclass, field
+
+from flops.config import Resources
+from flops_management.orchestrators.base import AGGREGATOR, DeploymentSpec
+from flops_management.orchestrators.local_commands import THREAD_VARIABLES
+
+HOST_NETWORK = "host"
+LEARNER_DATA = "/data"
+SUPERLINK_PORT = 8000  # inside a container network
+
+
+@dataclass(frozen=True)
+class ContainerSpec:
+    name: str
+    role: str
+    command: list[str]
+    environment: dict[str, str] = field(default_factory=dict)
+    # host path -> (container path, mode)
+    volumes: dict[str, dict[str, str]] = field(default_factory=dict)
+    # container port -> (host address, host port): only the aggregator's Control
+    # API, on loopback, and only on a container network.
+    ports: dict[str, tuple[str, int]] = field(default_factory=dict)
+    nano_cpus: int | None = None
+    mem_limit: int | None = None
+
+
+def container_name(job_id: str, component: str) -> str:
+    return f"flops-{job_id[:12]}-{component}"
+
+
+def ulimits() -> dict[str, int]:
+    """This host's own soft limits: what a container may always be given.
+
+    Rootful Podman in a restricted sandbox may not raise limits, and passes
+    them explicitly or not at all (see DESIGN.md).
+    """
+    return {
+        "nofile": resource.getrlimit(resource.RLIMIT_NOFILE)[0],
+        "nproc": resource.getrlimit(resource.RLIMIT_NPROC)[0],
+    }
+
+
+def learner_threads(resources: Resources, learners: int) -> int:
+    if resources.cpu is not None:
+        return max(1, math.ceil(resources.cpu))
+    return max(1, (os.cpu_count() or 1) // max(1, learners))
+
+
+def container_specs(
+    spec: DeploymentSpec,
+    network: str,
+    superlink_port: int,
+    learner_ports: list[int],
+) -> list[ContainerSpec]:
+    """The aggregator first, then one container per learner.
+
+    On the host network every actor listens on loopback ports chosen free by the
+    caller; on a container network the aggregator is reached by its name and
+    publishes its port to the host's loopback for `flwr run`.
+    """
+    on_host = network == HOST_NETWORK
+    aggregator_name = container_name(spec.job_id, AGGREGATOR)
+    port = superlink_port if on_host else SUPERLINK_PORT
+    poll = str(spec.poll_interval)
+    specs = [
+        ContainerSpec(
+            name=aggregator_name,
+            role=AGGREGATOR,
+            command=[
+                "aggregator",
+                "--host",
+                "127.0.0.1" if on_host else "0.0.0.0",  # noqa: S104 - its own network
+                "--port",
+                str(port),
+                "--poll-interval",
+                poll,
+            ],
+            environment=dict(spec.env),
+            ports={} if on_host else {f"{port}/tcp": ("127.0.0.1", superlink_port)},
+        )
+    ]
+    superlink = f"127.0.0.1:{port}" if on_host else f"{aggregator_name}:{port}"
+    threads = str(learner_threads(spec.resources, len(spec.learners)))
+    memory = spec.resources.memory_bytes()
+    for learner, runtime_port in zip(spec.learners, learner_ports, strict=True):
+        command = [
+            "learner",
+            "--superlink",
+            superlink,
+            "--name",
+            learner.name,
+            "--data-dir",
+            LEARNER_DATA,
+            "--poll-interval",
+            poll,
+        ]
+        if on_host:
+            command += ["--port", str(runtime_port)]
+        specs.append(
+            ContainerSpec(
+                name=container_name(spec.job_id, learner.name),
+                role=learner.name,
+                command=command,
+                environment={
+                    **spec.env,
+                    **{name: threads for name in THREAD_VARIABLES},
+                },
+                volumes=(
+                    {str(learner.data_dir): {"bind": LEARNER_DATA, "mode": "ro"}}
+                    if learner.data_dir is not None
+                    else {}
+                ),
+                nano_cpus=(
+                    int(spec.resources.cpu * 1e9)
+                    if spec.resources.cpu is not None
+                    else None
+                ),
+                mem_limit=memory,
+            )
+        )
+    return specs
