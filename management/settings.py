@@ -104,6 +104,12 @@ class Settings(BaseSettings):
     # "host": actors share the host's network (learners still publish nothing);
     # any other name: a network of that name (created when missing).
     docker_network: str = "host"
+    # Passed to every container as soft=hard. Rootful Podman in a restricted
+    # sandbox (these machines) may neither raise nor inherit them; {} leaves
+    # the engine's defaults.
+    docker_ulimits: dict[str, int] = Field(
+        default_factory=lambda: {"nofile": 1024, "nproc": 1024}
+    )
 
     @model_validator(mode="after")
     def _check_profile(self) -> Settings:

@@ -34,9 +34,12 @@ from flops_management.orchestrators.docker_containers import (
     HOST_NETWORK,
     ContainerSpec,
     container_specs,
-    ulimits,
 )
-from flops_management.orchestrators.local import free_port
+from flops_management.orchestrators.local import (
+    READY_TIMEOUT_S,
+    free_port,
+    port_open,
+)
 from flops_management.settings import Settings
 
 JOB_LABEL = "io.flops.job"
@@ -203,7 +206,10 @@ class DockerOrchestrator(Orchestrator):
             self.client, spec.job_id, f"127.0.0.1:{link_port}"
         )
         try:
-            for container in specs:
+            aggregator, *learners = specs
+            deployment.add(aggregator.role, self._run(image, aggregator, network, spec))
+            self._wait_ready(deployment, aggregator, link_port)
+            for container in learners:
                 deployment.add(
                     container.role, self._run(image, container, network, spec)
                 )
@@ -212,10 +218,28 @@ class DockerOrchestrator(Orchestrator):
             raise
         return deployment
 
+    def _wait_ready(
+        self, deployment: DockerDeployment, aggregator: ContainerSpec, port: int
+    ) -> None:
+        """Learners connect only once the SuperLink answers (as `flwr run` does)."""
+        deadline = time.monotonic() + READY_TIMEOUT_S
+        while not port_open(port):
+            exited = deployment.status()[aggregator.role] != "running"
+            if exited or time.monotonic() > deadline:
+                logs = deployment.containers[aggregator.role].logs(tail=20)
+                raise FlopsError(
+                    f"The aggregator container {aggregator.name} did not start "
+                    "its SuperLink:\n" + logs.decode("utf-8", "replace")
+                )
+            time.sleep(0.2)
+
     def _run(
         self, image: str, container: ContainerSpec, network: str, spec: DeploymentSpec
     ) -> Any:
-        limits = [Ulimit(name=k, soft=v, hard=v) for k, v in ulimits().items()]
+        limits = [
+            Ulimit(name=k, soft=v, hard=v)
+            for k, v in self.settings.docker_ulimits.items()
+        ]
         try:
             return self.client.containers.run(
                 image,

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import math
 import os
-import resource
 from dataclasses import dataclass, field
 
 from flops.config import Resources
@@ -38,18 +37,6 @@ class ContainerSpec:
 
 def container_name(job_id: str, component: str) -> str:
     return f"flops-{job_id[:12]}-{component}"
-
-
-def ulimits() -> dict[str, int]:
-    """This host's own soft limits: what a container may always be given.
-
-    Rootful Podman in a restricted sandbox may not raise limits, and passes
-    them explicitly or not at all (see DESIGN.md).
-    """
-    return {
-        "nofile": resource.getrlimit(resource.RLIMIT_NOFILE)[0],
-        "nproc": resource.getrlimit(resource.RLIMIT_NPROC)[0],
-    }
 
 
 def learner_threads(resources: Resources, learners: int) -> int:

@@ -54,7 +54,7 @@ def free_port() -> int:
         return port
 
 
-def _port_open(port: int) -> bool:
+def port_open(port: int) -> bool:
     with socket.socket() as sock:
         sock.settimeout(0.2)
         return sock.connect_ex(("127.0.0.1", port)) == 0
@@ -210,7 +210,7 @@ class LocalOrchestrator(Orchestrator):
 
         superlink = start(SUPERLINK, superlink_args(bin_dir, link_port))
         deadline = time.monotonic() + READY_TIMEOUT_S
-        while not _port_open(link_port):
+        while not port_open(link_port):
             if superlink.poll() is not None or time.monotonic() > deadline:
                 raise FlopsError(
                     "The Flower SuperLink did not start:\n" + deployment.tail(SUPERLINK)

@@ -317,6 +317,22 @@ def register(ctx: JobContext) -> StageResult:
     return None
 
 
+def inference_image(ctx: JobContext) -> StageResult:
+    config = ctx.require_config()
+    if not config.post_training.build_inference_image:
+        ctx.log("no inference image requested (post_training.build_inference_image)")
+        return "skipped"
+    # The inference-server build is the next step of the images work; until it
+    # lands the request is reported, not silently dropped.
+    message = (
+        "post_training.build_inference_image is not built by this version yet; "
+        "the registered model serves with `mlflow models serve`"
+    )
+    ctx.log(message)
+    ctx.event("note", message=message)
+    return "skipped"
+
+
 STAGE_FUNCTIONS: dict[str, Callable[[JobContext], StageResult]] = {
     "clone": clone,
     "check": check,
@@ -325,4 +341,5 @@ STAGE_FUNCTIONS: dict[str, Callable[[JobContext], StageResult]] = {
     "schedule": schedule,
     "train": train,
     "register": register,
+    "inference_image": inference_image,
 }
