@@ -116,6 +116,13 @@ class DockerDeployment(Deployment):
     def cancel(self) -> None:
         remove_job(self.client, self.job_id)
 
+    def tail(self, role: str, lines: int = 20) -> str:
+        try:
+            output: bytes = self.containers[role].logs(tail=lines)
+        except (KeyError, DockerException):
+            return ""
+        return output.decode("utf-8", "replace")
+
     def runtime_info(self) -> dict[str, Any]:
         return {
             "containers": {role: c.id for role, c in self.containers.items()},
@@ -226,10 +233,9 @@ class DockerOrchestrator(Orchestrator):
         while not port_open(port):
             exited = deployment.status()[aggregator.role] != "running"
             if exited or time.monotonic() > deadline:
-                logs = deployment.containers[aggregator.role].logs(tail=20)
                 raise FlopsError(
                     f"The aggregator container {aggregator.name} did not start "
-                    "its SuperLink:\n" + logs.decode("utf-8", "replace")
+                    "its SuperLink:\n" + deployment.tail(aggregator.role)
                 )
             time.sleep(0.2)
 

@@ -93,7 +93,11 @@ class RunFollower:
 
     def _handle(self, line: LogLine) -> bool:
         event = events.parse_event(line.text)
-        if event is None or line.component != AGGREGATOR:
+        if event is None:
+            if line.text.strip():  # the actors' own output: errors show in the events
+                self.ctx.event("actor_log", component=line.component, line=line.text)
+            return False
+        if line.component != AGGREGATOR:
             return False
         kind = str(event.pop("type"))
         event.pop("time", None)

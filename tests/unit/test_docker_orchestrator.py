@@ -1,0 +1,78 @@
+"""The docker backend's containers and the image entrypoint's commands, by equality."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from flops.actor import aggregator_commands, learner_commands
+from flops.config import Resources
+from flops_management.orchestrators.base import DeploymentSpec, LearnerSpec
+from flops_management.orchestrators.docker_containers import container_specs
+
+THREADS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
+
+
+def _spec(**resources: object) -> DeploymentSpec:
+    return DeploymentSpec(
+        job_id="0123456789abcdef",
+        workdir=Path("/w"),
+        repo_dir=Path("/w/repo"),
+        learners=(
+            LearnerSpec("learner-0", Path("/w/l0")),
+            LearnerSpec("learner-1", None),
+        ),
+        resources=Resources.model_validate(resources),
+        image="reg/flops/t/p:tag",
+    )
+
+
+def test_on_the_host_network_learners_use_loopback_ports_and_publish_nothing() -> None:
+    aggregator, first, second = container_specs(
+        _spec(cpu=1.5, memory="512MiB"), "host", 41000, [42000, 42001]
+    )
+    assert aggregator.name == "flops-0123456789ab-aggregator"
+    assert aggregator.command == [
+        "aggregator", "--host", "127.0.0.1", "--port", "41000",
+        "--poll-interval", "0.05",
+    ]  # fmt: skip
+    assert aggregator.ports == {} and aggregator.mem_limit is None
+    assert first.command == [
+        "learner", "--superlink", "127.0.0.1:41000", "--name", "learner-0",
+        "--data-dir", "/data", "--poll-interval", "0.05", "--port", "42000",
+    ]  # fmt: skip
+    assert first.volumes == {"/w/l0": {"bind": "/data", "mode": "ro"}}
+    assert second.volumes == {}
+    assert (first.nano_cpus, first.mem_limit) == (1_500_000_000, 512 * 2**20)
+    assert all(first.environment[name] == "2" for name in THREADS)
+    assert first.ports == {} and second.ports == {}
+
+
+def test_on_a_container_network_only_the_control_port_reaches_host_loopback() -> None:
+    aggregator, learner, _ = container_specs(_spec(), "flops-net", 41000, [1, 2])
+    assert aggregator.command[:3] == ["aggregator", "--host", "0.0.0.0"]
+    assert aggregator.ports == {"8000/tcp": ("127.0.0.1", 41000)}
+    assert learner.command[2] == "flops-0123456789ab-aggregator:8000"
+    assert "--port" not in learner.command and learner.ports == {}
+    assert learner.nano_cpus is None and learner.mem_limit is None
+
+
+def test_the_image_entrypoint_runs_flower_and_the_warm_executor() -> None:
+    server, executor = aggregator_commands("0.0.0.0", 8000, "/opt/flops/repo", 0.05)
+    assert server == [
+        sys.executable, "-m", "flops.actor", "run", "flower-superlink", "--insecure",
+        "--isolation", "process", "--disable-runtime-dependency-installation",
+        "--host", "0.0.0.0", "--port", "8000",
+    ]  # fmt: skip
+    assert executor == [
+        sys.executable, "-m", "flops.executor", "aggregator",
+        "--runtime-api-address", "127.0.0.1:8000", "--repo-dir", "/opt/flops/repo",
+        "--poll-interval", "0.05",
+    ]  # fmt: skip
+    node, learner = learner_commands("agg:8000", 9094, "/data", "l0", "/r", 0.1)
+    assert node[4:] == [
+        "flower-supernode", "--insecure", "--superlink", "agg:8000",
+        "--isolation", "process", "--host", "127.0.0.1", "--port", "9094",
+        "--node-config", 'flops-data-dir="/data" flops-learner="l0"',
+    ]  # fmt: skip
+    assert learner[3:6] == ["learner", "--runtime-api-address", "127.0.0.1:9094"]
