@@ -36,6 +36,7 @@ class Stack:
     home: Path
     env: dict[str, str]
     tracking_uri: str
+    registry: str
 
     def flops(
         self, *args: str, timeout: float = 900
@@ -91,16 +92,22 @@ class Stack:
 @pytest.fixture(scope="session")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     home = tmp_path_factory.mktemp("flops-home")
-    api_port, mlflow_port = free_port(), free_port()
+    api_port, mlflow_port, registry_port = free_port(), free_port(), free_port()
     env = {
         **os.environ,
         "FLOPS_HOME": str(home),
         "FLOPS_API_PORT": str(api_port),
         "FLOPS_MLFLOW_PORT": str(mlflow_port),
+        "FLOPS_REGISTRY_PORT": str(registry_port),
         "FLOPS_API_URL": f"http://127.0.0.1:{api_port}",
     }
     env.pop("FLOPS_TOKEN", None)
-    stack = Stack(home=home, env=env, tracking_uri=f"http://127.0.0.1:{mlflow_port}")
+    stack = Stack(
+        home=home,
+        env=env,
+        tracking_uri=f"http://127.0.0.1:{mlflow_port}",
+        registry=f"127.0.0.1:{registry_port}",
+    )
     up = stack.flops("up", timeout=600)
     assert up.returncode == 0, up.stdout + up.stderr
     try:
