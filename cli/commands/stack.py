@@ -31,6 +31,10 @@ def up() -> None:
         f"  management API  {urls['api']}  (schema: {urls['api']}/api/openapi.json)"
     )
     console.print(f"  MLflow          {urls['mlflow']}")
+    if "registry" in urls:
+        console.print(f"  registry        {urls['registry']}")
+    if "podman" in urls:
+        console.print(f"  Docker API      {urls['podman']}  (Podman)")
     console.print(f"  token           {settings.token_file}")
 
 
