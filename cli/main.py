@@ -9,7 +9,7 @@ import typer
 from rich.console import Console
 
 from flops.errors import FlopsError
-from flops_cli.commands import data, project, stack, token
+from flops_cli.commands import data, images, project, stack, token
 from flops_cli.commands.init import init
 
 app = typer.Typer(
@@ -24,6 +24,7 @@ app.command()(init)
 app.add_typer(project.app, name="project")
 app.add_typer(data.app, name="data")
 app.add_typer(token.app, name="token")
+app.add_typer(images.app, name="images")
 
 err_console = Console(stderr=True, highlight=False, soft_wrap=True)
 
