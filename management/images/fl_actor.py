@@ -9,23 +9,22 @@ folder per runtime version), the user's code.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import re
 import shutil
-import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import flops
-from flops import subprocesses
 from flops_management.images import containerfiles
-from flops_management.images.base import BaseImages
-from flops_management.images.builder import ImageBuilder, PlatformBuild
-from flops_management.images.registry import ImageInfo, Registry
-from flops_management.images.site import Site, SiteBuilder
-from flops_management.pipeline.environment import RUNTIME_PACKAGES, package_digest
+from flops_management.images.builder import PlatformBuild
+from flops_management.images.parts import (
+    ImageParts,
+    deps_hash,
+    runtime_hash,
+)
+from flops_management.images.registry import ImageInfo
+from flops_management.images.site import Site
 from flops_management.settings import Settings
 
 Log = Callable[[str], None]
@@ -55,79 +54,47 @@ def actor_tag(commit: str, deps_hash: str, runtime_hash: str) -> str:
     return f"{commit[:12]}-d{deps_hash[:12]}-r{runtime_hash[:8]}"
 
 
-def runtime_hash() -> str:
-    return hashlib.sha256(
-        f"{flops.__version__}:{package_digest()}".encode()
-    ).hexdigest()
-
-
-def deps_hash(pins: dict[str, list[str]], python_version: str) -> str:
-    material = json.dumps({"python": python_version, "pins": pins}, sort_keys=True)
-    return hashlib.sha256(material.encode()).hexdigest()
-
-
-def _compile(path: Path) -> None:
-    subprocesses.run(
-        [
-            sys.executable,
-            "-m",
-            "compileall",
-            "-q",
-            "--invalidation-mode",
-            "unchecked-hash",
-            str(path),
-        ],
-        check=False,
-    )
-
-
 class FlActorImages:
     def __init__(self, settings: Settings, log: Log) -> None:
         self.settings = settings
-        self.log = log
-        self.registry = Registry.from_settings(settings)
-        self.sites = SiteBuilder(settings, log)
-        self.bases = BaseImages(settings, self.registry, log)
-        self.builder = ImageBuilder(settings, self.registry, log)
-
-    @property
-    def context(self) -> Path:
-        return self.settings.images_dir
+        self.parts = ImageParts(settings, log)
 
     def ensure(self, request: ActorImageRequest) -> tuple[ImageInfo, bool]:
         """The project's image: (info, skipped because the registry had it)."""
-        pins = {
-            p: self.sites.resolve(p, request.requirements) for p in request.platforms
-        }
+        parts = self.parts
+        pins = parts.resolve(request.platforms, request.requirements)
         tag = actor_tag(
             request.commit,
             deps_hash(pins, self.settings.base_python),
             runtime_hash(),
         )
-        reference = self.registry.reference(
+        reference = parts.registry.reference(
             repository(request.tenant, request.project), tag
         )
-        existing = self.builder.existing(reference)
-        if existing is not None and set(request.platforms) <= set(existing.platforms):
-            existing = ImageInfo(reference, existing.digest, existing.platforms)
-            self.log(f"{reference} is in the registry: build skipped")
+        existing = parts.existing(reference, request.platforms)
+        if existing is not None:
             return existing, True
-        runtime = self._runtime()
-        repo = self._repo(request, tag)
+        runtime = parts.runtime()
+        staging = parts.staging(f"{repository(request.tenant, request.project)}-{tag}")
+        repo = staging / "repo"
+        shutil.copytree(
+            request.repo_dir,
+            repo,
+            ignore=shutil.ignore_patterns(".git", "__pycache__", "*.pyc"),
+        )
         try:
             builds = []
             for platform in request.platforms:
-                base = self.bases.ensure(platform)
-                site = self.sites.ensure(platform, pins[platform])
+                base, site = parts.platform(platform, pins[platform])
                 builds.append(
                     PlatformBuild(
                         platform,
                         self.render(request, platform, base, site, runtime, repo, tag),
                     )
                 )
-            return self.builder.build(reference, self.context, builds), False
+            return parts.builder.build(reference, parts.context, builds), False
         finally:
-            shutil.rmtree(repo.parent, ignore_errors=True)
+            shutil.rmtree(staging, ignore_errors=True)
 
     def render(
         self,
@@ -139,9 +106,7 @@ class FlActorImages:
         repo: Path,
         tag: str,
     ) -> str:
-        def relative(path: Path) -> str:
-            return path.relative_to(self.context).as_posix() + "/"
-
+        relative = self.parts.relative
         return containerfiles.render(
             containerfiles.FL_ACTOR,
             base=base,
@@ -159,28 +124,3 @@ class FlActorImages:
             title=f"FLOps FL actor: {request.tenant}/{request.project}",
             source=request.source,
         )
-
-    def _runtime(self) -> Path:
-        """flops and flops_utils, byte-compiled, in a folder per runtime version."""
-        target = self.context / "runtime" / runtime_hash()[:16]
-        if not (target / ".complete").exists():
-            shutil.rmtree(target, ignore_errors=True)
-            for package in RUNTIME_PACKAGES:
-                shutil.copytree(
-                    package,
-                    target / package.name,
-                    ignore=shutil.ignore_patterns("__pycache__", "*.pyc"),
-                )
-            _compile(target)
-            (target / ".complete").touch()
-        return target
-
-    def _repo(self, request: ActorImageRequest, tag: str) -> Path:
-        target = self.context / "builds" / f"{request.project}-{tag}" / "repo"
-        shutil.rmtree(target, ignore_errors=True)
-        shutil.copytree(
-            request.repo_dir,
-            target,
-            ignore=shutil.ignore_patterns(".git", "__pycache__", "*.pyc"),
-        )
-        return target

@@ -21,6 +21,11 @@ from flops.errors import TrainingError
 from flops.model_export import export_requirements
 from flops_management import datasets
 from flops_management.images.fl_actor import ActorImageRequest, FlActorImages
+from flops_management.images.inference import (
+    InferenceImageRequest,
+    InferenceImages,
+    run_commands,
+)
 from flops_management.models import MlflowInfo
 from flops_management.orchestrators import (
     DeploymentSpec,
@@ -41,6 +46,8 @@ from flops_management.pipeline.follow import RunFollower
 StageResult = Literal["skipped"] | None
 
 REPO_CONFIG_FILE = "flops.toml"
+# The registered model version's tag that names its inference-server image.
+INFERENCE_IMAGE_TAG = "flops.inference_image"
 # Lines of the environment build worth showing while a user follows the job.
 BUILD_PROGRESS = re.compile(
     r"^\s*(creating environment|Resolved|Prepared|Installed|Bytecode|built environment)"
@@ -319,18 +326,53 @@ def register(ctx: JobContext) -> StageResult:
 
 def inference_image(ctx: JobContext) -> StageResult:
     config = ctx.require_config()
-    if not config.post_training.build_inference_image:
+    post = config.post_training
+    if not (post.build_inference_image or post.deploy_inference_server):
         ctx.log("no inference image requested (post_training.build_inference_image)")
         return "skipped"
-    # The inference-server build is the next step of the images work; until it
-    # lands the request is reported, not silently dropped.
-    message = (
-        "post_training.build_inference_image is not built by this version yet; "
-        "the registered model serves with `mlflow models serve`"
+    project = ctx.store.get_project(ctx.project_id)
+    assert project.mlflow is not None and project.mlflow.model_version is not None
+    name, version = str(project.mlflow.model_name), project.mlflow.model_version
+    client = tracking.Tracking(ctx.settings.tracking_uri)
+    model_dir = client.download_model(name, version, ctx.workspace.root / "model")
+
+    def log(line: str) -> None:
+        ctx.log(line)
+        ctx.event("build_log", line=line)
+
+    images = InferenceImages(ctx.settings, log)
+    info, skipped = images.ensure(
+        InferenceImageRequest(
+            tenant=project.tenant,
+            project=project.name,
+            model_name=name,
+            model_version=version,
+            model_dir=model_dir,
+            platforms=list(config.platforms),
+        )
     )
-    ctx.log(message)
-    ctx.event("note", message=message)
-    return "skipped"
+    client.tag_version(name, version, INFERENCE_IMAGE_TAG, info.pinned)
+    run = run_commands(info.pinned, images.parts.registry.tls_verify)
+    ctx.store.update_project(
+        ctx.project_id,
+        images={**project.images, "inference": {**info.as_dict(), "run": run}},
+    )
+    ctx.log(f"inference image {info.pinned}; serve it with: {run['podman']}")
+    ctx.event(
+        "inference_image_ready",
+        image=info.pinned,
+        platforms=info.platforms,
+        skipped=skipped,
+        run=run["podman"],
+    )
+    if post.deploy_inference_server:
+        message = (
+            "post_training.deploy_inference_server is not deployed by this version "
+            f"yet; serve the image with: {run['podman']}"
+        )
+        ctx.log(message)
+        ctx.event("note", message=message)
+    return "skipped" if skipped else None
 
 
 STAGE_FUNCTIONS: dict[str, Callable[[JobContext], StageResult]] = {

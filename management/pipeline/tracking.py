@@ -7,6 +7,7 @@ module then registers that model under the project's name with alias `champion`.
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -99,3 +100,18 @@ class Tracking:
         version = mlflow.register_model(model_uri, name, tags=tags)
         client.set_registered_model_alias(name, CHAMPION, version.version)
         return str(version.version)
+
+    def download_model(self, name: str, version: str, dest: Path) -> Path:
+        """The registered version's files (MLmodel, requirements.txt, ...)."""
+        from mlflow.artifacts import download_artifacts
+
+        dest.mkdir(parents=True, exist_ok=True)
+        path = download_artifacts(
+            artifact_uri=f"models:/{name}/{version}",
+            dst_path=str(dest),
+            tracking_uri=self.tracking_uri,
+        )
+        return Path(path)
+
+    def tag_version(self, name: str, version: str, key: str, value: str) -> None:
+        self._client().set_model_version_tag(name, version, key, value)

@@ -1,0 +1,122 @@
+"""The inference-server image of a registered model version.
+
+Base and packages as for the FL-actor image, resolved from the model's own
+`requirements.txt` (MLflow writes it when the model is logged), with the full
+`mlflow` pin served by `mlflow-skinny` at the same version: the scoring server
+needs only that. The tag names the model version and the hash of its files, so
+an identical version is never rebuilt.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import flops
+from flops_management.images import containerfiles
+from flops_management.images.builder import PlatformBuild
+from flops_management.images.fl_actor import repository
+from flops_management.images.parts import ImageParts, deps_hash, runtime_hash
+from flops_management.images.registry import ImageInfo
+from flops_management.settings import Settings
+
+Log = Callable[[str], None]
+SERVE_PORT = 8080
+# mlflow.pyfunc needs pandas, which mlflow-skinny leaves out.
+SERVER_REQUIREMENTS = ("pandas", "uvicorn")
+
+
+@dataclass(frozen=True)
+class InferenceImageRequest:
+    tenant: str
+    project: str
+    model_name: str
+    model_version: str
+    model_dir: Path
+    platforms: list[str]
+
+
+def model_requirements(model_dir: Path) -> list[str]:
+    """The model's pip requirements, `mlflow` served by `mlflow-skinny`."""
+    path = model_dir / "requirements.txt"
+    lines = path.read_text().splitlines() if path.exists() else []
+    requirements = []
+    for line in lines:
+        line = line.split("#", 1)[0].strip()
+        if not line or line.startswith("-"):
+            continue
+        requirements.append(re.sub(r"^mlflow(?=[\s=<>!~;\[]|$)", "mlflow-skinny", line))
+    if not any(req.startswith("mlflow-skinny") for req in requirements):
+        requirements.append("mlflow-skinny")
+    return [*requirements, *SERVER_REQUIREMENTS]
+
+
+def model_hash(model_dir: Path) -> str:
+    digest = hashlib.sha256()
+    for path in sorted(p for p in model_dir.rglob("*") if p.is_file()):
+        digest.update(path.relative_to(model_dir).as_posix().encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
+def run_commands(reference: str, tls_verify: bool) -> dict[str, str]:
+    """How a user serves the image: Podman (told when the registry is plain
+    HTTP) and Docker (which trusts a loopback registry by itself)."""
+    ports = f"-p {SERVE_PORT}:{SERVE_PORT}"
+    insecure = "" if tls_verify else " --tls-verify=false"
+    return {
+        "podman": f"podman run --rm{insecure} {ports} {reference}",
+        "docker": f"docker run --rm {ports} {reference}",
+    }
+
+
+class InferenceImages:
+    def __init__(self, settings: Settings, log: Log) -> None:
+        self.settings = settings
+        self.parts = ImageParts(settings, log)
+
+    def ensure(self, request: InferenceImageRequest) -> tuple[ImageInfo, bool]:
+        parts = self.parts
+        pins = parts.resolve(request.platforms, model_requirements(request.model_dir))
+        deps = deps_hash(pins, self.settings.base_python)
+        tag = (
+            f"v{request.model_version}-m{model_hash(request.model_dir)[:12]}"
+            f"-d{deps[:12]}-r{runtime_hash()[:8]}"
+        )
+        name = repository(request.tenant, request.project) + "-inference"
+        reference = parts.registry.reference(name, tag)
+        existing = parts.existing(reference, request.platforms)
+        if existing is not None:
+            return existing, True
+        runtime = parts.runtime()
+        staging = parts.staging(f"{name}-{tag}")
+        model = staging / "model"
+        shutil.copytree(request.model_dir, model)
+        try:
+            builds = []
+            for platform in request.platforms:
+                base, site = parts.platform(platform, pins[platform])
+                text = containerfiles.render(
+                    containerfiles.INFERENCE,
+                    base=base,
+                    platform=platform,
+                    site=parts.relative(site.path),
+                    compile_stage=containerfiles.compile_stage(base, site.compile)
+                    if site.compile
+                    else "",
+                    compiled_copy=containerfiles.COMPILED_COPY if site.compile else "",
+                    flops_version=flops.__version__,
+                    runtime=parts.relative(runtime),
+                    model=parts.relative(model),
+                    model_name=request.model_name,
+                    model_version=request.model_version,
+                    title=f"FLOps inference server: {request.model_name}",
+                )
+                builds.append(PlatformBuild(platform, text))
+            return parts.builder.build(reference, parts.context, builds), False
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)

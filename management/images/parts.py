@@ -1,0 +1,111 @@
+"""What every FLOps image is made of, shared by the FL-actor and inference images.
+
+The registry, per-platform base images and package folders, the byte-compiled
+FLOps runtime folder, and the builder. Both images use the same base and the
+same resolution (uv, per platform, wheels installed on the host), so a model's
+inference image reuses the FL-actor image's layers where their sets agree.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import flops
+from flops import subprocesses
+from flops_management.images.base import BaseImages
+from flops_management.images.builder import ImageBuilder
+from flops_management.images.registry import ImageInfo, Registry
+from flops_management.images.site import Site, SiteBuilder
+from flops_management.pipeline.environment import RUNTIME_PACKAGES, package_digest
+from flops_management.settings import Settings
+
+Log = Callable[[str], None]
+
+
+def runtime_hash() -> str:
+    return hashlib.sha256(
+        f"{flops.__version__}:{package_digest()}".encode()
+    ).hexdigest()
+
+
+def deps_hash(pins: dict[str, list[str]], python_version: str) -> str:
+    material = json.dumps({"python": python_version, "pins": pins}, sort_keys=True)
+    return hashlib.sha256(material.encode()).hexdigest()
+
+
+def compile_bytecode(path: Path) -> None:
+    """Hash-checked .pyc: valid whatever mtimes a COPY gives the sources."""
+    subprocesses.run(
+        [
+            sys.executable,
+            "-m",
+            "compileall",
+            "-q",
+            "--invalidation-mode",
+            "unchecked-hash",
+            str(path),
+        ],
+        check=False,
+    )
+
+
+class ImageParts:
+    def __init__(self, settings: Settings, log: Log) -> None:
+        self.settings = settings
+        self.log = log
+        self.registry = Registry.from_settings(settings)
+        self.sites = SiteBuilder(settings, log)
+        self.bases = BaseImages(settings, self.registry, log)
+        self.builder = ImageBuilder(settings, self.registry, log)
+
+    @property
+    def context(self) -> Path:
+        """Buildah's context: every COPY source lives under FLOPS_HOME/images."""
+        return self.settings.images_dir
+
+    def relative(self, path: Path) -> str:
+        return path.relative_to(self.context).as_posix() + "/"
+
+    def resolve(
+        self, platforms: list[str], requirements: list[str]
+    ) -> dict[str, list[str]]:
+        return {p: self.sites.resolve(p, requirements) for p in platforms}
+
+    def existing(self, reference: str, platforms: list[str]) -> ImageInfo | None:
+        """The registry's image under `reference` if it covers `platforms`."""
+        found = self.builder.existing(reference)
+        if found is None or not set(platforms) <= set(found.platforms):
+            return None
+        self.log(f"{reference} is in the registry: build skipped")
+        return ImageInfo(reference, found.digest, found.platforms)
+
+    def platform(self, platform: str, pins: list[str]) -> tuple[str, Site]:
+        """The base reference and the package folder for one platform."""
+        return self.bases.ensure(platform), self.sites.ensure(platform, pins)
+
+    def runtime(self) -> Path:
+        """flops and flops_utils, byte-compiled, in a folder per runtime version."""
+        target = self.context / "runtime" / runtime_hash()[:16]
+        if not (target / ".complete").exists():
+            shutil.rmtree(target, ignore_errors=True)
+            for package in RUNTIME_PACKAGES:
+                shutil.copytree(
+                    package,
+                    target / package.name,
+                    ignore=shutil.ignore_patterns("__pycache__", "*.pyc"),
+                )
+            compile_bytecode(target)
+            (target / ".complete").touch()
+        return target
+
+    def staging(self, name: str) -> Path:
+        """A fresh folder in the context for one build's own files."""
+        target = self.context / "builds" / name
+        shutil.rmtree(target, ignore_errors=True)
+        target.mkdir(parents=True)
+        return target
