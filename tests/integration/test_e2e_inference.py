@@ -1,0 +1,111 @@
+"""The inference-server image: built from the registered model after training,
+pushed, tagged on the model version, and serving `/invocations` under Podman
+with the same predictions as `mlflow.pyfunc` loading the model here."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import time
+from typing import Any
+
+import httpx
+import numpy as np
+import pytest
+from sklearn.datasets import load_digits
+
+from tests.helpers import EXAMPLES, make_repo
+from tests.integration.conftest import Stack
+
+pytestmark = pytest.mark.integration
+
+SANDBOX = [
+    "--runtime", "runc", "--ulimit", "nofile=1024:1024", "--ulimit", "nproc=1024:1024",
+]  # fmt: skip
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def served(
+    stack: Stack, digits: str, tmp_path_factory: pytest.TempPathFactory
+) -> dict[str, Any]:
+    repo = make_repo(
+        tmp_path_factory.mktemp("inference") / "mnist-sklearn",
+        EXAMPLES / "mnist-sklearn",
+    )
+    config = repo.parent / "serve.toml"
+    config.write_text("[post_training]\nbuild_inference_image = true\n")
+    result, project = stack.submit(
+        str(repo), "--rounds", "2", "--learners", "2", "--data-tag", digits,
+        "--config", str(config),
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return project
+
+
+def test_the_model_version_names_its_inference_image(
+    served: dict[str, Any], mlflow_client: Any
+) -> None:
+    stages = {stage["name"]: stage["status"] for stage in served["stages"]}
+    assert stages["inference_image"] == "succeeded"
+    image = served["images"]["inference"]
+    assert image["platforms"] == ["linux/amd64"]
+    assert image["reference"].endswith(image["digest"])
+    assert image["run"]["podman"].endswith(image["reference"])
+    version = mlflow_client.get_model_version(
+        served["mlflow"]["model_name"], served["mlflow"]["model_version"]
+    )
+    assert version.tags["flops.inference_image"] == image["reference"]
+
+
+def test_the_image_serves_the_same_predictions_as_pyfunc(
+    served: dict[str, Any], mlflow_client: Any
+) -> None:
+    import mlflow.pyfunc
+
+    image = served["images"]["inference"]
+    port = _free_port()
+    name = f"flops-test-serve-{port}"
+    # The pinned reference, pulled from the registry as a user would.
+    started = subprocess.run(
+        ["podman", "run", "-d", "--name", name, "--tls-verify=false", *SANDBOX,
+         "-p", f"127.0.0.1:{port}:8080", image["reference"]],
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert started.returncode == 0, started.stderr[-2000:]
+    try:
+        deadline = time.monotonic() + 180
+        while True:
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/ping").status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            logs = subprocess.run(
+                ["podman", "logs", name], capture_output=True, text=True
+            )
+            assert time.monotonic() < deadline, (
+                logs.stdout[-2000:] + logs.stderr[-2000:]
+            )
+            time.sleep(0.5)
+        digits = load_digits()
+        features = digits.data[:50].astype("float32")
+        response = httpx.post(
+            f"http://127.0.0.1:{port}/invocations",
+            json={"inputs": features.tolist()},
+            timeout=60,
+        )
+        assert response.status_code == 200, response.text
+        remote = np.array(response.json()["predictions"])
+        model = served["mlflow"]
+        uri = f"models:/{model['model_name']}/{model['model_version']}"
+        local = mlflow.pyfunc.load_model(uri).predict(features)
+        assert remote.tolist() == np.asarray(local).tolist()
+        assert (remote == digits.target[:50]).mean() > 0.8
+    finally:
+        subprocess.run(["podman", "rm", "-f", name], capture_output=True)
