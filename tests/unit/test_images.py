@@ -14,6 +14,7 @@ from flops_management.images import commands as cmd
 from flops_management.images import containerfiles
 from flops_management.images.builder import build_failure
 from flops_management.images.fl_actor import actor_tag, repository
+from flops_management.images.inference import model_requirements, run_commands
 from flops_management.images.registry import ImageInfo, Registry, registry_config
 from flops_management.images.site import prune
 from flops_management.settings import Settings
@@ -183,3 +184,52 @@ def test_prune_drops_tests_and_headers_but_keeps_numpy_testing(tmp_path: Path) -
     prune(tmp_path)
     left = sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*.*"))
     assert left == ["numpy/testing/__init__.py", "sklearn/base.py"]
+
+
+def _inference() -> str:
+    base = "127.0.0.1:8472/flops/base:bookworm-minbase-r1-amd64"
+    return containerfiles.render(
+        containerfiles.INFERENCE,
+        base=base,
+        platform="linux/amd64",
+        site="site/amd64-0123456789abcdef/",
+        compile_stage="",
+        compiled_copy="",
+        flops_version="0.1.0",
+        runtime="runtime/fedcba9876543210/",
+        model="builds/flops/local/mnist-sklearn-inference-v3/model/",
+        model_name="local.mnist-sklearn",
+        model_version="3",
+        title="FLOps inference server: local.mnist-sklearn",
+    )
+
+
+def test_inference_containerfile_matches_golden() -> None:
+    assert _inference() == (GOLDEN / "inference.Containerfile").read_text()
+
+
+def test_the_model_is_served_by_mlflow_skinny_at_its_pinned_version(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "requirements.txt").write_text(
+        "mlflow==3.17.2\nscikit-learn>=1.4  # the flavor\n-r extra.txt\nskops>=0.10\n"
+    )
+    assert model_requirements(tmp_path) == [
+        "mlflow-skinny==3.17.2",
+        "scikit-learn>=1.4",
+        "skops>=0.10",
+        "pandas",
+        "uvicorn",
+    ]
+    (tmp_path / "requirements.txt").unlink()
+    assert model_requirements(tmp_path) == ["mlflow-skinny", "pandas", "uvicorn"]
+
+
+def test_run_lines_tell_podman_about_a_plain_http_registry() -> None:
+    lines = run_commands("127.0.0.1:8472/flops/t/p-inference@sha256:00", False)
+    assert lines == {
+        "podman": "podman run --rm --tls-verify=false -p 8080:8080 "
+        "127.0.0.1:8472/flops/t/p-inference@sha256:00",
+        "docker": "docker run --rm -p 8080:8080 "
+        "127.0.0.1:8472/flops/t/p-inference@sha256:00",
+    }
