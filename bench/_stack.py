@@ -59,12 +59,13 @@ class Stack:
     @classmethod
     def start(cls) -> Stack:
         home = Path(tempfile.mkdtemp(prefix="flops-bench-"))
-        api_port, mlflow_port = free_port(), free_port()
+        api_port, mlflow_port, registry_port = free_port(), free_port(), free_port()
         env = {
             **os.environ,
             "FLOPS_HOME": str(home),
             "FLOPS_API_PORT": str(api_port),
             "FLOPS_MLFLOW_PORT": str(mlflow_port),
+            "FLOPS_REGISTRY_PORT": str(registry_port),
             "FLOPS_API_URL": f"http://127.0.0.1:{api_port}",
         }
         stack = cls(
