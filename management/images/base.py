@@ -31,6 +31,10 @@ from flops_management.settings import Settings
 logger = logging.getLogger(__name__)
 
 BASE_REPOSITORY = "flops/base"
+# Every base is also kept under this registry-independent name in the local
+# containers storage, so a new registry (another FLOPS_HOME or port) gets it
+# pushed instead of bootstrapped again.
+LOCAL_CACHE = "localhost/flops/base"
 # Bump when the bootstrap recipe changes, so old bases are not reused.
 RECIPE = "bookworm-minbase-r1"
 # What a runtime image never needs; about 140 MB of a fresh minbase.
@@ -121,7 +125,12 @@ class BaseImages:
                 hint=f"Use one of {', '.join(cmd.PLATFORMS)}.",
             )
         reference = self.reference(platform)
+        cached = f"{LOCAL_CACHE}:{base_tag(self.settings, platform)}"
         local = self._local(reference)
+        if not local and self._local(cached):
+            subprocesses.run(cmd.tag_args(cached, reference))
+            self.log(f"base {platform}: found in local storage ({cached})")
+            local = True
         if self.registry.find(reference) is not None:
             if not local:
                 self.log(f"base {platform}: pulling {reference}")
@@ -130,12 +139,13 @@ class BaseImages:
                     timeout=self.settings.build_timeout,
                 )
             self.log(f"base {platform}: {reference} present, skipped")
-            return reference
-        if not local and not (
-            self.settings.base_image and self._pull_configured(platform, reference)
-        ):
-            self._bootstrap(platform, reference)
-        self._push(reference)
+        else:
+            if not local and not (
+                self.settings.base_image and self._pull_configured(platform, reference)
+            ):
+                self._bootstrap(platform, reference)
+            self._push(reference)
+        subprocesses.run(cmd.tag_args(reference, cached))
         return reference
 
     def _pull_configured(self, platform: str, reference: str) -> bool:
