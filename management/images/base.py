@@ -94,6 +94,25 @@ def ensure_binfmt(platform: str, log: Log) -> None:
     )
 
 
+def unmount_under(path: Path) -> None:
+    """Unmount what a killed debootstrap left mounted in its target (/proc, /sys),
+    deepest first, so removing the folder never reaches into the host's."""
+    root = str(path.resolve())
+    mounts = [
+        line.split()[1]
+        for line in Path("/proc/mounts").read_text().splitlines()
+        if line.split()[1] == root or line.split()[1].startswith(root + "/")
+    ]
+    for mount in sorted(mounts, key=len, reverse=True):
+        subprocesses.run(["umount", "--lazy", mount], check=False)
+
+
+def remove_workdir(path: Path) -> None:
+    if path.exists():
+        unmount_under(path)
+        shutil.rmtree(path, ignore_errors=True)
+
+
 def native_platform() -> str:
     import platform as host
 
@@ -168,7 +187,7 @@ class BaseImages:
         if platform != native_platform():
             ensure_binfmt(platform, self.log)
         workdir = self.settings.images_dir / "base" / cmd.arch(platform)
-        shutil.rmtree(workdir, ignore_errors=True)
+        remove_workdir(workdir)
         rootfs = workdir / "rootfs"
         rootfs.mkdir(parents=True)
         started = time.monotonic()
@@ -188,7 +207,7 @@ class BaseImages:
             freed = slim(rootfs)
             self.log(f"base {platform}: slimmed by {freed / 1e6:.0f} MB")
             subprocesses.run(cmd.tar_args(rootfs, workdir / "rootfs.tar"))
-            shutil.rmtree(rootfs)
+            remove_workdir(rootfs)
             containerfile = workdir / "Containerfile"
             containerfile.write_text(
                 render(
@@ -202,7 +221,7 @@ class BaseImages:
                 timeout=self.settings.build_timeout,
             )
         finally:
-            shutil.rmtree(workdir, ignore_errors=True)
+            remove_workdir(workdir)
         self.log(f"base {platform}: built in {time.monotonic() - started:.0f}s")
 
     def _progress(self, platform: str) -> Log:
