@@ -141,6 +141,7 @@ class SiteBuilder:
         if marker.exists():
             compile_list = json.loads(marker.read_text())["compile"]
             self.log(f"{platform}: packages reused ({target.name})")
+            self._report(platform, pins, compile_list)
             return Site(target, platform, pins, compile_list)
         shutil.rmtree(target, ignore_errors=True)
         wheels, compile_list = list(pins), []
@@ -158,15 +159,7 @@ class SiteBuilder:
                 compile_list += [p for p in wheels if _name(p) in missing]
                 wheels = [p for p in wheels if _name(p) not in missing]
                 shutil.rmtree(target, ignore_errors=True)
-        if compile_list:
-            self.log(
-                f"{platform}: no wheel for {', '.join(compile_list)}: compiled in "
-                "the image" + (" under QEMU" if _foreign(platform) else "")
-            )
-        self.log(
-            f"{platform}: {len(wheels)} packages installed from wheels on the build "
-            "host, no emulation"
-        )
+        self._report(platform, pins, compile_list)
         prune(target)
         subprocesses.run(
             [
@@ -185,6 +178,18 @@ class SiteBuilder:
         )
         marker.write_text(json.dumps({"pins": pins, "compile": compile_list}))
         return Site(target, platform, pins, compile_list)
+
+    def _report(self, platform: str, pins: list[str], compile_list: list[str]) -> None:
+        """Say which path each platform's packages take (the build log shows it)."""
+        if compile_list:
+            self.log(
+                f"{platform}: no wheel for {', '.join(compile_list)}: compiled in "
+                "the image" + (" under QEMU" if _foreign(platform) else "")
+            )
+        self.log(
+            f"{platform}: {len(pins) - len(compile_list)} packages installed from "
+            "wheels on the build host, no emulation"
+        )
 
     def _install(self, target: Path, platform: str, pins: list[str]) -> None:
         args = cmd.site_install_args(
