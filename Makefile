@@ -76,6 +76,7 @@ test: lint
 bench: install
 	$(PY) bench/e2e.py
 	$(PY) bench/round_overhead.py
+	$(PY) bench/images.py
 
 down:
 	-$(FLOPS) down
