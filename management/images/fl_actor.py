@@ -10,21 +10,18 @@ folder per runtime version), the user's code.
 from __future__ import annotations
 
 import re
-import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import flops
 from flops_management.images import containerfiles
-from flops_management.images.builder import PlatformBuild
 from flops_management.images.parts import (
     ImageParts,
     deps_hash,
     runtime_hash,
 )
 from flops_management.images.registry import ImageInfo
-from flops_management.images.site import Site
 from flops_management.settings import Settings
 
 Log = Callable[[str], None]
@@ -74,53 +71,19 @@ class FlActorImages:
         existing = parts.existing(reference, request.platforms)
         if existing is not None:
             return existing, True
-        runtime = parts.runtime()
-        staging = parts.staging(f"{repository(request.tenant, request.project)}-{tag}")
-        repo = staging / "repo"
-        shutil.copytree(
-            request.repo_dir,
-            repo,
-            ignore=shutil.ignore_patterns(".git", "__pycache__", "*.pyc"),
-        )
-        try:
-            builds = []
-            for platform in request.platforms:
-                base, site = parts.platform(platform, pins[platform])
-                builds.append(
-                    PlatformBuild(
-                        platform,
-                        self.render(request, platform, base, site, runtime, repo, tag),
-                    )
-                )
-            return parts.builder.build(reference, parts.context, builds), False
-        finally:
-            shutil.rmtree(staging, ignore_errors=True)
 
-    def render(
-        self,
-        request: ActorImageRequest,
-        platform: str,
-        base: str,
-        site: Site,
-        runtime: Path,
-        repo: Path,
-        tag: str,
-    ) -> str:
-        relative = self.parts.relative
-        return containerfiles.render(
-            containerfiles.FL_ACTOR,
-            base=base,
-            platform=platform,
-            deps_hash=tag.split("-d", 1)[1].split("-r", 1)[0],
-            site=relative(site.path),
-            compile_stage=containerfiles.compile_stage(base, site.compile)
-            if site.compile
-            else "",
-            compiled_copy=containerfiles.COMPILED_COPY if site.compile else "",
-            flops_version=flops.__version__,
-            runtime=relative(runtime),
-            commit=request.commit,
-            repo=relative(repo),
-            title=f"FLOps FL actor: {request.tenant}/{request.project}",
-            source=request.source,
-        )
+        def render(platform: str, base: str, layers: dict[str, str], repo: Path) -> str:
+            return containerfiles.render(
+                containerfiles.FL_ACTOR,
+                **layers,
+                base=base,
+                platform=platform,
+                deps_hash=tag.split("-d", 1)[1].split("-r", 1)[0],
+                flops_version=flops.__version__,
+                commit=request.commit,
+                repo=parts.relative(repo),
+                title=f"FLOps FL actor: {request.tenant}/{request.project}",
+                source=request.source,
+            )
+
+        return parts.build(reference, pins, request.repo_dir, render), False

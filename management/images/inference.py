@@ -11,14 +11,12 @@ from __future__ import annotations
 
 import hashlib
 import re
-import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import flops
 from flops_management.images import containerfiles
-from flops_management.images.builder import PlatformBuild
 from flops_management.images.fl_actor import repository
 from flops_management.images.parts import ImageParts, deps_hash, runtime_hash
 from flops_management.images.registry import ImageInfo
@@ -92,31 +90,20 @@ class InferenceImages:
         existing = parts.existing(reference, request.platforms)
         if existing is not None:
             return existing, True
-        runtime = parts.runtime()
-        staging = parts.staging(f"{name}-{tag}")
-        model = staging / "model"
-        shutil.copytree(request.model_dir, model)
-        try:
-            builds = []
-            for platform in request.platforms:
-                base, site = parts.platform(platform, pins[platform])
-                text = containerfiles.render(
-                    containerfiles.INFERENCE,
-                    base=base,
-                    platform=platform,
-                    site=parts.relative(site.path),
-                    compile_stage=containerfiles.compile_stage(base, site.compile)
-                    if site.compile
-                    else "",
-                    compiled_copy=containerfiles.COMPILED_COPY if site.compile else "",
-                    flops_version=flops.__version__,
-                    runtime=parts.relative(runtime),
-                    model=parts.relative(model),
-                    model_name=request.model_name,
-                    model_version=request.model_version,
-                    title=f"FLOps inference server: {request.model_name}",
-                )
-                builds.append(PlatformBuild(platform, text))
-            return parts.builder.build(reference, parts.context, builds), False
-        finally:
-            shutil.rmtree(staging, ignore_errors=True)
+
+        def render(
+            platform: str, base: str, layers: dict[str, str], model: Path
+        ) -> str:
+            return containerfiles.render(
+                containerfiles.INFERENCE,
+                **layers,
+                base=base,
+                platform=platform,
+                flops_version=flops.__version__,
+                model=parts.relative(model),
+                model_name=request.model_name,
+                model_version=request.model_version,
+                title=f"FLOps inference server: {request.model_name}",
+            )
+
+        return parts.build(reference, pins, request.model_dir, render), False

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import shutil
 import sys
 from collections.abc import Callable
@@ -17,14 +18,17 @@ from pathlib import Path
 
 import flops
 from flops import subprocesses
+from flops_management.images import containerfiles
 from flops_management.images.base import BaseImages
-from flops_management.images.builder import ImageBuilder
+from flops_management.images.builder import ImageBuilder, PlatformBuild
 from flops_management.images.registry import ImageInfo, Registry
 from flops_management.images.site import Site, SiteBuilder
 from flops_management.pipeline.environment import RUNTIME_PACKAGES, package_digest
 from flops_management.settings import Settings
 
 Log = Callable[[str], None]
+# (platform, base reference, shared layer values, copied content) -> Containerfile
+Render = Callable[[str, str, dict[str, str], Path], str]
 
 
 def runtime_hash() -> str:
@@ -103,9 +107,46 @@ class ImageParts:
             (target / ".complete").touch()
         return target
 
-    def staging(self, name: str) -> Path:
-        """A fresh folder in the context for one build's own files."""
-        target = self.context / "builds" / name
-        shutil.rmtree(target, ignore_errors=True)
-        target.mkdir(parents=True)
-        return target
+    def site_layers(self, base: str, site: Site) -> dict[str, str]:
+        """The template values for a platform's packages (and compile stage)."""
+        return {
+            "site": self.relative(site.path),
+            "compile_stage": containerfiles.compile_stage(base, site.compile)
+            if site.compile
+            else "",
+            "compiled_copy": containerfiles.COMPILED_COPY if site.compile else "",
+        }
+
+    def build(
+        self,
+        reference: str,
+        pins: dict[str, list[str]],
+        content: Path,
+        render: Render,
+    ) -> ImageInfo:
+        """Copy `content` (a repo, a model) into the context, render and build
+        every platform in `pins`, push the manifest list."""
+        runtime = self.runtime()
+        # One folder per reference: concurrent builds of other images never meet.
+        staging = self.context / "builds" / re.sub(r"[^\w.-]", "_", reference)
+        shutil.rmtree(staging, ignore_errors=True)
+        copied = staging / content.name
+        shutil.copytree(
+            content,
+            copied,
+            ignore=shutil.ignore_patterns(".git", "__pycache__", "*.pyc"),
+        )
+        try:
+            builds = []
+            for platform, platform_pins in pins.items():
+                base, site = self.platform(platform, platform_pins)
+                layers = {
+                    **self.site_layers(base, site),
+                    "runtime": self.relative(runtime),
+                }
+                builds.append(
+                    PlatformBuild(platform, render(platform, base, layers, copied))
+                )
+            return self.builder.build(reference, self.context, builds)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
