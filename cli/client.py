@@ -115,6 +115,12 @@ class ApiClient:
         )
         return result
 
+    def stop_server(self, project_id: str) -> dict[str, Any]:
+        result: dict[str, Any] = self.request(
+            "DELETE", f"/api/projects/{project_id}/server"
+        )
+        return result
+
     def push_data(self, path: Path, tag: str, partitions: int) -> dict[str, Any]:
         with path.open("rb") as handle:
             result: dict[str, Any] = self.request(

@@ -53,8 +53,18 @@ def render_event(kind: str, event: dict[str, Any]) -> str | None:
     if kind == "environment_ready":
         how = "reused" if data.get("reused") else "built"
         return f"          environment {how}, flavor {data.get('flavor')}"
-    if kind == "build_progress":
+    if kind == "build_progress" or (kind == "build_log" and data.get("progress")):
         return f"          {data.get('line')}"
+    if kind in {"image_ready", "inference_image_ready"}:
+        what = "image" if kind == "image_ready" else "inference image"
+        how = " (in the registry, build skipped)" if data.get("skipped") else ""
+        platforms = ", ".join(data.get("platforms", []))
+        return f"          {what} {data.get('image')} [{platforms}]{how}"
+    if kind == "inference_server_ready":
+        return (
+            f"          inference server {data.get('url')} "
+            f"(POST {data.get('url')}/invocations)"
+        )
     if kind == "flower_run_started":
         return f"          Flower run {data.get('flower_run_id')} started"
     if kind == "run_started":
@@ -117,8 +127,33 @@ def project_lines(project: dict[str, Any]) -> list[str]:
             f"model    models:/{mlflow['model_name']}@champion "
             f"(version {mlflow['model_version']})"
         )
+    lines += _image_lines(project.get("images") or {})
+    server = project.get("server")
+    if server:
+        s_style = STATUS_STYLE.get(server["status"], "white")
+        lines.append(
+            f"server   {server['url']} [{s_style}]{server['status']}[/{s_style}] "
+            f"on {server['orchestrator']}"
+            + (f" ({server['reason']})" if server.get("reason") else "")
+        )
+        if server["status"] == "running":
+            lines.append(f"         POST {server['url']}/invocations")
     if project.get("error"):
         lines.append(f"[red]error    {project['error']}[/red]")
+    return lines
+
+
+def _image_lines(images: dict[str, Any]) -> list[str]:
+    """Each image pinned by digest with its platforms; how to serve the model."""
+    lines = ["images"] if images else []
+    for role in ("fl_actor", "inference"):
+        image = images.get(role)
+        if not image:
+            continue
+        platforms = ", ".join(image.get("platforms", []))
+        lines.append(f"  {role:<9} {image['reference']} [{platforms}]")
+        for command in (image.get("run") or {}).values():
+            lines.append(f"            {command}")
     return lines
 
 

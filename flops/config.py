@@ -56,7 +56,11 @@ class Resources(_Strict):
 
 class PostTraining(_Strict):
     build_inference_image: bool = False
+    # Serve the registered model on the project's orchestrator after training
+    # (container backends run the inference image, which is then built too).
     deploy_inference_server: bool = False
+    # The host port the server is published on; None: a free one.
+    inference_port: int | None = Field(default=None, ge=1, le=65535)
 
 
 class ProjectConfig(_Strict):

@@ -64,6 +64,27 @@ class MlflowInfo(BaseModel):
     model_uri: str | None = None
 
 
+class ServerStatus(StrEnum):
+    RUNNING = "running"
+    STOPPED = "stopped"
+
+
+class InferenceServer(BaseModel):
+    """The project's registered model, served on its orchestrator."""
+
+    url: str
+    orchestrator: str
+    model_uri: str
+    image: str | None = None
+    status: ServerStatus = ServerStatus.RUNNING
+    started_at: datetime = Field(default_factory=utcnow)
+    stopped_at: datetime | None = None
+    # Why it stopped: the user, the service stopping, the server exiting.
+    reason: str | None = None
+    # Service-internal: what the orchestrator needs to stop it (container, pid).
+    handle: dict[str, Any] = Field(default_factory=dict)
+
+
 class Progress(BaseModel):
     stage: str | None = None
     round: int = 0
@@ -90,6 +111,7 @@ class Project(BaseModel):
     # "fl_actor" / "inference": reference (pinned by digest), tag, digest, platforms
     images: dict[str, dict[str, Any]] = Field(default_factory=dict)
     progress: Progress = Field(default_factory=Progress)
+    server: InferenceServer | None = None
     created_at: datetime = Field(default_factory=utcnow)
     started_at: datetime | None = None
     finished_at: datetime | None = None
@@ -105,7 +127,9 @@ class Project(BaseModel):
 
     def public(self) -> dict[str, Any]:
         """What the API shows: everything but service-internal bookkeeping."""
-        return self.model_dump(mode="json", exclude={"runtime"})
+        return self.model_dump(
+            mode="json", exclude={"runtime": True, "server": {"handle"}}
+        )
 
 
 class Event(BaseModel):

@@ -38,7 +38,9 @@ def derive_name(repo: str) -> str:
 def _validate(store: Store, tenant: str, body: dict[str, Any]) -> ProjectConfig:
     config = parse_config(body)
     strategies.validate_strategy(config)
-    check_orchestrator(config.orchestrator)
+    check_orchestrator(
+        config.orchestrator, serving=config.post_training.deploy_inference_server
+    )
     datasets.check_tags(store, tenant, config.data_tags, config.learners)
     return config
 

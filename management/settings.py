@@ -111,6 +111,10 @@ class Settings(BaseSettings):
         default_factory=lambda: {"nofile": 1024, "nproc": 1024}
     )
 
+    # The address inference servers are published on; 0.0.0.0 serves every
+    # interface (their URL then names this host).
+    inference_host: str = "127.0.0.1"
+
     @model_validator(mode="after")
     def _check_profile(self) -> Settings:
         if self.profile == "production":

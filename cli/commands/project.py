@@ -1,4 +1,4 @@
-"""`flops project submit|list|show|cancel`."""
+"""`flops project submit|list|show|cancel|undeploy`."""
 
 from __future__ import annotations
 
@@ -168,3 +168,11 @@ def cancel(project_id: str) -> None:
     """Stop a queued or running project and its processes."""
     project = ApiClient().cancel(project_id)
     console.print(f"cancelling {project['id']} (status {project['status']})")
+
+
+@app.command("undeploy")
+def undeploy(project_id: str) -> None:
+    """Stop the project's inference server."""
+    project = ApiClient().stop_server(project_id)
+    server = project.get("server") or {}
+    console.print(f"inference server {server.get('url')} of {project['id']} stopped")

@@ -9,7 +9,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 import flops
-from flops_management import auth
+from flops_management import auth, serving
 from flops_management.api import errors
 from flops_management.api.routers import data, health, projects, tokens
 from flops_management.pipeline.runner import JobRunner
@@ -17,6 +17,8 @@ from flops_management.settings import Settings
 from flops_management.store import open_store
 
 logger = logging.getLogger(__name__)
+
+SERVICE_STOPPED = "the management service stopped (flops down)"
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -30,6 +32,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         runner = JobRunner(settings, store)
         app.state.settings, app.state.store, app.state.runner = settings, store, runner
         runner.recover()
+        serving.reconcile(settings, store)
         logger.info(
             "FLOps management %s ready (store %s)", flops.__version__, settings.store
         )
@@ -37,6 +40,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             yield
         finally:
             runner.shutdown()
+            serving.stop_with_service(settings, store, SERVICE_STOPPED)
             store.close()
 
     app = FastAPI(

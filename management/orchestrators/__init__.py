@@ -40,23 +40,37 @@ def orchestrator_names() -> list[str]:
     ]
 
 
-def check_orchestrator(name: str) -> None:
-    if name not in BUILTIN_ORCHESTRATORS and name not in _plugins():
+def check_orchestrator(name: str, *, serving: bool = False) -> None:
+    """ConfigError for an unknown name, or when `serving` asks for inference
+    servers from a backend that cannot run them."""
+    cls = _orchestrator_class(name)
+    if serving and not cls.serves_models:
+        servers = [
+            n for n in orchestrator_names() if _orchestrator_class(n).serves_models
+        ]
+        raise ConfigError(
+            f"post_training.deploy_inference_server: the {name} orchestrator cannot "
+            f"run inference servers (these can: {', '.join(servers)}).",
+            hint="Drop the option and serve the inference image yourself.",
+        )
+
+
+def _orchestrator_class(name: str) -> type[Orchestrator]:
+    if name in BUILTIN_ORCHESTRATORS:
+        module_name, _, attr = BUILTIN_ORCHESTRATORS[name].partition(":")
+        cls: type[Orchestrator] = getattr(importlib.import_module(module_name), attr)
+        return cls
+    if name not in _plugins():
         raise ConfigError(
             f"Unknown orchestrator '{name}'. Known orchestrators: "
             f"{', '.join(orchestrator_names())}."
         )
+    plugin: type[Orchestrator] = _plugins()[name].load()
+    return plugin
 
 
 def get_orchestrator(name: str, settings: Settings) -> Orchestrator:
-    check_orchestrator(name)
-    if name in BUILTIN_ORCHESTRATORS:
-        module_name, _, attr = BUILTIN_ORCHESTRATORS[name].partition(":")
-        cls = getattr(importlib.import_module(module_name), attr)
-    else:
-        cls = _plugins()[name].load()
-    orchestrator: Orchestrator = cls(settings)
-    return orchestrator
+    return _orchestrator_class(name)(settings)
 
 
 __all__ = [

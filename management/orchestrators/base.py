@@ -1,8 +1,12 @@
-"""The orchestrator interface: place one SuperLink with its aggregator and N learners.
+"""The orchestrator interface: place one SuperLink with its aggregator and N learners,
+and, after training, an inference server for the registered model.
 
 `Orchestrator.submit(spec)` starts the actors and returns a `Deployment` handle
 with `status()`, `logs()`, `wait()` and `cancel()`. Learners only connect out to
-the SuperLink; no learner exposes a port to the outside.
+the SuperLink; no learner exposes a port to the outside. An inference server
+outlives its job: `start_server(spec)` returns a plain dict (stored with the
+project) from which `server_status`, `server_logs` and `stop_server` find it
+again, in this service's life or a later one.
 """
 
 from __future__ import annotations
@@ -14,6 +18,8 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from flops.config import Resources
+from flops.errors import FlopsError
+from flops_management.settings import Settings
 
 AGGREGATOR = "aggregator"
 SUPERLINK = "superlink"
@@ -38,6 +44,23 @@ class DeploymentSpec:
     image: str | None = None
     poll_interval: float = 0.05
     env: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ServerSpec:
+    """An inference server for one project's registered model."""
+
+    project_id: str
+    workdir: Path
+    # The model's files (MLmodel, ...): what a process backend serves.
+    model_dir: Path
+    # Process backends: an environment with the model's requirements.
+    environment: Path | None
+    # Container backends: the inference image (reference, pinned by digest).
+    image: str | None
+    # Where the server's port is published: address and port on the host.
+    host: str
+    port: int
 
 
 @dataclass(frozen=True)
@@ -84,6 +107,11 @@ class Orchestrator(ABC):
     # True: actors run from the project's FL-actor image (the build stage builds
     # and pushes it); False: from a Python environment on this host.
     needs_image: ClassVar[bool] = False
+    # True: implements the inference-server methods below.
+    serves_models: ClassVar[bool] = False
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
 
     @abstractmethod
     def submit(self, spec: DeploymentSpec) -> Deployment:
@@ -96,3 +124,31 @@ class Orchestrator(ABC):
     def notes(self, spec: DeploymentSpec) -> list[str]:
         """What the user should know about how the spec is applied (limits...)."""
         return []
+
+    # -- inference servers (backends with serves_models) -------------------------
+
+    # False: servers are processes of the service and stop with it (`flops down`).
+    servers_outlive_service: ClassVar[bool] = True
+
+    def _cannot_serve(self) -> FlopsError:
+        return FlopsError(
+            f"The {self.name} orchestrator cannot run inference servers.",
+            hint="Use the local or docker orchestrator, or serve the inference "
+            "image yourself.",
+        )
+
+    def start_server(self, spec: ServerSpec) -> dict[str, Any]:
+        """Start serving; return what the other server methods need to find it."""
+        raise self._cannot_serve()
+
+    def server_status(self, handle: dict[str, Any]) -> str:
+        """'running', or why not ('exited (code N)', 'removed')."""
+        raise self._cannot_serve()
+
+    def server_logs(self, handle: dict[str, Any], lines: int = 20) -> str:
+        """The last lines the server wrote."""
+        return ""
+
+    def stop_server(self, handle: dict[str, Any]) -> None:
+        """Stop and remove the server; safe when it is already gone."""
+        raise self._cannot_serve()

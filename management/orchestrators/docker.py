@@ -29,11 +29,13 @@ from flops_management.orchestrators.base import (
     DeploymentSpec,
     LogLine,
     Orchestrator,
+    ServerSpec,
 )
 from flops_management.orchestrators.docker_containers import (
     HOST_NETWORK,
     ContainerSpec,
     container_specs,
+    server_container_spec,
 )
 from flops_management.orchestrators.local import (
     READY_TIMEOUT_S,
@@ -44,6 +46,9 @@ from flops_management.settings import Settings
 
 JOB_LABEL = "io.flops.job"
 ROLE_LABEL = "io.flops.role"
+# Inference servers carry their project, not a job: a job's teardown, which
+# removes everything labelled with the job, must leave them running.
+SERVER_LABEL = "io.flops.inference-server"
 LOCAL_MLFLOW = ("http://127.0.0.1", "http://localhost")
 
 
@@ -142,9 +147,10 @@ def remove_job(client: docker.DockerClient, job_id: str) -> None:
 class DockerOrchestrator(Orchestrator):
     name = "docker"
     needs_image = True
+    serves_models = True
 
     def __init__(self, settings: Settings) -> None:
-        self.settings = settings
+        super().__init__(settings)
         self._client: docker.DockerClient | None = None
 
     @property
@@ -179,6 +185,10 @@ class DockerOrchestrator(Orchestrator):
                 hint="Set FLOPS_MLFLOW_TRACKING_URI to an address containers "
                 "reach, or FLOPS_DOCKER_NETWORK=host.",
             )
+        return self._ensure_network()
+
+    def _ensure_network(self) -> str:
+        network = self.settings.docker_network
         if network != HOST_NETWORK and not self.client.networks.list(names=[network]):
             self.client.networks.create(network, driver="bridge")
         return network
@@ -212,13 +222,16 @@ class DockerOrchestrator(Orchestrator):
         deployment = DockerDeployment(
             self.client, spec.job_id, f"127.0.0.1:{link_port}"
         )
+        labels = {JOB_LABEL: spec.job_id}
         try:
             aggregator, *learners = specs
-            deployment.add(aggregator.role, self._run(image, aggregator, network, spec))
+            deployment.add(
+                aggregator.role, self._run(image, aggregator, network, labels)
+            )
             self._wait_ready(deployment, aggregator, link_port)
             for container in learners:
                 deployment.add(
-                    container.role, self._run(image, container, network, spec)
+                    container.role, self._run(image, container, network, labels)
                 )
         except BaseException:
             deployment.cancel()
@@ -240,7 +253,11 @@ class DockerOrchestrator(Orchestrator):
             time.sleep(0.2)
 
     def _run(
-        self, image: str, container: ContainerSpec, network: str, spec: DeploymentSpec
+        self,
+        image: str,
+        container: ContainerSpec,
+        network: str,
+        labels: dict[str, str],
     ) -> Any:
         limits = [
             Ulimit(name=k, soft=v, hard=v)
@@ -252,7 +269,7 @@ class DockerOrchestrator(Orchestrator):
                 container.command,
                 name=container.name,
                 detach=True,
-                labels={JOB_LABEL: spec.job_id, ROLE_LABEL: container.role},
+                labels={**labels, ROLE_LABEL: container.role},
                 environment=container.environment,
                 volumes=container.volumes,
                 ports=container.ports or None,
@@ -276,3 +293,53 @@ class DockerOrchestrator(Orchestrator):
                 self.client.containers.get(container_id).remove(force=True)
             except DockerException:
                 continue
+
+    # -- inference servers: a container of the inference image -----------------
+
+    def start_server(self, spec: ServerSpec) -> dict[str, Any]:
+        if spec.image is None:
+            raise FlopsError("The docker orchestrator serves the inference image.")
+        network = self._ensure_network()
+        container = server_container_spec(
+            spec.project_id, network, spec.host, spec.port
+        )
+        # A server of an earlier deployment of this project gives way.
+        for old in self.client.containers.list(
+            all=True, filters={"name": container.name}
+        ):
+            old.remove(force=True)
+        started = self._run(
+            self._image(spec.image),
+            container,
+            network,
+            {SERVER_LABEL: spec.project_id},
+        )
+        return {"container": started.id, "name": container.name}
+
+    def _server(self, handle: dict[str, Any]) -> Any | None:
+        try:
+            return self.client.containers.get(handle["container"])
+        except (KeyError, NotFound):
+            return None
+
+    def server_status(self, handle: dict[str, Any]) -> str:
+        container = self._server(handle)
+        if container is None:
+            return "removed"
+        state = container.attrs["State"]
+        if state.get("Status") == "running":
+            return "running"
+        return f"exited (code {state.get('ExitCode')})"
+
+    def server_logs(self, handle: dict[str, Any], lines: int = 20) -> str:
+        container = self._server(handle)
+        if container is None:
+            return ""
+        output: bytes = container.logs(tail=lines)
+        return output.decode("utf-8", "replace")
+
+    def stop_server(self, handle: dict[str, Any]) -> None:
+        container = self._server(handle)
+        if container is not None:
+            with contextlib.suppress(NotFound):
+                container.remove(force=True)

@@ -118,3 +118,20 @@ def container_specs(
             )
         )
     return specs
+
+
+SERVER_PORT = 8080  # flops.serve's default, EXPOSEd by the inference image
+
+
+def server_container_spec(
+    project_id: str, network: str, host: str, port: int
+) -> ContainerSpec:
+    """The inference server: on the host network it listens on `host:port`
+    itself; on a container network its port is published there."""
+    on_host = network == HOST_NETWORK
+    return ContainerSpec(
+        name=container_name(project_id, "inference"),
+        role="inference",
+        command=["--host", host, "--port", str(port)] if on_host else [],
+        ports={} if on_host else {f"{SERVER_PORT}/tcp": (host, port)},
+    )

@@ -32,19 +32,21 @@ from flops_management.orchestrators.base import (
     DeploymentSpec,
     LogLine,
     Orchestrator,
+    ServerSpec,
 )
 from flops_management.orchestrators.local_commands import (
     THREAD_VARIABLES,
     executor_args,
     learner_cores,
     limit_prefix,
+    server_args,
     superlink_args,
     supernode_args,
 )
-from flops_management.settings import Settings
 
 READY_TIMEOUT_S = 60.0
 _OWN_PROCESS_MARKERS = (b"flower-superlink", b"flower-supernode", b"flops.executor")
+_SERVER_MARKER = b"flops.serve"
 
 
 def free_port() -> int:
@@ -130,9 +132,8 @@ class LocalDeployment(Deployment):
 
 class LocalOrchestrator(Orchestrator):
     name = "local"
-
-    def __init__(self, settings: Settings) -> None:
-        self.settings = settings
+    serves_models = True
+    servers_outlive_service = False
 
     def notes(self, spec: DeploymentSpec) -> list[str]:
         notes = []
@@ -250,11 +251,50 @@ class LocalOrchestrator(Orchestrator):
 
     def cleanup(self, runtime_info: dict[str, Any]) -> None:
         for pid in runtime_info.get("pids", {}).values():
-            if _is_ours(int(pid)):
+            if _is_ours(int(pid), _OWN_PROCESS_MARKERS):
                 subprocesses.kill_group(int(pid), grace=3.0)
 
+    # -- inference servers: `flops.serve` from the project's environment ----------
 
-def _is_ours(pid: int) -> bool:
-    """Only kill a recorded pid if it is still one of our actors (pids get reused)."""
+    def start_server(self, spec: ServerSpec) -> dict[str, Any]:
+        if spec.environment is None:
+            raise FlopsError("The local orchestrator serves from an environment.")
+        log = spec.workdir / "logs" / "inference-server.log"
+        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        env.pop("PYTHONPATH", None)
+        proc = subprocesses.spawn(
+            server_args(
+                spec.environment / "bin" / "python",
+                spec.model_dir,
+                spec.host,
+                spec.port,
+            ),
+            log_path=log,
+            cwd=spec.workdir,
+            env=env,
+        )
+        return {"pid": proc.pid, "log": str(log)}
+
+    def server_status(self, handle: dict[str, Any]) -> str:
+        pid = int(handle.get("pid", 0))
+        return "running" if pid and _is_ours(pid, (_SERVER_MARKER,)) else "exited"
+
+    def server_logs(self, handle: dict[str, Any], lines: int = 20) -> str:
+        try:
+            text = Path(handle["log"]).read_text(errors="replace")
+        except (KeyError, OSError):
+            return ""
+        return "\n".join(text.splitlines()[-lines:])
+
+    def stop_server(self, handle: dict[str, Any]) -> None:
+        pid = int(handle.get("pid", 0))
+        if pid and _is_ours(pid, (_SERVER_MARKER,)):
+            subprocesses.kill_group(pid, grace=3.0)
+
+
+def _is_ours(pid: int, markers: tuple[bytes, ...]) -> bool:
+    """Only kill a recorded pid if it is still one of ours (pids get reused)."""
+    if not subprocesses.pid_alive(pid):
+        return False
     cmdline = subprocesses.pid_cmdline(pid)
-    return any(marker in cmdline for marker in _OWN_PROCESS_MARKERS)
+    return any(marker in cmdline for marker in markers)

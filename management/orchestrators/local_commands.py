@@ -39,6 +39,21 @@ def executor_args(
     )
 
 
+def server_args(python: Path, model_dir: Path, host: str, port: int) -> list[str]:
+    """An inference server for the model in `model_dir` (flops/serve.py)."""
+    return [
+        str(python),
+        "-m",
+        "flops.serve",
+        "--model",
+        str(model_dir),
+        "--host",
+        host,
+        "--port",
+        str(port),
+    ]
+
+
 def limit_prefix(resources: Resources, cores: list[int] | None) -> list[str]:
     """`prlimit`/`taskset` in front of a learner's command, for its limits."""
     prefix: list[str] = []

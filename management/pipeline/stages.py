@@ -19,7 +19,7 @@ from flops.config import merge_configs, parse_config, read_toml
 from flops.contract import check_repo
 from flops.errors import TrainingError
 from flops.model_export import export_requirements
-from flops_management import datasets
+from flops_management import datasets, serving
 from flops_management.images.fl_actor import ActorImageRequest, FlActorImages
 from flops_management.images.inference import (
     InferenceImageRequest,
@@ -52,6 +52,11 @@ INFERENCE_IMAGE_TAG = "flops.inference_image"
 BUILD_PROGRESS = re.compile(
     r"^\s*(creating environment|Resolved|Prepared|Installed|Bytecode|built environment)"
 )
+# The same for image builds: FLOps' own milestones and Buildah's steps.
+IMAGE_PROGRESS = re.compile(
+    r"STEP \d+/\d+:|: building |: built in |^pushed |build skipped|packages "
+    r"(reused|installed)|no wheel for|^base |enabling QEMU"
+)
 
 
 def clone(ctx: JobContext) -> StageResult:
@@ -81,7 +86,9 @@ def check(ctx: JobContext) -> StageResult:
         f"the repo's {REPO_CONFIG_FILE} and the submission",
     )
     strategies.validate_strategy(config)
-    check_orchestrator(config.orchestrator)
+    check_orchestrator(
+        config.orchestrator, serving=config.post_training.deploy_inference_server
+    )
     datasets.check_tags(
         ctx.store, ctx.project.tenant, config.data_tags, config.learners
     )
@@ -131,15 +138,24 @@ def build(ctx: JobContext) -> StageResult:
     return None
 
 
+def _image_log(ctx: JobContext) -> Callable[[str], None]:
+    """Every line of an image build into the stage log and the job's events; the
+    milestones flagged as progress, which the CLI shows while following."""
+
+    def log(line: str) -> None:
+        ctx.log(line)
+        if IMAGE_PROGRESS.search(line):
+            ctx.event("build_log", line=line, progress=True)
+        else:
+            ctx.event("build_log", line=line)
+
+    return log
+
+
 def _build_image(ctx: JobContext) -> StageResult:
     config = ctx.require_config()
     assert ctx.report is not None
     project = ctx.store.get_project(ctx.project_id)
-
-    def log(line: str) -> None:
-        ctx.log(line)
-        ctx.event("build_log", line=line)
-
     deps = ctx.report.dependencies.requirements
     request = ActorImageRequest(
         tenant=project.tenant,
@@ -150,7 +166,7 @@ def _build_image(ctx: JobContext) -> StageResult:
         requirements=[*runtime_requirements(), *deps, *export_requirements(deps)],
         platforms=list(config.platforms),
     )
-    info, skipped = FlActorImages(ctx.settings, log).ensure(request)
+    info, skipped = FlActorImages(ctx.settings, _image_log(ctx)).ensure(request)
     ctx.image = info
     ctx.store.update_project(
         ctx.project_id, images={**project.images, "fl_actor": info.as_dict()}
@@ -325,9 +341,15 @@ def register(ctx: JobContext) -> StageResult:
 
 
 def inference_image(ctx: JobContext) -> StageResult:
+    """The inference image (asked for, or needed to deploy on a container
+    backend), then the inference server when `deploy_inference_server` is set."""
     config = ctx.require_config()
     post = config.post_training
-    if not (post.build_inference_image or post.deploy_inference_server):
+    orchestrator = get_orchestrator(config.orchestrator, ctx.settings)
+    build = post.build_inference_image or (
+        post.deploy_inference_server and orchestrator.needs_image
+    )
+    if not (build or post.deploy_inference_server):
         ctx.log("no inference image requested (post_training.build_inference_image)")
         return "skipped"
     project = ctx.store.get_project(ctx.project_id)
@@ -335,24 +357,56 @@ def inference_image(ctx: JobContext) -> StageResult:
     name, version = str(project.mlflow.model_name), project.mlflow.model_version
     client = tracking.Tracking(ctx.settings.tracking_uri)
     model_dir = client.download_model(name, version, ctx.workspace.root / "model")
+    image, skipped = (
+        _build_inference_image(ctx, name, version, model_dir)
+        if build
+        else (None, False)
+    )
+    if post.deploy_inference_server:
+        server = serving.deploy(
+            ctx.settings,
+            ctx.store,
+            ctx.store.get_project(ctx.project_id),
+            config.orchestrator,
+            model_uri=f"models:/{name}/{version}",
+            model_dir=model_dir,
+            workdir=ctx.workspace.root,
+            environment=ctx.environment,
+            image=image,
+            port=post.inference_port,
+            log=ctx.log,
+        )
+        ctx.event(
+            "inference_server_ready",
+            url=server.url,
+            orchestrator=server.orchestrator,
+            image=image,
+        )
+        return None
+    return "skipped" if skipped else None
 
-    def log(line: str) -> None:
-        ctx.log(line)
-        ctx.event("build_log", line=line)
 
-    images = InferenceImages(ctx.settings, log)
+def _build_inference_image(
+    ctx: JobContext, name: str, version: str, model_dir: Path
+) -> tuple[str, bool]:
+    """Build (or find) the image; tag the model version with it: (pinned, skipped)."""
+    config = ctx.require_config()
+    images = InferenceImages(ctx.settings, _image_log(ctx))
     info, skipped = images.ensure(
         InferenceImageRequest(
-            tenant=project.tenant,
-            project=project.name,
+            tenant=ctx.project.tenant,
+            project=ctx.project.name,
             model_name=name,
             model_version=version,
             model_dir=model_dir,
             platforms=list(config.platforms),
         )
     )
-    client.tag_version(name, version, INFERENCE_IMAGE_TAG, info.pinned)
+    tracking.Tracking(ctx.settings.tracking_uri).tag_version(
+        name, version, INFERENCE_IMAGE_TAG, info.pinned
+    )
     run = run_commands(info.pinned, images.parts.registry.tls_verify)
+    project = ctx.store.get_project(ctx.project_id)
     ctx.store.update_project(
         ctx.project_id,
         images={**project.images, "inference": {**info.as_dict(), "run": run}},
@@ -365,14 +419,7 @@ def inference_image(ctx: JobContext) -> StageResult:
         skipped=skipped,
         run=run["podman"],
     )
-    if post.deploy_inference_server:
-        message = (
-            "post_training.deploy_inference_server is not deployed by this version "
-            f"yet; serve the image with: {run['podman']}"
-        )
-        ctx.log(message)
-        ctx.event("note", message=message)
-    return "skipped" if skipped else None
+    return info.pinned, skipped
 
 
 STAGE_FUNCTIONS: dict[str, Callable[[JobContext], StageResult]] = {

@@ -43,6 +43,10 @@ class Store(ABC):
         """Projects of every tenant that are queued or running."""
 
     @abstractmethod
+    def running_servers(self) -> list[Project]:
+        """Projects of every tenant whose inference server is recorded running."""
+
+    @abstractmethod
     def append_event(self, project_id: str, kind: str, data: dict[str, Any]) -> Event:
         """Add an event; its `seq` is 1, 2, 3... per project."""
 

@@ -13,6 +13,7 @@ from flops_management.models import (
     Event,
     Project,
     ProjectStatus,
+    ServerStatus,
     StageRecord,
     Token,
     utcnow,
@@ -95,6 +96,12 @@ class MongoStore(Store):
         cursor = self._projects.find({"status": {"$in": _UNFINISHED}}).sort(
             "created_at", ASCENDING
         )
+        return [self._project(doc) for doc in cursor]
+
+    def running_servers(self) -> list[Project]:
+        cursor = self._projects.find(
+            {"server.status": ServerStatus.RUNNING.value}
+        ).sort("created_at", ASCENDING)
         return [self._project(doc) for doc in cursor]
 
     def append_event(self, project_id: str, kind: str, data: dict[str, Any]) -> Event:

@@ -16,6 +16,7 @@ from flops_management.models import (
     Event,
     Project,
     ProjectStatus,
+    ServerStatus,
     StageRecord,
     Token,
     utcnow,
@@ -126,6 +127,15 @@ class SqliteStore(Store):
             rows = self._db.execute(
                 "SELECT doc FROM projects WHERE status IN (?, ?) ORDER BY created_at",
                 _UNFINISHED,
+            ).fetchall()
+        return [Project.model_validate_json(row[0]) for row in rows]
+
+    def running_servers(self) -> list[Project]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT doc FROM projects "
+                "WHERE json_extract(doc, '$.server.status') = ? ORDER BY created_at",
+                (ServerStatus.RUNNING.value,),
             ).fetchall()
         return [Project.model_validate_json(row[0]) for row in rows]
 

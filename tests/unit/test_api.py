@@ -156,6 +156,7 @@ def test_tenants_never_see_each_others_projects(
         ("GET", f"/api/projects/{mine['id']}"),
         ("POST", f"/api/projects/{mine['id']}/cancel"),
         ("GET", f"/api/projects/{mine['id']}/events"),
+        ("DELETE", f"/api/projects/{mine['id']}/server"),
     ):
         assert client.request(method, path, headers=other).status_code == 404, path
     # ...and non-admins cannot mint tokens
@@ -190,6 +191,24 @@ def test_a_failed_job_records_stage_events_and_error(
     assert kinds[-2:] == ["stage_failed", "job_failed"]
     # Cancelling a finished project is a conflict, not a silent success.
     assert client.post(f"/api/projects/{project['id']}/cancel").status_code == 409
+    # So is stopping an inference server it never had.
+    stop = client.delete(f"/api/projects/{project['id']}/server")
+    assert stop.status_code == 409
+    assert "no running inference server" in stop.json()["error"]["message"]
+
+
+def test_an_invalid_inference_port_is_rejected_at_once(
+    client: TestClient, tmp_path: Path
+) -> None:
+    bad = client.post(
+        "/api/projects",
+        json={
+            "repo": str(tmp_path / "r"),
+            "post_training": {"deploy_inference_server": True, "inference_port": 0},
+        },
+    )
+    assert bad.status_code == 422
+    assert "inference_port" in bad.json()["error"]["message"]
 
 
 def test_event_stream_ends_with_the_final_status(

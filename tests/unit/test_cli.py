@@ -91,3 +91,54 @@ def test_round_events_show_progress_and_metrics() -> None:
         "flower_run_started", {"data": {"flower_run_id": "42"}}
     )
     assert started is not None and "Flower run 42 started" in started
+
+
+def test_build_milestones_images_and_the_server_show_while_following() -> None:
+    milestone = display.render_event(
+        "build_log",
+        {"data": {"line": "linux/amd64: STEP 3/9: COPY x", "progress": True}},
+    )
+    assert milestone is not None and milestone.endswith("STEP 3/9: COPY x")
+    assert display.render_event("build_log", {"data": {"line": "Copying blob"}}) is None
+    skipped = display.render_event(
+        "image_ready",
+        {
+            "data": {
+                "image": "r/p@sha256:1",
+                "platforms": ["linux/amd64"],
+                "skipped": True,
+            }
+        },
+    )
+    assert skipped == (
+        "          image r/p@sha256:1 [linux/amd64] (in the registry, build skipped)"
+    )
+    ready = display.render_event(
+        "inference_server_ready", {"data": {"url": "http://127.0.0.1:9000"}}
+    )
+    assert ready is not None and "http://127.0.0.1:9000/invocations" in ready
+
+
+def test_show_lists_images_with_their_run_lines_and_the_server() -> None:
+    project = {
+        "id": "p1", "name": "mnist", "status": "succeeded", "source": "/r",
+        "stages": [],
+        "images": {
+            "fl_actor": {"reference": "reg/a@sha256:1", "platforms": ["linux/amd64"]},
+            "inference": {
+                "reference": "reg/b@sha256:2",
+                "platforms": ["linux/amd64", "linux/arm64"],
+                "run": {"podman": "podman run -p 8080:8080 reg/b@sha256:2"},
+            },
+        },
+        "server": {
+            "url": "http://127.0.0.1:9000", "status": "running",
+            "orchestrator": "docker",
+        },
+    }  # fmt: skip
+    lines = display.project_lines(project)
+    assert "  fl_actor  reg/a@sha256:1 [linux/amd64]" in lines
+    assert "  inference reg/b@sha256:2 [linux/amd64, linux/arm64]" in lines
+    assert "            podman run -p 8080:8080 reg/b@sha256:2" in lines
+    assert any(line.startswith("server   http://127.0.0.1:9000") for line in lines)
+    assert "         POST http://127.0.0.1:9000/invocations" in lines

@@ -18,9 +18,11 @@ import pytest
 from flops.errors import NotFoundError
 from flops_management.models import (
     Dataset,
+    InferenceServer,
     MlflowInfo,
     Project,
     ProjectStatus,
+    ServerStatus,
     StageStatus,
     Token,
 )
@@ -123,6 +125,27 @@ def test_unfinished_projects_span_tenants(store: Store) -> None:
     store.update_project(running.id, status=ProjectStatus.RUNNING)
     store.update_project(done.id, status=ProjectStatus.SUCCEEDED)
     assert {p.id for p in store.unfinished_projects()} == {running.id, queued.id}
+
+
+def test_running_servers_span_tenants(store: Store) -> None:
+    serving, stopped, never = project("a"), project("b"), project("b")
+    for p in (serving, stopped, never):
+        store.create_project(p)
+    server = InferenceServer(
+        url="http://127.0.0.1:8080",
+        orchestrator="local",
+        model_uri="models:/a.p/1",
+        handle={"pid": 4242},
+    )
+    store.update_project(serving.id, server=server)
+    store.update_project(
+        stopped.id, server=server.model_copy(update={"status": ServerStatus.STOPPED})
+    )
+    found = store.running_servers()
+    assert [p.id for p in found] == [serving.id]
+    assert found[0].server is not None and found[0].server.handle == {"pid": 4242}
+    # The handle is service-internal: the API never shows it.
+    assert "handle" not in found[0].public()["server"]
 
 
 def test_events_are_numbered_per_project(store: Store) -> None:

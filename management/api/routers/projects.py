@@ -1,4 +1,5 @@
-"""/api/projects: submit, list, show, cancel, and follow a project's events."""
+"""/api/projects: submit, list, show, cancel, follow a project's events, and stop
+its inference server."""
 
 from __future__ import annotations
 
@@ -10,8 +11,8 @@ from fastapi import APIRouter, Body, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import StreamingResponse
 
-from flops_management import projects
-from flops_management.api.deps import PrincipalDep, RunnerDep, StoreDep
+from flops_management import projects, serving
+from flops_management.api.deps import PrincipalDep, RunnerDep, SettingsDep, StoreDep
 from flops_management.models import Event
 
 router = APIRouter(prefix="/api/projects", tags=["projects"])
@@ -54,6 +55,14 @@ def cancel_project(
 ) -> dict[str, Any]:
     runner.cancel(principal.tenant, project_id)
     return store.get_project(project_id, principal.tenant).public()
+
+
+@router.delete("/{project_id}/server")
+def stop_server(
+    project_id: str, principal: PrincipalDep, settings: SettingsDep, store: StoreDep
+) -> dict[str, Any]:
+    """Stop the project's inference server; 409 when none runs."""
+    return serving.undeploy(settings, store, principal.tenant, project_id).public()
 
 
 def _sse(event: Event) -> str:
