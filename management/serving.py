@@ -19,6 +19,7 @@ from pathlib import Path
 import httpx
 
 from flops.errors import ConflictError, FlopsError
+from flops_management.images.registry import ImageInfo
 from flops_management.models import InferenceServer, Project, ServerStatus, utcnow
 from flops_management.orchestrators import Orchestrator, get_orchestrator
 from flops_management.orchestrators.base import ServerSpec
@@ -83,7 +84,7 @@ def deploy(
     model_dir: Path,
     workdir: Path,
     environment: Path | None,
-    image: str | None,
+    image: ImageInfo | None,
     port: int | None,
     log: Log,
 ) -> InferenceServer:
@@ -99,7 +100,7 @@ def deploy(
         workdir=workdir,
         model_dir=model_dir,
         environment=environment,
-        image=image,
+        image=image.reference if image is not None else None,
         host=host,
         port=port,
     )
@@ -108,7 +109,7 @@ def deploy(
         url=server_url(host, port),
         orchestrator=orchestrator_name,
         model_uri=model_uri,
-        image=image,
+        image=image.pinned if image is not None else None,
         handle=handle,
     )
     # Recorded before it answers: a service that dies meanwhile still finds it.

@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import docker
-from docker.errors import DockerException, ImageNotFound, NotFound
+from docker.errors import DockerException, NotFound
 from docker.types import Ulimit
 
 from flops.errors import FlopsError, ServiceUnavailableError
@@ -194,12 +194,16 @@ class DockerOrchestrator(Orchestrator):
         return network
 
     def _image(self, reference: str) -> str:
-        """The image by its reference, else its platform build here, else pulled."""
-        for candidate in (reference, f"{reference}-{arch(native_platform())}"):
+        """The image by its reference, else its platform build here (tagged
+        `<tag>-<arch>` by the builder), else pulled."""
+        candidates = [reference]
+        if "@" not in reference:  # a digest reference takes no suffix
+            candidates.append(f"{reference}-{arch(native_platform())}")
+        for candidate in candidates:
             try:
                 self.client.images.get(candidate)
                 return candidate
-            except ImageNotFound:
+            except DockerException:  # not here (or a name this engine rejects)
                 continue
         try:
             self.client.images.pull(reference)

@@ -26,6 +26,7 @@ from flops_management.images.inference import (
     InferenceImages,
     run_commands,
 )
+from flops_management.images.registry import ImageInfo
 from flops_management.models import MlflowInfo
 from flops_management.orchestrators import (
     DeploymentSpec,
@@ -380,7 +381,7 @@ def inference_image(ctx: JobContext) -> StageResult:
             "inference_server_ready",
             url=server.url,
             orchestrator=server.orchestrator,
-            image=image,
+            image=server.image,
         )
         return None
     return "skipped" if skipped else None
@@ -388,7 +389,7 @@ def inference_image(ctx: JobContext) -> StageResult:
 
 def _build_inference_image(
     ctx: JobContext, name: str, version: str, model_dir: Path
-) -> tuple[str, bool]:
+) -> tuple[ImageInfo, bool]:
     """Build (or find) the image; tag the model version with it: (pinned, skipped)."""
     config = ctx.require_config()
     images = InferenceImages(ctx.settings, _image_log(ctx))
@@ -419,7 +420,7 @@ def _build_inference_image(
         skipped=skipped,
         run=run["podman"],
     )
-    return info.pinned, skipped
+    return info, skipped
 
 
 STAGE_FUNCTIONS: dict[str, Callable[[JobContext], StageResult]] = {

@@ -91,11 +91,24 @@ def test_the_image_holds_the_repo_and_its_dependencies(
     assert probe.returncode == 0, probe.stderr[-2000:]
 
 
-def test_second_submit_of_the_same_commit_skips_the_build(
+@pytest.fixture(scope="module")
+def second_run(
     stack: Stack, digits: str, mnist_repo: Path, first_run: dict[str, Any]
-) -> None:
-    result, again = stack.submit(str(mnist_repo), *DOCKER, "--data-tag", digits)
+) -> dict[str, Any]:
+    """The same commit again, this time deploying its model."""
+    config = mnist_repo.parent / "deploy.toml"
+    config.write_text("[post_training]\ndeploy_inference_server = true\n")
+    result, again = stack.submit(
+        str(mnist_repo), *DOCKER, "--data-tag", digits, "--config", str(config)
+    )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return again
+
+
+def test_second_submit_of_the_same_commit_skips_the_build(
+    stack: Stack, first_run: dict[str, Any], second_run: dict[str, Any]
+) -> None:
+    again = second_run
     assert again["status"] == "succeeded"
     assert _stages(again)["build"] == "skipped"
     assert (
@@ -120,3 +133,40 @@ def test_a_dependency_that_does_not_exist_fails_the_build(
     assert "do not resolve for linux/amd64" in project["error"]
     assert "flops-no-such-package" in project["error"]
     assert _stages(project)["build"] == "failed"
+
+
+def _server_containers(project_id: str) -> list[str]:
+    listed = subprocess.run(
+        ["podman", "ps", "-a", "--filter",
+         f"label=io.flops.inference-server={project_id}", "--format", "{{.Names}}"],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    return listed.stdout.split()
+
+
+def test_the_model_is_served_from_its_inference_image_until_undeployed(
+    stack: Stack, second_run: dict[str, Any]
+) -> None:
+    import httpx
+    import numpy as np
+    from sklearn.datasets import load_digits
+
+    server = second_run["server"]
+    image = second_run["images"]["inference"]
+    assert server["orchestrator"] == "docker" and server["image"] == image["reference"]
+    # The job's teardown removed its actors but left the server running.
+    assert _server_containers(second_run["id"]) == [
+        f"flops-{second_run['id'][:12]}-inference"
+    ]
+    digits = load_digits()
+    response = httpx.post(
+        f"{server['url']}/invocations",
+        json={"inputs": digits.data[:50].astype("float32").tolist()},
+        timeout=60,
+    )
+    assert response.status_code == 200, response.text
+    predictions = np.array(response.json()["predictions"])
+    assert (predictions == digits.target[:50]).mean() > 0.8
+    stopped = stack.flops("project", "undeploy", second_run["id"])
+    assert stopped.returncode == 0, stopped.stderr
+    assert _server_containers(second_run["id"]) == []
