@@ -1,9 +1,15 @@
-"""How the CLI shows projects and events: pure functions from data to text lines."""
+"""How the CLI shows projects and events: pure functions from data to text lines.
+
+The lines are Rich markup; text that comes from elsewhere (errors, build output,
+image lists) is escaped, so a `[linux/amd64]` is shown, not read as a tag.
+"""
 
 from __future__ import annotations
 
 from datetime import datetime
 from typing import Any
+
+from rich.markup import escape
 
 SHOWN_METRICS = ("eval_accuracy", "eval_loss", "round_seconds")
 STATUS_STYLE = {
@@ -46,7 +52,7 @@ def render_event(kind: str, event: dict[str, Any]) -> str | None:
         if "seconds" in data:
             line += f" in {data['seconds']:.1f}s"
         if data.get("error"):
-            line += f"\n{data['error']}"
+            line += f"\n{escape(str(data['error']))}"
         return line
     if kind == "commit_resolved":
         return f"          commit {data['commit']}"
@@ -54,12 +60,12 @@ def render_event(kind: str, event: dict[str, Any]) -> str | None:
         how = "reused" if data.get("reused") else "built"
         return f"          environment {how}, flavor {data.get('flavor')}"
     if kind == "build_progress" or (kind == "build_log" and data.get("progress")):
-        return f"          {data.get('line')}"
+        return f"          {escape(str(data.get('line')))}"
     if kind in {"image_ready", "inference_image_ready"}:
         what = "image" if kind == "image_ready" else "inference image"
         how = " (in the registry, build skipped)" if data.get("skipped") else ""
         platforms = ", ".join(data.get("platforms", []))
-        return f"          {what} {data.get('image')} [{platforms}]{how}"
+        return escape(f"          {what} {data.get('image')} [{platforms}]{how}")
     if kind == "inference_server_ready":
         return (
             f"          inference server {data.get('url')} "
@@ -79,10 +85,11 @@ def render_event(kind: str, event: dict[str, Any]) -> str | None:
         )
     if kind == "learner_failed":
         return (
-            f"[red]          {data.get('learner')} failed: {data.get('reason')}[/red]"
+            f"[red]          {data.get('learner')} failed: "
+            f"{escape(str(data.get('reason')))}[/red]"
         )
     if kind in {"warning", "note"}:
-        return f"[yellow]          {data.get('message')}[/yellow]"
+        return f"[yellow]          {escape(str(data.get('message')))}[/yellow]"
     if kind == "model_registered":
         return (
             f"          registered {data['model_name']} "
@@ -139,7 +146,7 @@ def project_lines(project: dict[str, Any]) -> list[str]:
         if server["status"] == "running":
             lines.append(f"         POST {server['url']}/invocations")
     if project.get("error"):
-        lines.append(f"[red]error    {project['error']}[/red]")
+        lines.append(f"[red]error    {escape(project['error'])}[/red]")
     return lines
 
 
@@ -151,9 +158,9 @@ def _image_lines(images: dict[str, Any]) -> list[str]:
         if not image:
             continue
         platforms = ", ".join(image.get("platforms", []))
-        lines.append(f"  {role:<9} {image['reference']} [{platforms}]")
+        lines.append(escape(f"  {role:<9} {image['reference']} [{platforms}]"))
         for command in (image.get("run") or {}).values():
-            lines.append(f"            {command}")
+            lines.append(escape(f"            {command}"))
     return lines
 
 

@@ -18,7 +18,7 @@ from flops_management.store import open_store
 
 logger = logging.getLogger(__name__)
 
-SERVICE_STOPPED = "the management service stopped (flops down)"
+SERVICE_STOPPED = "stopped with the management service: flops down"
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:

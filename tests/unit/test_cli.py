@@ -93,12 +93,23 @@ def test_round_events_show_progress_and_metrics() -> None:
     assert started is not None and "Flower run 42 started" in started
 
 
+def plain(markup: str) -> str:
+    """What the terminal shows for a line of markup."""
+    from rich.text import Text
+
+    return Text.from_markup(markup).plain
+
+
 def test_build_milestones_images_and_the_server_show_while_following() -> None:
     milestone = display.render_event(
         "build_log",
         {"data": {"line": "linux/amd64: STEP 3/9: COPY x", "progress": True}},
     )
-    assert milestone is not None and milestone.endswith("STEP 3/9: COPY x")
+    assert milestone is not None and plain(milestone).endswith("STEP 3/9: COPY x")
+    bracketed = display.render_event(
+        "build_log", {"data": {"line": "[1/2] STEP 1/3: FROM x", "progress": True}}
+    )
+    assert bracketed is not None and plain(bracketed).endswith("[1/2] STEP 1/3: FROM x")
     assert display.render_event("build_log", {"data": {"line": "Copying blob"}}) is None
     skipped = display.render_event(
         "image_ready",
@@ -110,7 +121,7 @@ def test_build_milestones_images_and_the_server_show_while_following() -> None:
             }
         },
     )
-    assert skipped == (
+    assert skipped is not None and plain(skipped) == (
         "          image r/p@sha256:1 [linux/amd64] (in the registry, build skipped)"
     )
     ready = display.render_event(
@@ -136,7 +147,7 @@ def test_show_lists_images_with_their_run_lines_and_the_server() -> None:
             "orchestrator": "docker",
         },
     }  # fmt: skip
-    lines = display.project_lines(project)
+    lines = [plain(line) for line in display.project_lines(project)]
     assert "  fl_actor  reg/a@sha256:1 [linux/amd64]" in lines
     assert "  inference reg/b@sha256:2 [linux/amd64, linux/arm64]" in lines
     assert "            podman run -p 8080:8080 reg/b@sha256:2" in lines
