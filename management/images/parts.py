@@ -12,17 +12,15 @@ import hashlib
 import json
 import re
 import shutil
-import sys
 from collections.abc import Callable
 from pathlib import Path
 
 import flops
-from flops import subprocesses
 from flops_management.images import containerfiles
 from flops_management.images.base import BaseImages
 from flops_management.images.builder import ImageBuilder, PlatformBuild
 from flops_management.images.registry import ImageInfo, Registry
-from flops_management.images.site import Site, SiteBuilder
+from flops_management.images.site import Site, SiteBuilder, compile_bytecode
 from flops_management.pipeline.environment import RUNTIME_PACKAGES, package_digest
 from flops_management.settings import Settings
 
@@ -40,22 +38,6 @@ def runtime_hash() -> str:
 def deps_hash(pins: dict[str, list[str]], python_version: str) -> str:
     material = json.dumps({"python": python_version, "pins": pins}, sort_keys=True)
     return hashlib.sha256(material.encode()).hexdigest()
-
-
-def compile_bytecode(path: Path) -> None:
-    """Hash-checked .pyc: valid whatever mtimes a COPY gives the sources."""
-    subprocesses.run(
-        [
-            sys.executable,
-            "-m",
-            "compileall",
-            "-q",
-            "--invalidation-mode",
-            "unchecked-hash",
-            str(path),
-        ],
-        check=False,
-    )
 
 
 class ImageParts:
@@ -103,7 +85,7 @@ class ImageParts:
                     target / package.name,
                     ignore=shutil.ignore_patterns("__pycache__", "*.pyc"),
                 )
-            compile_bytecode(target)
+            compile_bytecode(target, self.settings, self.log)
             (target / ".complete").touch()
         return target
 

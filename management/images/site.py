@@ -161,21 +161,7 @@ class SiteBuilder:
                 shutil.rmtree(target, ignore_errors=True)
         self._report(platform, pins, compile_list)
         prune(target)
-        subprocesses.run(
-            [
-                sys.executable,
-                "-m",
-                "compileall",
-                "-q",
-                "-j",
-                "0",
-                "--invalidation-mode",
-                "unchecked-hash",
-                str(target),
-            ],
-            check=False,  # a package's deliberately broken test file must not fail us
-            timeout=self.settings.build_timeout,
-        )
+        compile_bytecode(target, self.settings, self.log)
         marker.write_text(json.dumps({"pins": pins, "compile": compile_list}))
         return Site(target, platform, pins, compile_list)
 
@@ -202,6 +188,34 @@ class SiteBuilder:
             self.settings.index_url,
         )
         subprocesses.run(args, timeout=self.settings.build_timeout)
+
+
+def compile_bytecode(path: Path, settings: Settings, log: Log) -> None:
+    """Hash-checked .pyc (valid whatever mtimes a COPY gives the sources),
+    written by this host's interpreter: only when it is the base image's Python
+    version, whose bytecode is the only kind the image can use."""
+    host = f"{sys.version_info.major}.{sys.version_info.minor}"
+    if host != settings.base_python:
+        log(
+            f"bytecode not precompiled: this host runs Python {host}, the base "
+            f"image {settings.base_python} (actors compile what they import)"
+        )
+        return
+    subprocesses.run(
+        [
+            sys.executable,
+            "-m",
+            "compileall",
+            "-q",
+            "-j",
+            "0",
+            "--invalidation-mode",
+            "unchecked-hash",
+            str(path),
+        ],
+        check=False,  # a package's deliberately broken test file must not fail us
+        timeout=settings.build_timeout,
+    )
 
 
 def _name(pin: str) -> str:

@@ -16,7 +16,7 @@ from flops_management.images.builder import build_failure
 from flops_management.images.fl_actor import actor_tag, repository
 from flops_management.images.inference import model_requirements, run_commands
 from flops_management.images.registry import ImageInfo, Registry, registry_config
-from flops_management.images.site import prune
+from flops_management.images.site import compile_bytecode, prune
 from flops_management.settings import Settings
 
 GOLDEN = Path(__file__).parent.parent / "golden"
@@ -233,3 +233,22 @@ def test_run_lines_tell_podman_about_a_plain_http_registry() -> None:
         "docker": "docker run --rm -p 8080:8080 "
         "127.0.0.1:8472/flops/t/p-inference@sha256:00",
     }
+
+
+def test_bytecode_is_precompiled_only_for_the_base_images_python(
+    tmp_path: Path,
+) -> None:
+    import importlib.util
+    import sys
+
+    (tmp_path / "mod.py").write_text("X = 1\n")
+    lines: list[str] = []
+    other = Settings(home=tmp_path / "h", base_python="3.99")
+    compile_bytecode(tmp_path, other, lines.append)
+    assert not (tmp_path / "__pycache__").exists()
+    assert "this host runs Python" in lines[0] and "3.99" in lines[0]
+    same = f"{sys.version_info.major}.{sys.version_info.minor}"
+    compile_bytecode(tmp_path, Settings(home=tmp_path / "h", base_python=same), print)
+    pyc = Path(importlib.util.cache_from_source(str(tmp_path / "mod.py")))
+    # Flags 0b01: hash-based, unchecked (valid whatever mtime a COPY gives).
+    assert int.from_bytes(pyc.read_bytes()[4:8], "little") == 0b01
