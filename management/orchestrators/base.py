@@ -56,7 +56,8 @@ class ServerSpec:
     model_dir: Path
     # Process backends: an environment with the model's requirements.
     environment: Path | None
-    # Container backends: the inference image (reference, pinned by digest).
+    # Container backends: the inference image's tag (the builder also tags each
+    # platform's build `<tag>-<arch>` locally).
     image: str | None
     # Where the server's port is published: address and port on the host.
     host: str
