@@ -390,7 +390,7 @@ def inference_image(ctx: JobContext) -> StageResult:
 def _build_inference_image(
     ctx: JobContext, name: str, version: str, model_dir: Path
 ) -> tuple[ImageInfo, bool]:
-    """Build (or find) the image; tag the model version with it: (pinned, skipped)."""
+    """Build (or find) the image; tag the model version with it: (info, skipped)."""
     config = ctx.require_config()
     images = InferenceImages(ctx.settings, _image_log(ctx))
     info, skipped = images.ensure(

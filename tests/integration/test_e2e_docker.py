@@ -36,6 +36,15 @@ def first_run(stack: Stack, digits: str, mnist_repo: Path) -> dict[str, Any]:
     return project
 
 
+def _containers(label: str) -> list[str]:
+    """Names of the containers, running or stopped, that carry `label`."""
+    listed = subprocess.run(
+        ["podman", "ps", "-a", "--filter", f"label={label}", "--format", "{{.Names}}"],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    return listed.stdout.split()
+
+
 def _stages(project: dict[str, Any]) -> dict[str, str]:
     return {stage["name"]: stage["status"] for stage in project["stages"]}
 
@@ -71,12 +80,7 @@ def test_mnist_sklearn_trains_in_containers(
     components = {e["data"]["component"] for e in events if e["type"] == "actor_log"}
     assert {"aggregator", "learner-0", "learner-1"} <= components
     # Nothing of the job is left running or stopped.
-    left = subprocess.run(
-        ["podman", "ps", "-a", "--filter", f"label=io.flops.job={first_run['id']}",
-         "--format", "{{.Names}}"],
-        capture_output=True, text=True, check=True,
-    )  # fmt: skip
-    assert left.stdout.strip() == ""
+    assert _containers(f"io.flops.job={first_run['id']}") == []
 
 
 def test_the_image_holds_the_repo_and_its_dependencies(
@@ -135,15 +139,6 @@ def test_a_dependency_that_does_not_exist_fails_the_build(
     assert _stages(project)["build"] == "failed"
 
 
-def _server_containers(project_id: str) -> list[str]:
-    listed = subprocess.run(
-        ["podman", "ps", "-a", "--filter",
-         f"label=io.flops.inference-server={project_id}", "--format", "{{.Names}}"],
-        capture_output=True, text=True, check=True,
-    )  # fmt: skip
-    return listed.stdout.split()
-
-
 def test_the_model_is_served_from_its_inference_image_until_undeployed(
     stack: Stack, second_run: dict[str, Any]
 ) -> None:
@@ -155,7 +150,7 @@ def test_the_model_is_served_from_its_inference_image_until_undeployed(
     image = second_run["images"]["inference"]
     assert server["orchestrator"] == "docker" and server["image"] == image["reference"]
     # The job's teardown removed its actors but left the server running.
-    assert _server_containers(second_run["id"]) == [
+    assert _containers(f"io.flops.inference-server={second_run['id']}") == [
         f"flops-{second_run['id'][:12]}-inference"
     ]
     digits = load_digits()
@@ -169,4 +164,4 @@ def test_the_model_is_served_from_its_inference_image_until_undeployed(
     assert (predictions == digits.target[:50]).mean() > 0.8
     stopped = stack.flops("project", "undeploy", second_run["id"])
     assert stopped.returncode == 0, stopped.stderr
-    assert _server_containers(second_run["id"]) == []
+    assert _containers(f"io.flops.inference-server={second_run['id']}") == []

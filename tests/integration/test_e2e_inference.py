@@ -5,7 +5,6 @@ deployed on the local orchestrator, and `flops project undeploy`."""
 
 from __future__ import annotations
 
-import socket
 import subprocess
 import time
 from typing import Any
@@ -16,19 +15,13 @@ import pytest
 from sklearn.datasets import load_digits
 
 from tests.helpers import EXAMPLES, make_repo
-from tests.integration.conftest import Stack
+from tests.integration.conftest import Stack, free_port
 
 pytestmark = pytest.mark.integration
 
 SANDBOX = [
     "--runtime", "runc", "--ulimit", "nofile=1024:1024", "--ulimit", "nproc=1024:1024",
 ]  # fmt: skip
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @pytest.fixture(scope="module")
@@ -79,7 +72,7 @@ def test_the_image_serves_the_same_predictions_as_pyfunc(
     served: dict[str, Any], mlflow_client: Any
 ) -> None:
     image = served["images"]["inference"]
-    port = _free_port()
+    port = free_port()
     name = f"flops-test-serve-{port}"
     # The pinned reference, pulled from the registry as a user would.
     started = subprocess.run(
