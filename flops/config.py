@@ -23,6 +23,36 @@ DEFAULT_PLATFORMS: tuple[Platform, ...] = ("linux/amd64",)
 _MEMORY_RE = re.compile(r"^\d+(\.\d+)?\s*([kKmMgG]i?[bB]?)?$")
 _NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,62}$")
 TAG_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+MAX_REF_LENGTH = 255
+# What git's check-ref-format refuses anywhere in a ref, and "-" up front, which git
+# would read as an option. A commit SHA (hex) passes these rules as it is.
+_REF_FORBIDDEN = re.compile(r"[\x00-\x20\x7f~^:?*\[\\]|\.\.|@\{|//")
+
+
+def ref_problem(ref: str) -> str | None:
+    """Why `ref` is not a branch, tag or commit name git would accept, or None.
+
+    Git's own grammar (`git check-ref-format`), checked here so that nothing a
+    tenant sends reaches git's command line as an option or a path.
+    """
+    if not ref:
+        return "is empty"
+    if len(ref) > MAX_REF_LENGTH:
+        return f"is longer than {MAX_REF_LENGTH} characters"
+    if ref.startswith("-"):
+        return "starts with '-'"
+    if _REF_FORBIDDEN.search(ref):
+        return (
+            "holds a character or sequence git refuses in a ref (space, control "
+            "character, ~ ^ : ? * [ \\, '..', '@{' or '//')"
+        )
+    if ref == "@" or ref.endswith(("/", ".", ".lock")) or ref.startswith("/"):
+        return (
+            "is not a ref name ('@', a leading '/', or a trailing '/', '.' or '.lock')"
+        )
+    if any(part.startswith(".") for part in ref.split("/")):
+        return "has a path component starting with '.'"
+    return None
 
 
 class _Strict(BaseModel):
@@ -87,6 +117,10 @@ class ProjectConfig(_Strict):
 
     @model_validator(mode="after")
     def _check_consistency(self) -> ProjectConfig:
+        if self.ref is not None and (problem := ref_problem(self.ref)) is not None:
+            raise ValueError(
+                f"ref {self.ref!r} {problem}; give a branch, tag or commit SHA"
+            )
         if self.min_fit is not None and self.min_fit > self.learners:
             raise ValueError(
                 f"min_fit ({self.min_fit}) cannot exceed learners ({self.learners})"
@@ -151,11 +185,18 @@ def parse_config(data: dict[str, Any], source: str = "the request") -> ProjectCo
 def read_toml(path: Path) -> dict[str, Any]:
     """Read a `flops.toml` file; its keys may sit at the top or under [flops]."""
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
+        text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise ConfigError(f"Config file {path} does not exist.") from None
+    return loads_toml(text, str(path))
+
+
+def loads_toml(text: str, name: str) -> dict[str, Any]:
+    """A `flops.toml` given as text (`name` says where it came from)."""
+    try:
+        data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as err:
-        raise ConfigError(f"{path} is not valid TOML: {err}") from None
+        raise ConfigError(f"{name} is not valid TOML: {err}") from None
     section = data.get("flops")
     return dict(section) if isinstance(section, dict) and len(data) == 1 else data
 

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from flops.dependencies import DependencySet, read_dependencies
 from flops.errors import ContractError
+from flops.repo_files import RepoPathError, RepoRoot
 
 # method -> number of arguments FLOps passes (besides self)
 MODEL_MANAGER_METHODS: dict[str, int] = {
@@ -43,13 +44,13 @@ class _ClassInfo:
     unresolved_bases: list[str]
 
 
-def _parse(path: Path, problems: list[str]) -> ast.Module | None:
+def _parse(repo: RepoRoot, name: str, problems: list[str]) -> ast.Module | None:
     try:
-        return ast.parse(path.read_text(encoding="utf-8"), filename=path.name)
+        return ast.parse(repo.read_text(name), filename=name)
     except SyntaxError as err:
-        problems.append(f"{path.name} line {err.lineno}: syntax error: {err.msg}")
-    except UnicodeDecodeError:
-        problems.append(f"{path.name} is not UTF-8 text")
+        problems.append(f"{name} line {err.lineno}: syntax error: {err.msg}")
+    except RepoPathError as err:
+        problems.append(err.message)
     return None
 
 
@@ -71,7 +72,7 @@ def _imported_from(module: ast.Module, name: str) -> str | None:
 
 
 def _collect(
-    repo: Path, module: ast.Module, cls: ast.ClassDef, depth: int = 0
+    repo: RepoRoot, module: ast.Module, cls: ast.ClassDef, depth: int = 0
 ) -> _ClassInfo:
     """Methods of `cls` including those it inherits from classes in the repo."""
     info = _ClassInfo(methods={}, unresolved_bases=[])
@@ -81,8 +82,8 @@ def _collect(
             continue
         base_module, base_cls = module, _class_in(module, base_name)
         if base_cls is None and (source := _imported_from(module, base_name)):
-            path = repo / (source.replace(".", "/") + ".py")
-            parsed = _parse(path, []) if path.is_file() else None
+            name = source.replace(".", "/") + ".py"
+            parsed = _parse(repo, name, []) if repo.is_file(name) else None
             if parsed is not None:
                 base_module, base_cls = parsed, _class_in(parsed, base_name)
         if base_cls is None:
@@ -110,21 +111,25 @@ def _arity(func: ast.FunctionDef | ast.AsyncFunctionDef) -> tuple[int, int | Non
 
 
 def _check_class(
-    repo: Path,
+    repo: RepoRoot,
     filename: str,
     class_name: str,
     methods: dict[str, int],
     problems: list[str],
     notes: list[str],
 ) -> None:
-    path = repo / filename
-    if not path.is_file():
+    try:
+        exists = repo.path(filename).is_file()
+    except RepoPathError as err:
+        problems.append(err.message)
+        return
+    if not exists:
         problems.append(
             f"{filename} is missing at the repo root (expected class {class_name} "
             f"with {', '.join(m + '()' for m in methods)})"
         )
         return
-    module = _parse(path, problems)
+    module = _parse(repo, filename, problems)
     if module is None:
         return
     cls = _class_in(module, class_name)
@@ -158,11 +163,12 @@ def check_repo(repo: Path) -> ContractReport:
     """Check the contract; raise ContractError listing every problem found."""
     problems: list[str] = []
     notes: list[str] = []
+    root = RepoRoot(repo)
     _check_class(
-        repo, "model_manager.py", "ModelManager", MODEL_MANAGER_METHODS, problems, notes
+        root, "model_manager.py", "ModelManager", MODEL_MANAGER_METHODS, problems, notes
     )
     _check_class(
-        repo, "data_manager.py", "DataManager", DATA_MANAGER_METHODS, problems, notes
+        root, "data_manager.py", "DataManager", DATA_MANAGER_METHODS, problems, notes
     )
     dependencies: DependencySet | None = None
     try:

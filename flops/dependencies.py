@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import tomllib
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import yaml
@@ -19,8 +19,13 @@ from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
 
 from flops.errors import ContractError
+from flops.repo_files import RepoPathError, RepoRoot
 
 DEPENDENCY_FILES = ("requirements.txt", "pyproject.toml", "conda.yaml", "conda.yml")
+
+# Direct references (`pkg @ URL`) the installer may fetch: from the network only,
+# never a file of the host that installs them.
+REMOTE_URL_SCHEMES = ("https://", "http://", "git+https://", "git+http://")
 
 # Provided by the FLOps runtime itself; a repo written for Oakestra FLOps lists
 # `flops-utils` so that it runs on a laptop, FLOps supplies its compatible copy.
@@ -53,27 +58,41 @@ def _check(spec: str, where: str, problems: list[str]) -> str | None:
     except InvalidRequirement as err:
         problems.append(f"{where}: '{spec}' is not a valid requirement ({err})")
         return None
+    if req.url and not req.url.lower().startswith(REMOTE_URL_SCHEMES):
+        problems.append(
+            f"{where}: '{spec}' points at {req.url}; a direct reference must be an "
+            "https URL (a file of the build host is never installed)"
+        )
+        return None
     if canonicalize_name(req.name) in PROVIDED_BY_RUNTIME:
         return None
     return spec
 
 
 def _requirements_txt(
-    path: Path, root: Path, problems: list[str], notes: list[str], seen: set[Path]
+    rel: str, root: RepoRoot, problems: list[str], notes: list[str], seen: set[str]
 ) -> list[str]:
-    if path in seen:
+    if rel in seen:
         return []
-    seen.add(path)
-    rel = path.relative_to(root)
+    seen.add(rel)
+    try:
+        text = root.read_text(rel)
+    except RepoPathError as err:
+        problems.append(err.message)
+        return []
     specs: list[str] = []
-    for number, raw in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+    for number, raw in enumerate(text.splitlines(), 1):
         line = raw.split(" #", 1)[0].strip()
         if not line or line.startswith("#"):
             continue
         where = f"{rel} line {number}"
         if line.startswith(("-r ", "--requirement ", "-r\t")):
-            target = (path.parent / line.split(maxsplit=1)[1]).resolve()
-            if not target.is_relative_to(root) or not target.is_file():
+            include = (PurePosixPath(rel).parent / line.split(maxsplit=1)[1]).as_posix()
+            try:
+                target = root.relative(root.path(include))
+            except RepoPathError:
+                target = None
+            if target is None or not root.is_file(target):
                 problems.append(f"{where}: included file '{line}' is not in the repo")
                 continue
             specs += _requirements_txt(target, root, problems, notes, seen)
@@ -84,9 +103,12 @@ def _requirements_txt(
     return specs
 
 
-def _pyproject(path: Path, problems: list[str]) -> list[str]:
+def _pyproject(root: RepoRoot, problems: list[str]) -> list[str]:
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
+        data = tomllib.loads(root.read_text("pyproject.toml"))
+    except RepoPathError as err:
+        problems.append(err.message)
+        return []
     except tomllib.TOMLDecodeError as err:
         problems.append(f"pyproject.toml is not valid TOML: {err}")
         return []
@@ -101,9 +123,15 @@ def _pyproject(path: Path, problems: list[str]) -> list[str]:
     ]
 
 
-def _conda(path: Path, problems: list[str], notes: list[str]) -> list[str]:
+def _conda(
+    root: RepoRoot, name: str, problems: list[str], notes: list[str]
+) -> list[str]:
+    path = Path(name)
     try:
-        data: Any = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data: Any = yaml.safe_load(root.read_text(name))
+    except RepoPathError as err:
+        problems.append(err.message)
+        return []
     except yaml.YAMLError as err:
         problems.append(f"{path.name} is not valid YAML: {err}")
         return []
@@ -126,29 +154,37 @@ def _conda(path: Path, problems: list[str], notes: list[str]) -> list[str]:
     return specs
 
 
-def _declares_dependencies(pyproject: Path) -> bool:
+def _declares_dependencies(root: RepoRoot) -> bool:
     """A pyproject.toml kept only for tool settings is not a dependency file."""
     try:
-        data = tomllib.loads(pyproject.read_text(encoding="utf-8"))
-    except tomllib.TOMLDecodeError:
-        return True  # let the parser report the syntax error
+        data = tomllib.loads(root.read_text("pyproject.toml"))
+    except (tomllib.TOMLDecodeError, RepoPathError):
+        return True  # let the parser report the problem
     return "dependencies" in data.get("project", {})
 
 
+def _present(root: RepoRoot, name: str) -> bool:
+    """A dependency file is there (one that leaves the repo counts, to be refused)."""
+    try:
+        return root.path(name).is_file()
+    except RepoPathError:
+        return True
+
+
 def find_dependency_file(repo: Path) -> Path | None:
+    root = RepoRoot(repo)
     for name in DEPENDENCY_FILES:
-        candidate = repo / name
-        if candidate.is_file() and (
-            name != "pyproject.toml" or _declares_dependencies(candidate)
+        if _present(root, name) and (
+            name != "pyproject.toml" or _declares_dependencies(root)
         ):
-            return candidate
+            return root.root / name
     return None
 
 
 def read_dependencies(repo: Path) -> DependencySet:
     """Parse the repo's dependency file; ContractError lists every problem."""
-    root = repo.resolve()
-    path = find_dependency_file(root)
+    root = RepoRoot(repo)
+    path = find_dependency_file(root.root)
     if path is None:
         raise ContractError(
             [
@@ -159,19 +195,19 @@ def read_dependencies(repo: Path) -> DependencySet:
     problems: list[str] = []
     notes: list[str] = []
     if path.name == "requirements.txt":
-        specs = _requirements_txt(path, root, problems, notes, set())
+        specs = _requirements_txt(path.name, root, problems, notes, set())
     elif path.name == "pyproject.toml":
-        specs = _pyproject(path, problems)
+        specs = _pyproject(root, problems)
     else:
-        specs = _conda(path, problems, notes)
+        specs = _conda(root, path.name, problems, notes)
     if problems:
         raise ContractError(problems)
     others = [
         name
         for name in DEPENDENCY_FILES
         if name != path.name
-        and (root / name).is_file()
-        and (name != "pyproject.toml" or _declares_dependencies(root / name))
+        and root.is_file(name)
+        and (name != "pyproject.toml" or _declares_dependencies(root))
     ]
     if others:
         notes.append(

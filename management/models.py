@@ -116,6 +116,9 @@ class Project(BaseModel):
     started_at: datetime | None = None
     finished_at: datetime | None = None
     cancel_requested: bool = False
+    # The repo URL came with credentials: held in the service's memory only, so a
+    # job queued across a restart cannot clone any more (it fails, saying so).
+    credentials: bool = False
     # Service-internal: where the job's processes and files are (for recovery).
     runtime: dict[str, Any] = Field(default_factory=dict)
 

@@ -11,28 +11,50 @@ from __future__ import annotations
 
 import re
 import uuid
+from pathlib import Path
 from typing import Any
 
 from flops import strategies
 from flops.config import ProjectConfig, parse_config
-from flops.errors import ConfigError, FlopsError
+from flops.errors import ConfigError, FlopsError, ForbiddenError, SourceError
 from flops_management import datasets
 from flops_management.auth import Principal
 from flops_management.models import Project, ProjectStatus, utcnow
 from flops_management.orchestrators import check_orchestrator
-from flops_management.pipeline import source
+from flops_management.pipeline import repo_url
+from flops_management.pipeline.repo_url import RepoSource
 from flops_management.pipeline.runner import JobRunner
+from flops_management.settings import Settings
 from flops_management.store import Store
 
 
-def derive_name(repo: str) -> str:
+def derive_name(source: RepoSource) -> str:
     """`https://host/team/MNIST_Demo.git` -> `mnist_demo`; a subdirectory wins."""
-    url, subdir = source.split_subdirectory(repo)
-    last = (
-        re.split(r"[/:]", (subdir or url).rstrip("/"))[-1].removesuffix(".git").lower()
-    )
+    where = source.subdirectory or source.location
+    last = re.split(r"[/:]", where.rstrip("/"))[-1].removesuffix(".git").lower()
     name = re.sub(r"[^a-z0-9._-]+", "-", last).strip("-._")[:63]
     return name or "project"
+
+
+def check_local_access(
+    source: RepoSource, principal: Principal, settings: Settings
+) -> None:
+    """A path on the service's host is a file read of the service: admins only,
+    and never FLOPS_HOME (other jobs' checkouts, the service's own state)."""
+    if not source.local:
+        return
+    if not principal.admin:
+        raise ForbiddenError(
+            "Only admins may submit a path on the service's host.",
+            hint="Submit the repository's https URL.",
+        )
+    home = settings.home.resolve()
+    path = Path(source.location)
+    if path == home or path.is_relative_to(home) or home.is_relative_to(path):
+        raise ForbiddenError(
+            f"{source.location} holds the service's own state ({home}); FLOps does "
+            "not clone it."
+        )
 
 
 def _validate(store: Store, tenant: str, body: dict[str, Any]) -> ProjectConfig:
@@ -46,15 +68,15 @@ def _validate(store: Store, tenant: str, body: dict[str, Any]) -> ProjectConfig:
 
 
 def _record_rejection(
-    store: Store, tenant: str, repo: str, body: dict[str, Any], err: FlopsError
+    store: Store, tenant: str, source: RepoSource, body: dict[str, Any], err: FlopsError
 ) -> None:
     now = utcnow()
     name = body.get("name") if isinstance(body.get("name"), str) else None
     project = Project(
         id=uuid.uuid4().hex,
         tenant=tenant,
-        name=name or derive_name(repo),
-        source=repo,
+        name=name or derive_name(source),
+        source=source.display,
         requested_config={key: value for key, value in body.items() if key != "repo"},
         status=ProjectStatus.FAILED,
         error=str(err),
@@ -66,28 +88,43 @@ def _record_rejection(
     err.detail["project_id"] = project.id
 
 
-def submit(
-    store: Store, runner: JobRunner, principal: Principal, body: dict[str, Any]
-) -> Project:
-    raw_repo = body.get("repo")
-    if not isinstance(raw_repo, str) or not raw_repo.strip():
+def _source(raw: object) -> RepoSource:
+    if not isinstance(raw, str) or not raw.strip():
         raise ConfigError(
             "Invalid project config: 'repo' is required (a git URL or path)."
         )
-    repo = source.normalise(raw_repo)
+    try:
+        return repo_url.parse(raw)
+    except SourceError as err:
+        # A bad location is a bad config: 422, and nothing of it is stored.
+        raise ConfigError(
+            f"Invalid project config: 'repo': {err.message}", hint=err.hint
+        ) from None
+
+
+def submit(
+    settings: Settings,
+    store: Store,
+    runner: JobRunner,
+    principal: Principal,
+    body: dict[str, Any],
+) -> Project:
+    source = _source(body.get("repo"))
+    check_local_access(source, principal, settings)
     try:
         config = _validate(store, principal.tenant, body)
     except ConfigError as err:
-        _record_rejection(store, principal.tenant, repo, body, err)
+        _record_rejection(store, principal.tenant, source, body, err)
         raise
     project = Project(
         id=uuid.uuid4().hex,
         tenant=principal.tenant,
-        name=config.name or derive_name(repo),
-        source=repo,
+        name=config.name or derive_name(source),
+        source=source.display,
         requested_config={key: value for key, value in body.items() if key != "repo"},
+        credentials=source.credentials is not None,
     )
     store.create_project(project)
-    store.append_event(project.id, "job_queued", {"source": repo})
-    runner.submit(project.id)
+    store.append_event(project.id, "job_queued", {"source": source.display})
+    runner.submit(project.id, source.credentials)
     return project

@@ -17,6 +17,7 @@ from flops.errors import ConflictError, FlopsError, JobCancelledError
 from flops_management.models import ProjectStatus, StageStatus, utcnow
 from flops_management.orchestrators import get_orchestrator
 from flops_management.pipeline.context import CancelSignal, JobContext, Workspace
+from flops_management.pipeline.repo_url import RepoCredentials
 from flops_management.pipeline.stages import STAGE_FUNCTIONS
 from flops_management.pipeline.tracking import Tracking
 from flops_management.settings import Settings
@@ -29,6 +30,10 @@ SHUTDOWN_REASON = (
 )
 RESTART_REASON = (
     "The management service restarted while this job was running; submit it again."
+)
+CREDENTIALS_LOST = (
+    "The management service restarted before this job cloned its repository; the "
+    "credentials in its URL are kept in memory only. Submit it again."
 )
 
 
@@ -93,14 +98,20 @@ def _teardown(ctx: JobContext, status: ProjectStatus) -> None:
 
 
 def run_job(
-    settings: Settings, store: Store, project_id: str, cancel_event: CancelSignal
+    settings: Settings,
+    store: Store,
+    project_id: str,
+    cancel_event: CancelSignal,
+    credentials: RepoCredentials | None = None,
 ) -> ProjectStatus:
     project = store.get_project(project_id)
     if project.status.finished:
         return project.status
     workspace = Workspace(settings.jobs_dir / project_id)
     workspace.root.mkdir(parents=True, exist_ok=True)
-    ctx = JobContext(project, settings, store, workspace, cancel_event)
+    ctx = JobContext(
+        project, settings, store, workspace, cancel_event, credentials=credentials
+    )
     if project.cancel_requested:
         cancel_event.trigger()
     store.update_project(project_id, status=ProjectStatus.RUNNING, started_at=utcnow())
@@ -147,14 +158,21 @@ class JobRunner:
         self._cancel: dict[str, CancelSignal] = {}
         self._lock = threading.Lock()
 
-    def submit(self, project_id: str) -> None:
+    def submit(
+        self, project_id: str, credentials: RepoCredentials | None = None
+    ) -> None:
         with self._lock:
             event = self._cancel.setdefault(project_id, CancelSignal())
-        self._pool.submit(self._run, project_id, event)
+        self._pool.submit(self._run, project_id, event, credentials)
 
-    def _run(self, project_id: str, event: CancelSignal) -> None:
+    def _run(
+        self,
+        project_id: str,
+        event: CancelSignal,
+        credentials: RepoCredentials | None,
+    ) -> None:
         try:
-            run_job(self.settings, self.store, project_id, event)
+            run_job(self.settings, self.store, project_id, event, credentials)
         except Exception:
             logger.exception("Job %s could not be run", project_id)
         finally:
@@ -212,8 +230,19 @@ class JobRunner:
                         )
                     except Exception:
                         logger.warning("Could not close MLflow run of %s", project.id)
+            elif project.credentials:
+                self._fail_queued(project.id, CREDENTIALS_LOST)
             else:
                 self.submit(project.id)
+
+    def _fail_queued(self, project_id: str, reason: str) -> None:
+        self.store.update_project(
+            project_id,
+            status=ProjectStatus.FAILED,
+            error=reason,
+            finished_at=utcnow(),
+        )
+        self.store.append_event(project_id, "job_failed", {"error": reason})
 
     def shutdown(self) -> None:
         """Stop running jobs (their processes too) and wait for them to settle."""

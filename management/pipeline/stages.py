@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import re
@@ -15,10 +16,11 @@ import flwr
 
 from flops import strategies, subprocesses
 from flops.app import run_settings as keys
-from flops.config import merge_configs, parse_config, read_toml
+from flops.config import loads_toml, merge_configs, parse_config
 from flops.contract import check_repo
 from flops.errors import TrainingError
 from flops.model_export import export_requirements
+from flops.repo_files import RepoRoot
 from flops_management import datasets, serving
 from flops_management.images.fl_actor import ActorImageRequest, FlActorImages
 from flops_management.images.inference import (
@@ -35,7 +37,7 @@ from flops_management.orchestrators import (
     get_orchestrator,
 )
 from flops_management.pipeline import augment as augment_mod
-from flops_management.pipeline import source, tracking
+from flops_management.pipeline import repo_url, source, tracking
 from flops_management.pipeline.context import JobContext
 from flops_management.pipeline.environment import (
     EnvironmentBuilder,
@@ -61,12 +63,16 @@ IMAGE_PROGRESS = re.compile(
 
 
 def clone(ctx: JobContext) -> StageResult:
+    repo = repo_url.parse(ctx.project.source)
+    repo = dataclasses.replace(repo, credentials=ctx.credentials)
     sha, subdir = source.clone(
-        ctx.project.source,
+        repo,
         ctx.project.requested_config.get("ref"),
         ctx.workspace.checkout,
         ctx.log,
+        ca_bundle=ctx.settings.ca_bundle,
     )
+    ctx.credentials = None  # used: not kept for the rest of the job
     ctx.repo_dir = ctx.workspace.checkout / subdir if subdir else ctx.workspace.checkout
     ctx.store.update_project(ctx.project_id, commit=sha)
     ctx.event("commit_resolved", commit=sha)
@@ -79,8 +85,10 @@ def check(ctx: JobContext) -> StageResult:
     for note in ctx.report.notes:
         ctx.log(f"note: {note}")
     layers = []
-    if (repo / REPO_CONFIG_FILE).is_file():
-        layers.append(read_toml(repo / REPO_CONFIG_FILE))
+    root = RepoRoot(repo)
+    if root.is_file(REPO_CONFIG_FILE):
+        text = root.read_text(REPO_CONFIG_FILE)
+        layers.append(loads_toml(text, f"the repo's {REPO_CONFIG_FILE}"))
         ctx.log(f"using defaults from the repo's {REPO_CONFIG_FILE}")
     config = parse_config(
         merge_configs(*layers, ctx.project.requested_config),

@@ -5,14 +5,14 @@ from pathlib import Path
 import pytest
 
 from flops.errors import SourceError
-from flops_management.pipeline import source
+from flops_management.pipeline import repo_url, source
 from flops_management.projects import derive_name
 from tests.helpers import git, make_repo
 
 
 def clone(src: str, ref: str | None, dest: Path) -> tuple[str, str, list[str]]:
     lines: list[str] = []
-    sha, subdir = source.clone(src, ref, dest, lines.append)
+    sha, subdir = source.clone(repo_url.parse(src), ref, dest, lines.append)
     return sha, subdir, lines
 
 
@@ -87,8 +87,38 @@ def test_url_that_does_not_resolve(tmp_path: Path) -> None:
 
 
 def test_names_and_normalisation(tmp_path: Path) -> None:
-    assert derive_name("https://host/team/MNIST_Demo.git") == "mnist_demo"
-    assert derive_name("git@host:team/repo.git") == "repo"
-    assert derive_name("https://host/mono.git#subdirectory=ml/Digits") == "digits"
-    assert source.normalise("repo", base=tmp_path) == str(tmp_path / "repo")
-    assert source.normalise("git@host:x/y.git") == "git@host:x/y.git"
+    def name(text: str) -> str:
+        return derive_name(repo_url.parse(text))
+
+    assert name("https://host/team/MNIST_Demo.git") == "mnist_demo"
+    assert name("git://host/team/repo.git") == "repo"
+    assert name("https://host/mono.git#subdirectory=ml/Digits") == "digits"
+    assert repo_url.parse("repo", base=tmp_path).location == str(tmp_path / "repo")
+
+
+def test_symlink_out_of_the_checkout_is_refused_by_name(tmp_path: Path) -> None:
+    secret = tmp_path / "secret"
+    secret.write_text("s3cret")
+    repo = make_repo(tmp_path / "repo", files={"a.txt": "1", "sub/b.txt": "2"})
+    (repo / "requirements.txt").symlink_to(secret)
+    (repo / "sub" / "up").symlink_to("../../secret")
+    (repo / "inside").symlink_to("sub/b.txt")  # stays in: allowed
+    git(repo, "add", "-A")
+    git(repo, "commit", "-qm", "links")
+    with pytest.raises(SourceError) as err:
+        clone(str(repo), None, tmp_path / "out")
+    text = str(err.value)
+    assert f"- requirements.txt -> {secret}" in text
+    assert "- sub/up -> ../../secret" in text
+    assert "inside" not in text and "s3cret" not in text
+
+
+def test_subdirectory_that_leaves_the_checkout_is_refused(tmp_path: Path) -> None:
+    repo = make_repo(tmp_path / "repo", files={"a.txt": "1"})
+    with pytest.raises(SourceError, match="must not contain '..'"):
+        repo_url.parse(f"file://{repo}#subdirectory=../..")
+    (repo / "out").symlink_to(tmp_path)
+    git(repo, "add", "-A")
+    git(repo, "commit", "-qm", "link")
+    with pytest.raises(SourceError, match="lead out of it"):
+        clone(f"file://{repo}#subdirectory=out", None, tmp_path / "o")

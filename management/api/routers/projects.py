@@ -24,13 +24,14 @@ KEEPALIVE_S = 15.0
 @router.post("", status_code=201)
 def submit_project(
     principal: PrincipalDep,
+    settings: SettingsDep,
     store: StoreDep,
     runner: RunnerDep,
     body: Annotated[
         dict[str, Any], Body(description="The project config; `repo` required.")
     ],
 ) -> dict[str, Any]:
-    return projects.submit(store, runner, principal, body).public()
+    return projects.submit(settings, store, runner, principal, body).public()
 
 
 @router.get("")
