@@ -9,27 +9,40 @@ so a missing dependency is reported before any learner starts.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
+from pydantic import BaseModel, ConfigDict, Field
+
 from flops import model_export, usercode
+from flops.config import Flavor
 from flops.errors import FlopsError
 
 RESULT_PREFIX = "FLOPS_SMOKE "
 
 
-def check(repo: Path, flavor: str | None) -> dict[str, object]:
+class SmokeResult(BaseModel):
+    """What the smoke test reports; the service reads nothing else from the line
+    (it is printed by a process running the tenant's code)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    flavor: Flavor
+    arrays: int = Field(ge=1)
+    parameter_bytes: int = Field(ge=0)
+
+
+def check(repo: Path, flavor: str | None) -> SmokeResult:
     manager = usercode.new_model_manager(repo)
     params = usercode.get_parameters(manager)
     if not params:
         raise usercode.UserCodeError("get_model_parameters() returned no arrays")
     model = usercode.call(manager.get_model, "get_model()")
-    return {
-        "flavor": flavor or model_export.detect_flavor(model),
-        "arrays": len(params),
-        "parameter_bytes": int(sum(p.nbytes for p in params)),
-    }
+    return SmokeResult(
+        flavor=flavor or model_export.detect_flavor(model),  # type: ignore[arg-type]
+        arrays=len(params),
+        parameter_bytes=int(sum(p.nbytes for p in params)),
+    )
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -42,7 +55,7 @@ def main(argv: list[str] | None = None) -> None:
     except FlopsError as err:
         print(str(err), file=sys.stderr)
         raise SystemExit(1) from None
-    print(RESULT_PREFIX + json.dumps(result))
+    print(RESULT_PREFIX + result.model_dump_json())
 
 
 if __name__ == "__main__":

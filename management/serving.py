@@ -24,6 +24,7 @@ from flops_management.models import InferenceServer, Project, ServerStatus, utcn
 from flops_management.orchestrators import Orchestrator, get_orchestrator
 from flops_management.orchestrators.base import ServerSpec
 from flops_management.orchestrators.local import free_port
+from flops_management.sandbox import Identity
 from flops_management.settings import Settings
 from flops_management.store import Store
 
@@ -87,6 +88,7 @@ def deploy(
     image: ImageInfo | None,
     port: int | None,
     log: Log,
+    identity: Identity | None = None,
 ) -> InferenceServer:
     """Serve the model on the orchestrator; replaces a server the project has."""
     orchestrator = get_orchestrator(orchestrator_name, settings)
@@ -103,6 +105,7 @@ def deploy(
         image=image.reference if image is not None else None,
         host=host,
         port=port,
+        identity=identity,
     )
     handle = orchestrator.start_server(spec)
     server = InferenceServer(

@@ -115,8 +115,20 @@ class Settings(BaseSettings):
     # interface (their URL then names this host).
     inference_host: str = "127.0.0.1"
 
+    # Tenant code runs sandboxed (flops_management.sandbox) as uid/gid
+    # tenant_uid_base + the tenant's number when the service is root.
+    tenant_uid_base: int = Field(default=2_000_000, ge=1000, le=2**31 - 2**20)
+    # Development only: run tenant code as the service, with its environment and
+    # files in reach. Refused by the production profile.
+    dev_unsandboxed_tenant_code: bool = False
+
     @model_validator(mode="after")
     def _check_profile(self) -> Settings:
+        if self.profile == "production" and self.dev_unsandboxed_tenant_code:
+            raise ConfigError(
+                "FLOPS_DEV_UNSANDBOXED_TENANT_CODE is a development switch; the "
+                "production profile always sandboxes tenant code."
+            )
         if self.profile == "production":
             missing = [
                 name

@@ -19,6 +19,7 @@ from typing import Any, ClassVar
 
 from flops.config import Resources
 from flops.errors import FlopsError
+from flops_management.sandbox import Identity
 from flops_management.settings import Settings
 
 AGGREGATOR = "aggregator"
@@ -43,7 +44,13 @@ class DeploymentSpec:
     environment: Path | None = None
     image: str | None = None
     poll_interval: float = 0.05
+    # Extra variables for every actor, and for the aggregator alone (its MLflow
+    # credential, scoped to the job's experiment: learners never see it).
     env: dict[str, str] = field(default_factory=dict)
+    aggregator_env: dict[str, str] = field(default_factory=dict, repr=False)
+    # Who the tenant's code runs as (sandboxed backends); None: the service's
+    # own unprivileged identity, in a user namespace.
+    identity: Identity | None = None
 
 
 @dataclass(frozen=True)
@@ -62,6 +69,7 @@ class ServerSpec:
     # Where the server's port is published: address and port on the host.
     host: str
     port: int
+    identity: Identity | None = None
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,9 @@
 Every actor runs from the project's own Python environment (built by the `build`
 stage), each learner with its own data directory and Flower home. The SuperLink
 and SuperNodes run with `--isolation process` next to a `flops-executor` each,
-which keeps imports warm across tasks (see flops/executor.py).
+which keeps imports warm across tasks (see flops/executor.py). Each actor runs in
+the tenant's sandbox (flops_management.sandbox), seeing only the environment, the
+repo, its own data and its own Flower home (`local_commands.actor_mounts`).
 
 Per-learner limits: memory as the data-segment rlimit (`prlimit --data`), CPU as
 a set of pinned cores (`taskset`); fractional CPU is rounded up to whole cores,
@@ -36,6 +38,7 @@ from flops_management.orchestrators.base import (
 )
 from flops_management.orchestrators.local_commands import (
     THREAD_VARIABLES,
+    actor_mounts,
     executor_args,
     learner_cores,
     limit_prefix,
@@ -43,6 +46,7 @@ from flops_management.orchestrators.local_commands import (
     superlink_args,
     supernode_args,
 )
+from flops_management.sandbox import DEFAULT_PATH, Mounts, sandbox_for, tenant_env
 
 READY_TIMEOUT_S = 60.0
 _OWN_PROCESS_MARKERS = (b"flower-superlink", b"flower-supernode", b"flops.executor")
@@ -152,24 +156,28 @@ class LocalOrchestrator(Orchestrator):
         return notes
 
     def _env(
-        self, spec: DeploymentSpec, flwr_home: Path, threads: int | None = None
+        self,
+        spec: DeploymentSpec,
+        flwr_home: Path,
+        threads: int | None = None,
+        extra: dict[str, str] | None = None,
     ) -> dict[str, str]:
+        """The actor's whole environment: nothing of the service's."""
         assert spec.environment is not None
-        env = {
-            **os.environ,
-            **spec.env,
-            "PATH": os.pathsep.join(
-                [str(spec.environment / "bin"), os.environ["PATH"]]
-            ),
-            "VIRTUAL_ENV": str(spec.environment),
-            REPO_DIR_ENV: str(spec.repo_dir),
-            "FLWR_HOME": str(flwr_home),
-            "FLWR_TELEMETRY_ENABLED": "0",  # no phoning home from offline hosts
-            "PYTHONUNBUFFERED": "1",
-        }
-        env.pop("PYTHONPATH", None)
-        # Cache what the build's warm-up missed; the environment is FLOps' own.
-        env.pop("PYTHONDONTWRITEBYTECODE", None)
+        env = tenant_env(
+            {
+                "PATH": os.pathsep.join([str(spec.environment / "bin"), DEFAULT_PATH]),
+                "VIRTUAL_ENV": str(spec.environment),
+                REPO_DIR_ENV: str(spec.repo_dir),
+                "FLWR_HOME": str(flwr_home),
+                "FLWR_TELEMETRY_ENABLED": "0",  # no phoning home from offline hosts
+                "PYTHONUNBUFFERED": "1",
+                # The environment is read-only to actors; the build compiled it.
+                "PYTHONDONTWRITEBYTECODE": "1",
+                **spec.env,
+                **(extra or {}),
+            }
+        )
         if threads is not None:
             env.update({name: str(threads) for name in THREAD_VARIABLES})
         return env
@@ -199,13 +207,29 @@ class LocalOrchestrator(Orchestrator):
     ) -> None:
         link = f"127.0.0.1:{link_port}"
         home = spec.workdir / "flwr"
+        sandbox = sandbox_for(self.settings)
+        environment = spec.environment
+        assert environment is not None
 
         def start(
-            name: str, args: list[str], threads: int | None = None
+            name: str,
+            args: list[str],
+            threads: int | None = None,
+            data: Path | None = None,
+            extra: dict[str, str] | None = None,
         ) -> subprocess.Popen[bytes]:
-            env = self._env(spec, home / name, threads)
+            flwr_home = home / name
+            flwr_home.mkdir(parents=True, exist_ok=True)
+            sandbox.give(flwr_home, spec.identity)
+            env = self._env(spec, flwr_home, threads, extra)
+            mounts = actor_mounts(environment, spec.repo_dir, flwr_home, data)
             log = logs / f"{name}.log"
-            proc = subprocesses.spawn(args, log_path=log, cwd=spec.workdir, env=env)
+            proc = subprocesses.spawn(
+                sandbox.command(args, mounts, spec.identity),
+                log_path=log,
+                cwd=spec.workdir,
+                env=env,
+            )
             deployment.add(name, proc, log)
             return proc
 
@@ -222,6 +246,7 @@ class LocalOrchestrator(Orchestrator):
             executor_args(
                 bin_dir, "aggregator", link, spec.repo_dir, spec.poll_interval
             ),
+            extra=spec.aggregator_env,
         )
         cores = sorted(os.sched_getaffinity(0))
         for index, learner in enumerate(spec.learners):
@@ -234,6 +259,8 @@ class LocalOrchestrator(Orchestrator):
                 ),
             )
             pinned = learner_cores(spec.resources, index, cores)
+            if learner.data_dir is not None:
+                sandbox.share(learner.data_dir, spec.identity)
             start(
                 learner.name,
                 limit_prefix(spec.resources, pinned)
@@ -247,6 +274,7 @@ class LocalOrchestrator(Orchestrator):
                 threads=len(pinned)
                 if pinned
                 else max(1, len(cores) // len(spec.learners)),
+                data=learner.data_dir,
             )
 
     def cleanup(self, runtime_info: dict[str, Any]) -> None:
@@ -260,14 +288,21 @@ class LocalOrchestrator(Orchestrator):
         if spec.environment is None:
             raise FlopsError("The local orchestrator serves from an environment.")
         log = spec.workdir / "logs" / "inference-server.log"
-        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-        env.pop("PYTHONPATH", None)
+        env = tenant_env({"PYTHONUNBUFFERED": "1", "PYTHONDONTWRITEBYTECODE": "1"})
+        sandbox = sandbox_for(self.settings)
+        # The model (pickles, its code) is the tenant's: served in its sandbox.
+        sandbox.share(spec.model_dir, spec.identity)
+        mounts = Mounts(read_only=(spec.environment, spec.model_dir))
         proc = subprocesses.spawn(
-            server_args(
-                spec.environment / "bin" / "python",
-                spec.model_dir,
-                spec.host,
-                spec.port,
+            sandbox.command(
+                server_args(
+                    spec.environment / "bin" / "python",
+                    spec.model_dir,
+                    spec.host,
+                    spec.port,
+                ),
+                mounts,
+                spec.identity,
             ),
             log_path=log,
             cwd=spec.workdir,

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from flops import actor_commands
 from flops.config import Resources
+from flops_management.sandbox import Mounts
 
 # Math libraries start a thread per core in every process; learners sharing a host
 # would oversubscribe it. Each learner gets its share (or its pinned cores).
@@ -52,6 +53,15 @@ def server_args(python: Path, model_dir: Path, host: str, port: int) -> list[str
         "--port",
         str(port),
     ]
+
+
+def actor_mounts(
+    environment: Path, repo: Path, flwr_home: Path, data: Path | None = None
+) -> Mounts:
+    """What one actor's sandbox holds: the environment and the repo read-only,
+    a learner's data read-only, its own Flower home writable."""
+    read_only = (environment, repo) if data is None else (environment, repo, data)
+    return Mounts(read_only=read_only, writable=(flwr_home,), chdir=flwr_home)
 
 
 def limit_prefix(resources: Resources, cores: list[int] | None) -> list[str]:

@@ -15,6 +15,7 @@ from flops_management.images.registry import ImageInfo
 from flops_management.models import Project
 from flops_management.orchestrators import Deployment
 from flops_management.pipeline.repo_url import RepoCredentials
+from flops_management.sandbox import Identity
 from flops_management.settings import Settings
 from flops_management.store import Store
 
@@ -79,6 +80,8 @@ class JobContext:
     flower_run_id: str | None = None
     mlflow_run_id: str | None = None
     model_uri: str | None = None
+    # The uid/gid the tenant's code runs as (None: the service's own, unprivileged).
+    identity: Identity | None = None
     # From the submitted URL, for the clone only; never stored.
     credentials: RepoCredentials | None = field(default=None, repr=False)
     _stage_log: list[str] = field(default_factory=list)

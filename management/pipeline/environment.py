@@ -4,7 +4,14 @@ An environment holds the FLOps runtime set (flwr, mlflow-skinny, datasets, ...),
 the repo's own requirements and a copy of the `flops`/`flops_utils` packages. Its
 key hashes all of that plus the interpreter version, so a second project with the
 same dependencies reuses it, and a change to any of them builds a new one.
-Built with uv (fast, shares a cache), or pip when configured.
+Built with uv (fast, a cache per tenant), or pip when configured.
+
+Installing runs the tenant's code (package builds, `.pth` files), so every step
+runs in the tenant's sandbox, as the tenant, writing only the environment and
+the tenant's installer cache. Environments and caches are per tenant: one
+tenant's build can never plant code in another's. The service itself only
+creates the folders and writes the completion marker beside the environment,
+never inside what the tenant's code could have touched.
 """
 
 from __future__ import annotations
@@ -21,16 +28,30 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from pydantic import ValidationError
+
 import flops
 import flops_utils
 from flops import subprocesses
 from flops.dependencies import DependencySet
 from flops.errors import CommandError, EnvironmentBuildError
 from flops.model_export import export_requirements
+from flops.smoke import RESULT_PREFIX, SmokeResult
+from flops_management.sandbox import (
+    INSTALLER_VARIABLES,
+    Identity,
+    Mounts,
+    host_files,
+    sandbox_for,
+    tenant_env,
+)
 from flops_management.settings import Settings
 
-COMPLETE_MARKER = "flops-env.json"
 RUNTIME_PACKAGES = (Path(flops.__file__).parent, Path(flops_utils.__file__).parent)
+_COPY_PACKAGE = (
+    "import shutil, sys; shutil.copytree(sys.argv[1], sys.argv[2], "
+    "dirs_exist_ok=True, ignore=shutil.ignore_patterns('__pycache__'))"
+)
 
 
 def runtime_requirements() -> list[str]:
@@ -82,6 +103,12 @@ def install_args(
     return args + requirements
 
 
+def base_python() -> Path:
+    """The interpreter environments are made from (this venv's base, resolved:
+    the sandbox binds its prefix, not this service's venv)."""
+    return Path(sys.executable).resolve()
+
+
 def create_args(installer: str, target: Path) -> list[str]:
     if installer == "uv":
         return [
@@ -89,10 +116,10 @@ def create_args(installer: str, target: Path) -> list[str]:
             "venv",
             "--quiet",
             "--python",
-            sys.executable,
+            str(base_python()),
             str(target),
         ]
-    return [sys.executable, "-m", "venv", str(target)]
+    return [str(base_python()), "-m", "venv", str(target)]
 
 
 @contextmanager
@@ -108,11 +135,16 @@ def _locked(path: Path) -> Iterator[None]:
 
 
 class EnvironmentBuilder:
-    def __init__(self, settings: Settings) -> None:
+    def __init__(
+        self, settings: Settings, tenant: str, identity: Identity | None
+    ) -> None:
         self.settings = settings
-        uv = Path(sys.executable).parent / "uv"
+        self.tenant = tenant
+        self.identity = identity
+        self.sandbox = sandbox_for(settings)
+        self.uv = Path(sys.executable).parent / "uv"
         self.installer = (
-            "uv" if settings.env_installer == "uv" and uv.exists() else "pip"
+            "uv" if settings.env_installer == "uv" and self.uv.exists() else "pip"
         )
 
     def _options(self) -> list[str]:
@@ -123,15 +155,24 @@ class EnvironmentBuilder:
         ]
 
     def path_for(self, deps: DependencySet) -> Path:
-        return self.settings.envs_dir / environment_key(deps, self._options())
+        return (
+            self.settings.envs_dir
+            / self.tenant
+            / environment_key(deps, self._options())
+        )
+
+    @property
+    def cache_dir(self) -> Path:
+        return self.settings.home / "cache" / "installer" / self.tenant
 
     def ensure(
         self, deps: DependencySet, log: Callable[[str], None]
     ) -> tuple[Path, bool]:
         """The environment for `deps`: (path, reused)."""
         target = self.path_for(deps)
+        # Beside the environment, in a folder only the service writes.
+        marker = target.with_suffix(".json")
         with _locked(target.with_suffix(".lock")):
-            marker = target / COMPLETE_MARKER
             if marker.exists():
                 log(f"reusing environment {target.name} (same dependencies)")
                 marker.touch()
@@ -158,12 +199,44 @@ class EnvironmentBuilder:
             log(f"built environment {target.name} in {time.monotonic() - started:.1f}s")
             return target, False
 
+    def _mounts(self, target: Path) -> Mounts:
+        links = [Path(link) for link in self.settings.find_links if Path(link).is_dir()]
+        return Mounts(
+            read_only=(
+                self.uv,
+                *links,
+                *(package.resolve() for package in RUNTIME_PACKAGES),
+                *host_files(os.environ),
+            ),
+            writable=(target, self.cache_dir),
+        )
+
+    def _run(
+        self,
+        target: Path,
+        args: list[str],
+        on_line: Callable[[str], None] | None = None,
+        bytecode: bool = False,
+    ) -> str:
+        """A build step in the tenant's sandbox, with the installer's variables."""
+        extra = {"UV_CACHE_DIR": str(self.cache_dir), "UV_NO_CONFIG": "1"}
+        if not bytecode:
+            extra["PYTHONDONTWRITEBYTECODE"] = "1"
+        return subprocesses.run(
+            self.sandbox.command(args, self._mounts(target), self.identity),
+            env=tenant_env(extra, passed=INSTALLER_VARIABLES),
+            timeout=self.settings.env_build_timeout,
+            on_line=on_line,
+        )
+
     def _build(
         self, target: Path, deps: DependencySet, log: Callable[[str], None]
     ) -> None:
-        timeout = self.settings.env_build_timeout
         log(f"creating environment with {self.installer}")
-        subprocesses.run(create_args(self.installer, target), timeout=timeout)
+        for folder in (target, self.cache_dir):
+            folder.mkdir(parents=True, exist_ok=True)
+            self.sandbox.give(folder, self.identity)
+        self._run(target, create_args(self.installer, target))
         python = target / "bin" / "python"
         requirements = [
             *runtime_requirements(),
@@ -179,7 +252,7 @@ class EnvironmentBuilder:
             self.settings.index_url,
         )
         try:
-            subprocesses.run(args, timeout=timeout, on_line=log)
+            self._run(target, args, on_line=log)
         except CommandError as err:
             raise EnvironmentBuildError(
                 f"Installing the repo's dependencies ({deps.source}) failed.\n"
@@ -189,52 +262,56 @@ class EnvironmentBuilder:
                 f"{sys.version_info.major}.{sys.version_info.minor} next to "
                 "flwr and mlflow-skinny.",
             ) from err
-        site = subprocesses.run(
-            [
-                str(python),
-                "-c",
-                "import sysconfig; print(sysconfig.get_paths()['purelib'])",
-            ]
-        ).strip()
+        site = (
+            self._run(
+                target,
+                [
+                    str(python),
+                    "-c",
+                    "import sysconfig; print(sysconfig.get_paths()['purelib'])",
+                ],
+            )
+            .strip()
+            .splitlines()[-1]
+        )
         for package in RUNTIME_PACKAGES:
-            shutil.copytree(
-                package,
-                Path(site) / package.name,
-                ignore=shutil.ignore_patterns("__pycache__"),
-                dirs_exist_ok=True,
+            source = package.resolve()
+            self._run(
+                target,
+                [
+                    str(python),
+                    "-c",
+                    _COPY_PACKAGE,
+                    str(source),
+                    f"{site}/{package.name}",
+                ],
             )
         started = time.monotonic()
-        subprocesses.run(
-            [str(python), "-m", "flops.executor", "warm"],
-            env=bytecode_env(),
-            timeout=timeout,
-        )
+        self._run(target, [str(python), "-m", "flops.executor", "warm"], bytecode=True)
         took = time.monotonic() - started
         log(f"Bytecode cached for the actors' imports in {took:.1f}s")
 
 
-def bytecode_env() -> dict[str, str]:
-    """This process's environment with bytecode caching on.
-
-    Environments under FLOPS_HOME belong to FLOps; caching compiled modules in
-    them halves every actor's start-up on hosts that set PYTHONDONTWRITEBYTECODE.
-    """
-    env = dict(os.environ)
-    env.pop("PYTHONDONTWRITEBYTECODE", None)
-    return env
-
-
 def smoke_test(
-    env: Path, repo: Path, flavor: str | None, timeout: float
-) -> dict[str, object]:
-    """Run flops.smoke in the environment; EnvironmentBuildError with its reason."""
-    from flops.smoke import RESULT_PREFIX
-
+    settings: Settings,
+    identity: Identity | None,
+    env: Path,
+    repo: Path,
+    flavor: str | None,
+    timeout: float,
+) -> SmokeResult:
+    """Run flops.smoke in the environment, in the tenant's sandbox (it imports the
+    repo's code); EnvironmentBuildError with its reason."""
     args = [str(env / "bin" / "python"), "-m", "flops.smoke", "--repo", str(repo)]
     if flavor:
         args += ["--flavor", flavor]
+    mounts = Mounts(read_only=(env, repo), chdir=repo)
     try:
-        output = subprocesses.run(args, cwd=repo, timeout=timeout, env=bytecode_env())
+        output = subprocesses.run(
+            sandbox_for(settings).command(args, mounts, identity),
+            timeout=timeout,
+            env=tenant_env({"PYTHONDONTWRITEBYTECODE": "1"}),
+        )
     except CommandError as err:
         lines = [
             line
@@ -245,8 +322,12 @@ def smoke_test(
             "The repo's code fails in its environment: " + "\n".join(lines[-10:]),
             hint="Most often a dependency missing from the repo's dependency file.",
         ) from err
-    for line in output.splitlines():
+    for line in reversed(output.splitlines()):
         if line.startswith(RESULT_PREFIX):
-            result: dict[str, object] = json.loads(line[len(RESULT_PREFIX) :])
-            return result
+            try:
+                return SmokeResult.model_validate_json(line[len(RESULT_PREFIX) :])
+            except ValidationError as err:
+                raise EnvironmentBuildError(
+                    f"The smoke test's result is malformed: {err}"
+                ) from None
     raise EnvironmentBuildError("The smoke test printed no result:\n" + output[-2000:])

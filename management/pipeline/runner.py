@@ -20,6 +20,7 @@ from flops_management.pipeline.context import CancelSignal, JobContext, Workspac
 from flops_management.pipeline.repo_url import RepoCredentials
 from flops_management.pipeline.stages import STAGE_FUNCTIONS
 from flops_management.pipeline.tracking import Tracking
+from flops_management.sandbox import sandbox_for
 from flops_management.settings import Settings
 from flops_management.store import Store
 
@@ -109,8 +110,15 @@ def run_job(
         return project.status
     workspace = Workspace(settings.jobs_dir / project_id)
     workspace.root.mkdir(parents=True, exist_ok=True)
+    identity = sandbox_for(settings).identity(store.tenant_index(project.tenant))
     ctx = JobContext(
-        project, settings, store, workspace, cancel_event, credentials=credentials
+        project,
+        settings,
+        store,
+        workspace,
+        cancel_event,
+        identity=identity,
+        credentials=credentials,
     )
     if project.cancel_requested:
         cancel_event.trigger()

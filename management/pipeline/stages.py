@@ -45,6 +45,7 @@ from flops_management.pipeline.environment import (
     smoke_test,
 )
 from flops_management.pipeline.follow import RunFollower
+from flops_management.sandbox import sandbox_for
 
 StageResult = Literal["skipped"] | None
 
@@ -74,6 +75,8 @@ def clone(ctx: JobContext) -> StageResult:
     )
     ctx.credentials = None  # used: not kept for the rest of the job
     ctx.repo_dir = ctx.workspace.checkout / subdir if subdir else ctx.workspace.checkout
+    # Read by the tenant's sandboxed code (smoke test, actors), never written.
+    sandbox_for(ctx.settings).share(ctx.workspace.checkout, ctx.identity)
     ctx.store.update_project(ctx.project_id, commit=sha)
     ctx.event("commit_resolved", commit=sha)
     return None
@@ -129,7 +132,7 @@ def build(ctx: JobContext) -> StageResult:
     if get_orchestrator(config.orchestrator, ctx.settings).needs_image:
         return _build_image(ctx)
     assert ctx.report is not None
-    builder = EnvironmentBuilder(ctx.settings)
+    builder = EnvironmentBuilder(ctx.settings, ctx.project.tenant, ctx.identity)
 
     def log(line: str) -> None:
         ctx.log(line)
@@ -138,12 +141,14 @@ def build(ctx: JobContext) -> StageResult:
 
     env, reused = builder.ensure(ctx.report.dependencies, log)
     ctx.environment = env
-    result = smoke_test(env, ctx.repo, config.model_flavor, timeout=600)
-    ctx.log(
-        f"smoke test: ModelManager() gives {result['arrays']} arrays "
-        f"({result['parameter_bytes']} bytes), flavor {result['flavor']}"
+    result = smoke_test(
+        ctx.settings, ctx.identity, env, ctx.repo, config.model_flavor, timeout=600
     )
-    ctx.event("environment_ready", path=str(env), reused=reused, **result)
+    ctx.log(
+        f"smoke test: ModelManager() gives {result.arrays} arrays "
+        f"({result.parameter_bytes} bytes), flavor {result.flavor}"
+    )
+    ctx.event("environment_ready", path=str(env), reused=reused, **result.model_dump())
     return None
 
 
@@ -210,6 +215,7 @@ def schedule(ctx: JobContext) -> StageResult:
         environment=ctx.environment,
         image=ctx.image.reference if ctx.image is not None else None,
         poll_interval=ctx.settings.poll_interval,
+        identity=ctx.identity,
     )
     for note in orchestrator.notes(spec):
         ctx.log(note)
@@ -384,6 +390,7 @@ def inference_image(ctx: JobContext) -> StageResult:
             image=image,
             port=post.inference_port,
             log=ctx.log,
+            identity=ctx.identity,
         )
         ctx.event(
             "inference_server_ready",

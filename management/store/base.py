@@ -76,6 +76,13 @@ class Store(ABC):
     def list_datasets(self, tenant: str) -> list[Dataset]:
         """A tenant's data tags, by name."""
 
+    @abstractmethod
+    def tenant_index(self, tenant: str) -> int:
+        """The tenant's number (1, 2, 3... in order of first use; stable).
+
+        Its code runs under an identity derived from it (flops_management.sandbox).
+        """
+
     def close(self) -> None:  # noqa: B027 - optional for implementations
         """Release connections."""
 

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 from pymongo import ASCENDING, DESCENDING, MongoClient, ReturnDocument
-from pymongo.errors import PyMongoError
+from pymongo.errors import DuplicateKeyError, PyMongoError
 
 from flops.errors import NotFoundError, ServiceUnavailableError
 from flops_management.models import (
@@ -34,6 +35,8 @@ class MongoStore(Store):
         self._events = database["events"]
         self._tokens = database["tokens"]
         self._datasets = database["datasets"]
+        self._tenants = database["tenants"]
+        self._counters = database["counters"]
         try:
             self._projects.create_index(
                 [("tenant", ASCENDING), ("created_at", DESCENDING)]
@@ -172,6 +175,22 @@ class MongoStore(Store):
             Dataset.model_validate({k: v for k, v in d.items() if k != "_id"})
             for d in cursor
         ]
+
+    def tenant_index(self, tenant: str) -> int:
+        found = self._tenants.find_one({"_id": tenant})
+        if found is not None:
+            return int(found["index"])
+        counter = self._counters.find_one_and_update(
+            {"_id": "tenant"},
+            {"$inc": {"value": 1}},
+            upsert=True,
+            return_document=ReturnDocument.AFTER,
+        )
+        with contextlib.suppress(DuplicateKeyError):  # numbered by another request
+            self._tenants.insert_one({"_id": tenant, "index": int(counter["value"])})
+        doc = self._tenants.find_one({"_id": tenant})
+        assert doc is not None
+        return int(doc["index"])
 
     def close(self) -> None:
         self._client.close()

@@ -32,6 +32,8 @@ CREATE TABLE IF NOT EXISTS events (
     project_id TEXT NOT NULL, seq INTEGER NOT NULL, doc TEXT NOT NULL,
     PRIMARY KEY (project_id, seq));
 CREATE TABLE IF NOT EXISTS tokens (digest TEXT PRIMARY KEY, doc TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS tenants (
+    idx INTEGER PRIMARY KEY AUTOINCREMENT, name TEXT NOT NULL UNIQUE);
 CREATE TABLE IF NOT EXISTS datasets (
     tenant TEXT NOT NULL, tag TEXT NOT NULL, doc TEXT NOT NULL,
     PRIMARY KEY (tenant, tag));
@@ -203,6 +205,14 @@ class SqliteStore(Store):
                 "SELECT doc FROM datasets WHERE tenant = ? ORDER BY tag", (tenant,)
             ).fetchall()
         return [Dataset.model_validate_json(row[0]) for row in rows]
+
+    def tenant_index(self, tenant: str) -> int:
+        with self._tx() as db:
+            db.execute("INSERT OR IGNORE INTO tenants (name) VALUES (?)", (tenant,))
+            (index,) = db.execute(
+                "SELECT idx FROM tenants WHERE name = ?", (tenant,)
+            ).fetchone()
+        return int(index)
 
     def close(self) -> None:
         with self._lock:

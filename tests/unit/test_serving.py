@@ -32,7 +32,14 @@ ENVIRONMENT = Path(sys.executable).parent.parent  # this venv holds mlflow, uvic
 
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
-    return Settings(home=tmp_path / "home", mlflow_tracking_uri="http://127.0.0.1:9")
+    # This test's environment is the test run's own venv, whose editable `flops`
+    # lives in the source tree, outside any sandbox: serving in the sandbox runs
+    # in the end-to-end tests, from a project's real environment.
+    return Settings(
+        home=tmp_path / "home",
+        mlflow_tracking_uri="http://127.0.0.1:9",
+        dev_unsandboxed_tenant_code=True,
+    )
 
 
 @pytest.fixture

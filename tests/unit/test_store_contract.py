@@ -201,6 +201,13 @@ def test_tokens_and_datasets(store: Store) -> None:
     assert store.get_dataset("t1", "other") is None
 
 
+def test_tenants_are_numbered_once_each(store: Store) -> None:
+    first, second = store.tenant_index("alpha"), store.tenant_index("beta")
+    assert first != second and first >= 1 and second >= 1
+    assert store.tenant_index("alpha") == first
+    assert store.tenant_index("beta") == second
+
+
 def test_sqlite_store_survives_reopening(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'flops.db'}"
     first = open_store(url)
