@@ -52,7 +52,7 @@ def _normalise(spec: str) -> str:
     return f"{canonicalize_name(req.name)}{extras}{req.specifier}{url}{marker}"
 
 
-def _check(spec: str, where: str, problems: list[str]) -> str | None:
+def check_requirement(spec: str, where: str, problems: list[str]) -> str | None:
     try:
         req = Requirement(spec)
     except InvalidRequirement as err:
@@ -98,7 +98,7 @@ def _requirements_txt(
             specs += _requirements_txt(target, root, problems, notes, seen)
         elif line.startswith("-"):
             notes.append(f"{where}: option '{line}' is ignored")
-        elif (spec := _check(line, where, problems)) is not None:
+        elif (spec := check_requirement(line, where, problems)) is not None:
             specs.append(spec)
     return specs
 
@@ -118,7 +118,9 @@ def _pyproject(root: RepoRoot, problems: list[str]) -> list[str]:
         return []
     return [
         spec
-        for spec in (_check(str(d), "pyproject.toml", problems) for d in deps)
+        for spec in (
+            check_requirement(str(d), "pyproject.toml", problems) for d in deps
+        )
         if spec is not None
     ]
 
@@ -143,7 +145,9 @@ def _conda(
     for entry in deps:
         if isinstance(entry, dict) and "pip" in entry:
             for spec in entry["pip"] or []:
-                checked = _check(str(spec), f"{path.name} pip section", problems)
+                checked = check_requirement(
+                    str(spec), f"{path.name} pip section", problems
+                )
                 if checked is not None:
                     specs.append(checked)
         elif isinstance(entry, str) and not entry.startswith(("python", "pip")):

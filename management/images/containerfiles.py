@@ -16,6 +16,8 @@ _PLACEHOLDER = re.compile(r"\{\{(\w+)\}\}")
 
 BASE = "base.Containerfile"
 FL_ACTOR = "fl-actor.Containerfile"
+# Debian's nobody: who runs package builds inside image builds.
+BUILD_USER = "65534:65534"
 INFERENCE = "inference.Containerfile"
 
 
@@ -45,7 +47,9 @@ def compile_stage(base: str, requirements: list[str]) -> str:
     """A stage that builds, under emulation, what has no wheel for the platform.
 
     Only the packages listed run through it; everything with a wheel was
-    installed on the build host for the target platform.
+    installed on the build host for the target platform. Building a package runs
+    its code (a tenant's choice), so that step runs as `nobody`, never as the
+    root of a chroot-isolated build.
     """
     quoted = " ".join(f"'{req}'" for req in requirements)
     return (
@@ -53,8 +57,10 @@ def compile_stage(base: str, requirements: list[str]) -> str:
         "RUN apt-get update -qq \\\n"
         " && apt-get install -y -qq --no-install-recommends"
         " python3-pip python3-dev build-essential > /dev/null \\\n"
-        " && python3 -m pip install --break-system-packages --no-deps --no-compile"
-        " --target /compiled"
+        f" && mkdir /compiled && chown {BUILD_USER} /compiled\n"
+        f"USER {BUILD_USER}\n"
+        "RUN HOME=/tmp python3 -m pip install --break-system-packages --no-deps"
+        " --no-compile --no-cache-dir --target /compiled"
         f" {quoted}"
     )
 

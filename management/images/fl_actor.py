@@ -22,6 +22,7 @@ from flops_management.images.parts import (
     runtime_hash,
 )
 from flops_management.images.registry import ImageInfo
+from flops_management.sandbox import Identity
 from flops_management.settings import Settings
 
 Log = Callable[[str], None]
@@ -36,6 +37,7 @@ class ActorImageRequest:
     repo_dir: Path
     requirements: list[str]
     platforms: list[str]
+    identity: Identity | None = None
 
 
 def repository(tenant: str, project: str) -> str:
@@ -59,7 +61,9 @@ class FlActorImages:
     def ensure(self, request: ActorImageRequest) -> tuple[ImageInfo, bool]:
         """The project's image: (info, skipped because the registry had it)."""
         parts = self.parts
-        pins = parts.resolve(request.platforms, request.requirements)
+        pins = parts.resolve(
+            request.platforms, request.requirements, request.tenant, request.identity
+        )
         tag = actor_tag(
             request.commit,
             deps_hash(pins, self.settings.base_python),

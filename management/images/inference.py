@@ -16,10 +16,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import flops
+from flops.dependencies import check_requirement
+from flops.errors import EnvironmentBuildError
+from flops.repo_files import RepoRoot
 from flops_management.images import containerfiles
 from flops_management.images.fl_actor import repository
 from flops_management.images.parts import ImageParts, deps_hash, runtime_hash
 from flops_management.images.registry import ImageInfo
+from flops_management.sandbox import Identity
 from flops_management.settings import Settings
 
 Log = Callable[[str], None]
@@ -36,18 +40,39 @@ class InferenceImageRequest:
     model_version: str
     model_dir: Path
     platforms: list[str]
+    identity: Identity | None = None
 
 
 def model_requirements(model_dir: Path) -> list[str]:
-    """The model's pip requirements, `mlflow` served by `mlflow-skinny`."""
-    path = model_dir / "requirements.txt"
-    lines = path.read_text().splitlines() if path.exists() else []
-    requirements = []
-    for line in lines:
+    """The model's pip requirements, `mlflow` served by `mlflow-skinny`.
+
+    The file was written by the job's aggregator, which ran the tenant's code:
+    each line is checked like a repo's requirements (no options, no file of this
+    host as a direct reference) before anything resolves it.
+    """
+    root = RepoRoot(model_dir)
+    lines = (
+        root.read_text("requirements.txt").splitlines()
+        if root.is_file("requirements.txt")
+        else []
+    )
+    requirements: list[str] = []
+    problems: list[str] = []
+    for number, line in enumerate(lines, 1):
         line = line.split("#", 1)[0].strip()
         if not line or line.startswith("-"):
             continue
-        requirements.append(re.sub(r"^mlflow(?=[\s=<>!~;\[]|$)", "mlflow-skinny", line))
+        checked = check_requirement(line, f"model requirements line {number}", problems)
+        if checked is None:
+            continue
+        requirements.append(
+            re.sub(r"^mlflow(?=[\s=<>!~;\[]|$)", "mlflow-skinny", checked)
+        )
+    if problems:
+        raise EnvironmentBuildError(
+            "The model's requirements cannot be installed:\n"
+            + "\n".join(f"- {p}" for p in problems)
+        )
     if not any(req.startswith("mlflow-skinny") for req in requirements):
         requirements.append("mlflow-skinny")
     return [*requirements, *SERVER_REQUIREMENTS]
@@ -79,7 +104,12 @@ class InferenceImages:
 
     def ensure(self, request: InferenceImageRequest) -> tuple[ImageInfo, bool]:
         parts = self.parts
-        pins = parts.resolve(request.platforms, model_requirements(request.model_dir))
+        pins = parts.resolve(
+            request.platforms,
+            model_requirements(request.model_dir),
+            request.tenant,
+            request.identity,
+        )
         deps = deps_hash(pins, self.settings.base_python)
         tag = (
             f"v{request.model_version}-m{model_hash(request.model_dir)[:12]}"

@@ -22,6 +22,7 @@ from flops_management.images.builder import ImageBuilder, PlatformBuild
 from flops_management.images.registry import ImageInfo, Registry
 from flops_management.images.site import Site, SiteBuilder, compile_bytecode
 from flops_management.pipeline.environment import RUNTIME_PACKAGES, package_digest
+from flops_management.sandbox import Identity
 from flops_management.settings import Settings
 
 Log = Callable[[str], None]
@@ -58,9 +59,15 @@ class ImageParts:
         return path.relative_to(self.context).as_posix() + "/"
 
     def resolve(
-        self, platforms: list[str], requirements: list[str]
+        self,
+        platforms: list[str],
+        requirements: list[str],
+        tenant: str,
+        identity: Identity | None,
     ) -> dict[str, list[str]]:
-        return {p: self.sites.resolve(p, requirements) for p in platforms}
+        return {
+            p: self.sites.resolve(p, requirements, tenant, identity) for p in platforms
+        }
 
     def existing(self, reference: str, platforms: list[str]) -> ImageInfo | None:
         """The registry's image under `reference` if it covers `platforms`."""

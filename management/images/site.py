@@ -16,9 +16,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 import shutil
 import sys
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,6 +28,14 @@ from pathlib import Path
 from flops import subprocesses
 from flops.errors import CommandError, EnvironmentBuildError
 from flops_management.images import commands as cmd
+from flops_management.sandbox import (
+    INSTALLER_VARIABLES,
+    Identity,
+    Mounts,
+    host_files,
+    sandbox_for,
+    tenant_env,
+)
 from flops_management.settings import Settings
 
 MARKER = "flops-site.json"
@@ -103,8 +113,19 @@ class SiteBuilder:
         self.log = log
         self.uv = _uv()
 
-    def resolve(self, platform: str, requirements: list[str]) -> list[str]:
-        """The pinned set for `platform` (what the image's hash is made of)."""
+    def resolve(
+        self,
+        platform: str,
+        requirements: list[str],
+        tenant: str,
+        identity: Identity | None,
+    ) -> list[str]:
+        """The pinned set for `platform` (what the image's hash is made of).
+
+        Resolving may build a source distribution to read its metadata, which runs
+        the package's code: it runs in the tenant's sandbox, with the tenant's
+        installer cache. (Installing the pins afterwards takes wheels only.)
+        """
         args = compile_args(
             self.uv,
             platform,
@@ -113,24 +134,41 @@ class SiteBuilder:
             self.settings.find_links,
             self.settings.index_url,
         )
-        stdin = self.settings.images_dir / "requirements.in"
-        stdin.parent.mkdir(parents=True, exist_ok=True)
-        stdin.write_text("\n".join(requirements) + "\n")
-        args[args.index("-")] = str(stdin)
-        try:
-            output = subprocesses.run(args, timeout=self.settings.build_timeout)
-        except CommandError as err:
-            raise EnvironmentBuildError(
-                f"The dependencies do not resolve for {platform} "
-                f"(Python {self.settings.base_python}):\n"
-                + "\n".join(err.output.strip().splitlines()[-10:]),
-                hint="Check the versions in the repo's dependency file.",
-            ) from err
-        return sorted(
-            line.strip()
-            for line in output.splitlines()
-            if line.strip() and not line.startswith(("#", " ", "warning"))
-        )
+        sandbox = sandbox_for(self.settings)
+        cache = self.settings.home / "cache" / "installer" / tenant
+        cache.mkdir(parents=True, exist_ok=True)
+        sandbox.give(cache, identity)
+        with tempfile.TemporaryDirectory(dir=self.settings.home / "cache") as tmp:
+            stdin = Path(tmp) / "requirements.in"
+            stdin.write_text("\n".join(requirements) + "\n")
+            sandbox.share(Path(tmp), identity)
+            args[args.index("-")] = str(stdin)
+            links = [Path(p) for p in self.settings.find_links if Path(p).is_dir()]
+            mounts = Mounts(
+                read_only=(Path(self.uv), Path(tmp), *links, *host_files(os.environ)),
+                writable=(cache,),
+            )
+            try:
+                output = subprocesses.run(
+                    sandbox.command(args, mounts, identity),
+                    env=tenant_env(
+                        {"UV_CACHE_DIR": str(cache), "UV_NO_CONFIG": "1"},
+                        passed=INSTALLER_VARIABLES,
+                    ),
+                    timeout=self.settings.build_timeout,
+                )
+            except CommandError as err:
+                raise EnvironmentBuildError(
+                    f"The dependencies do not resolve for {platform} "
+                    f"(Python {self.settings.base_python}):\n"
+                    + "\n".join(err.output.strip().splitlines()[-10:]),
+                    hint="Check the versions in the repo's dependency file.",
+                ) from err
+            return sorted(
+                line.strip()
+                for line in output.splitlines()
+                if line.strip() and not line.startswith(("#", " ", "warning"))
+            )
 
     def ensure(self, platform: str, pins: list[str]) -> Site:
         key = hashlib.sha256(

@@ -42,6 +42,7 @@ from flops_management.orchestrators.local import (
     free_port,
     port_open,
 )
+from flops_management.sandbox import sandbox_for
 from flops_management.settings import Settings
 
 JOB_LABEL = "io.flops.job"
@@ -217,6 +218,9 @@ class DockerOrchestrator(Orchestrator):
     def submit(self, spec: DeploymentSpec) -> Deployment:
         if spec.image is None:
             raise FlopsError("The docker orchestrator needs the project's image.")
+        for learner in spec.learners:  # bound read-only, read as the tenant's group
+            if learner.data_dir is not None:
+                sandbox_for(self.settings).share(learner.data_dir, spec.identity)
         network = self._check_network()
         image = self._image(spec.image)
         link_port = free_port()
@@ -282,6 +286,9 @@ class DockerOrchestrator(Orchestrator):
                 nano_cpus=container.nano_cpus,
                 mem_limit=container.mem_limit,
                 ulimits=limits,
+                user=container.user,
+                cap_drop=["ALL"],
+                security_opt=["no-new-privileges"],
             )
         except DockerException as err:
             raise FlopsError(
@@ -305,7 +312,7 @@ class DockerOrchestrator(Orchestrator):
             raise FlopsError("The docker orchestrator serves the inference image.")
         network = self._ensure_network()
         container = server_container_spec(
-            spec.project_id, network, spec.host, spec.port
+            spec.project_id, network, spec.host, spec.port, spec.identity
         )
         # A server of an earlier deployment of this project gives way.
         for old in self.client.containers.list(

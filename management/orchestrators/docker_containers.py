@@ -14,10 +14,15 @@ from dataclasses import dataclass, field
 from flops.config import Resources
 from flops_management.orchestrators.base import AGGREGATOR, DeploymentSpec
 from flops_management.orchestrators.local_commands import THREAD_VARIABLES
+from flops_management.sandbox import Identity
 
 HOST_NETWORK = "host"
 LEARNER_DATA = "/data"
 SUPERLINK_PORT = 8000  # inside a container network
+# Every actor runs the tenant's code: as the tenant's ids, without capabilities,
+# unable to gain privileges, writing only its own /tmp (its Flower home).
+ACTOR_HOME = "/tmp"  # noqa: S108 - the container's own
+BASE_ENVIRONMENT = {"HOME": ACTOR_HOME, "FLWR_HOME": f"{ACTOR_HOME}/flwr"}
 
 
 @dataclass(frozen=True)
@@ -33,6 +38,12 @@ class ContainerSpec:
     ports: dict[str, tuple[str, int]] = field(default_factory=dict)
     nano_cpus: int | None = None
     mem_limit: int | None = None
+    # "uid:gid" the processes run as; None: the image's user.
+    user: str | None = None
+
+
+def container_user(identity: Identity | None) -> str | None:
+    return None if identity is None else f"{identity.uid}:{identity.gid}"
 
 
 def container_name(job_id: str, component: str) -> str:
@@ -74,8 +85,9 @@ def container_specs(
                 "--poll-interval",
                 poll,
             ],
-            environment=dict(spec.env),
+            environment={**BASE_ENVIRONMENT, **spec.env, **spec.aggregator_env},
             ports={} if on_host else {f"{port}/tcp": ("127.0.0.1", superlink_port)},
+            user=container_user(spec.identity),
         )
     ]
     superlink = f"127.0.0.1:{port}" if on_host else f"{aggregator_name}:{port}"
@@ -101,6 +113,7 @@ def container_specs(
                 role=learner.name,
                 command=command,
                 environment={
+                    **BASE_ENVIRONMENT,
                     **spec.env,
                     **{name: threads for name in THREAD_VARIABLES},
                 },
@@ -115,6 +128,7 @@ def container_specs(
                     else None
                 ),
                 mem_limit=memory,
+                user=container_user(spec.identity),
             )
         )
     return specs
@@ -124,7 +138,11 @@ SERVER_PORT = 8080  # flops.serve's default, EXPOSEd by the inference image
 
 
 def server_container_spec(
-    project_id: str, network: str, host: str, port: int
+    project_id: str,
+    network: str,
+    host: str,
+    port: int,
+    identity: Identity | None = None,
 ) -> ContainerSpec:
     """The inference server: on the host network it listens on `host:port`
     itself; on a container network its port is published there."""
@@ -133,5 +151,7 @@ def server_container_spec(
         name=container_name(project_id, "inference"),
         role="inference",
         command=["--host", host, "--port", str(port)] if on_host else [],
+        environment=dict(BASE_ENVIRONMENT),
         ports={} if on_host else {f"{SERVER_PORT}/tcp": (host, port)},
+        user=container_user(identity),
     )

@@ -179,6 +179,7 @@ def _build_image(ctx: JobContext) -> StageResult:
         repo_dir=ctx.repo,
         requirements=[*runtime_requirements(), *deps, *export_requirements(deps)],
         platforms=list(config.platforms),
+        identity=ctx.identity,
     )
     info, skipped = FlActorImages(ctx.settings, _image_log(ctx)).ensure(request)
     ctx.image = info
@@ -416,6 +417,7 @@ def _build_inference_image(
             model_version=version,
             model_dir=model_dir,
             platforms=list(config.platforms),
+            identity=ctx.identity,
         )
     )
     tracking.Tracking(ctx.settings.tracking_uri).tag_version(

@@ -9,6 +9,7 @@ from flops.actor import aggregator_commands, learner_commands
 from flops.config import Resources
 from flops_management.orchestrators.base import DeploymentSpec, LearnerSpec
 from flops_management.orchestrators.docker_containers import container_specs
+from flops_management.sandbox import Identity
 
 THREADS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
 
@@ -24,6 +25,8 @@ def _spec(**resources: object) -> DeploymentSpec:
         ),
         resources=Resources.model_validate(resources),
         image="reg/flops/t/p:tag",
+        identity=Identity(2000003, 2000003),
+        aggregator_env={"MLFLOW_TRACKING_PASSWORD": "job-secret"},
     )
 
 
@@ -46,6 +49,19 @@ def test_on_the_host_network_learners_use_loopback_ports_and_publish_nothing() -
     assert (first.nano_cpus, first.mem_limit) == (1_500_000_000, 512 * 2**20)
     assert all(first.environment[name] == "2" for name in THREADS)
     assert first.ports == {} and second.ports == {}
+
+
+def test_actors_run_as_the_tenant_and_only_the_aggregator_gets_its_credential() -> None:
+    aggregator, *learners = container_specs(_spec(), "host", 41000, [1, 2])
+    assert {c.user for c in (aggregator, *learners)} == {"2000003:2000003"}
+    assert aggregator.environment == {
+        "HOME": "/tmp",
+        "FLWR_HOME": "/tmp/flwr",
+        "MLFLOW_TRACKING_PASSWORD": "job-secret",
+    }
+    for learner in learners:
+        assert "MLFLOW_TRACKING_PASSWORD" not in learner.environment
+        assert learner.environment["HOME"] == "/tmp"
 
 
 def test_on_a_container_network_only_the_control_port_reaches_host_loopback() -> None:
