@@ -5,7 +5,8 @@ A learner's data directory holds one folder per data tag with Parquet files in i
 tags belong to the current learner; `load_dataset()` (and its `flops_utils`
 compatibility alias) turns them into one Hugging Face `datasets.Dataset`.
 
-`flops data push` splits one Parquet file into K partitions, one per learner.
+`flops data push` splits one Parquet file into K partitions, one per learner
+(flops_management.data_split).
 """
 
 from __future__ import annotations
@@ -15,11 +16,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from flops.errors import ConfigError, FlopsError
+from flops.errors import FlopsError
 
 if TYPE_CHECKING:
     import datasets
@@ -95,57 +95,3 @@ def load_dataset(data: LearnerData | None = None) -> datasets.Dataset:
     from datasets.table import InMemoryTable
 
     return datasets.Dataset(InMemoryTable(load_table(data or current())))
-
-
-def read_parquet(path: Path) -> pa.Table:
-    try:
-        return pq.read_table(path)
-    except (pa.ArrowInvalid, OSError) as err:
-        raise ConfigError(f"{path} is not a readable Parquet file: {err}") from err
-
-
-def partition_table(table: pa.Table, partitions: int, seed: int = 0) -> list[pa.Table]:
-    """Shuffle rows (seeded) and split them into `partitions` near-equal tables.
-
-    An IID split, which is what mock data for K learners should be; real learners
-    bring their own data.
-    """
-    if partitions < 1:
-        raise ConfigError(f"partitions must be at least 1, got {partitions}")
-    if table.num_rows < partitions:
-        raise ConfigError(
-            f"Cannot split {table.num_rows} rows into {partitions} partitions."
-        )
-    order = np.random.default_rng(seed).permutation(table.num_rows)
-    return [table.take(pa.array(chunk)) for chunk in np.array_split(order, partitions)]
-
-
-def write_partitions(
-    table: pa.Table, dest: Path, partitions: int, seed: int = 0
-) -> list[Path]:
-    """Write the partitions as `dest/partition-<i>.parquet`, replacing old ones.
-
-    Written to a temporary folder first and swapped in, so a failed push leaves
-    the previous partitions of the tag intact.
-    """
-    parts = partition_table(table, partitions, seed)
-    staging = dest.with_name(f".{dest.name}.staging-{os.getpid()}")
-    staging.mkdir(parents=True, exist_ok=False)
-    try:
-        for index, part in enumerate(parts):
-            pq.write_table(part, staging / f"partition-{index}.parquet")
-        if dest.exists():
-            retired = dest.with_name(f".{dest.name}.old-{os.getpid()}")
-            dest.rename(retired)
-            staging.rename(dest)
-            for old in retired.iterdir():
-                old.unlink()
-            retired.rmdir()
-        else:
-            staging.rename(dest)
-    finally:
-        if staging.exists():
-            for leftover in staging.iterdir():
-                leftover.unlink()
-            staging.rmdir()
-    return sorted(dest.glob("partition-*.parquet"))

@@ -75,6 +75,19 @@ class ConflictError(FlopsError):
     http_status = 409
 
 
+class LimitError(FlopsError):
+    """A request goes over one of the service's limits (learners, jobs, sizes);
+    the message names the limit and the setting that raises it."""
+
+    http_status = 422
+
+
+class PayloadTooLargeError(LimitError):
+    """A request body or upload is larger than the service accepts."""
+
+    http_status = 413
+
+
 class ServiceUnavailableError(FlopsError):
     """A service FLOps depends on (MLflow, the management API) does not answer."""
 

@@ -114,7 +114,9 @@ def spawn(
     argv = _resolve(args, env)
     log_path.parent.mkdir(parents=True, exist_ok=True)
     logger.debug("spawn: %s > %s", argv, log_path)
-    with log_path.open("ab") as log_file:
+    # Logs are the service's: private (0600), whatever the umask.
+    fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    with os.fdopen(fd, "ab") as log_file:
         return subprocess.Popen(
             argv,
             cwd=cwd,

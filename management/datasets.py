@@ -11,9 +11,9 @@ import os
 import shutil
 from pathlib import Path
 
-from flops import data
 from flops.config import TAG_PATTERN
 from flops.errors import ConfigError
+from flops_management.data_split import split_parquet
 from flops_management.models import Dataset
 from flops_management.settings import Settings
 from flops_management.store import Store
@@ -39,16 +39,15 @@ def push(
 ) -> Dataset:
     """Split a Parquet file into partitions and record the tag."""
     check_tag_name(tag)
-    table = data.read_parquet(source)
     dest = tag_dir(settings, tenant, tag)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    data.write_partitions(table, dest, partitions)
+    dest.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    split = split_parquet(source, dest, partitions)
     dataset = Dataset(
         tenant=tenant,
         tag=tag,
         partitions=partitions,
-        rows=table.num_rows,
-        columns=list(table.column_names),
+        rows=split.rows,
+        columns=split.columns,
         bytes=source.stat().st_size,
     )
     store.put_dataset(dataset)

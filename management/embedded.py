@@ -277,7 +277,7 @@ def up(settings: Settings, progress: Progress = lambda _msg: None) -> dict[str, 
         raise FlopsError(
             "`flops up` runs the local profile; production uses docker compose."
         )
-    settings.home.mkdir(parents=True, exist_ok=True)
+    settings.ensure_home()
     ensure_local_token(settings)
     todo = []
     for service in services(settings):

@@ -17,7 +17,7 @@ from typing import Any
 from flops import strategies
 from flops.config import ProjectConfig, parse_config
 from flops.errors import ConfigError, FlopsError, ForbiddenError, SourceError
-from flops_management import datasets
+from flops_management import datasets, limits
 from flops_management.auth import Principal
 from flops_management.models import Project, ProjectStatus, utcnow
 from flops_management.orchestrators import check_orchestrator
@@ -26,6 +26,9 @@ from flops_management.pipeline.repo_url import RepoSource
 from flops_management.pipeline.runner import JobRunner
 from flops_management.settings import Settings
 from flops_management.store import Store
+
+# A rejected submission's error is about the config: short, but bounded anyway.
+MAX_REJECTION_CHARS = 4000
 
 
 def derive_name(source: RepoSource) -> str:
@@ -57,8 +60,11 @@ def check_local_access(
         )
 
 
-def _validate(store: Store, tenant: str, body: dict[str, Any]) -> ProjectConfig:
+def _validate(
+    settings: Settings, store: Store, tenant: str, body: dict[str, Any]
+) -> ProjectConfig:
     config = parse_config(body)
+    limits.check_config(config, settings)
     strategies.validate_strategy(config)
     check_orchestrator(
         config.orchestrator, serving=config.post_training.deploy_inference_server
@@ -77,14 +83,16 @@ def _record_rejection(
         tenant=tenant,
         name=name or derive_name(source),
         source=source.display,
-        requested_config={key: value for key, value in body.items() if key != "repo"},
+        requested_config=limits.stored_body(
+            {key: value for key, value in body.items() if key != "repo"}
+        ),
         status=ProjectStatus.FAILED,
-        error=str(err),
+        error=limits.bounded(str(err), MAX_REJECTION_CHARS),
         started_at=now,
         finished_at=now,
     )
     store.create_project(project)
-    store.append_event(project.id, "job_rejected", {"error": str(err)})
+    store.append_event(project.id, "job_rejected", {"error": project.error})
     err.detail["project_id"] = project.id
 
 
@@ -111,8 +119,9 @@ def submit(
 ) -> Project:
     source = _source(body.get("repo"))
     check_local_access(source, principal, settings)
+    limits.check_active_jobs(store, principal.tenant, settings)
     try:
-        config = _validate(store, principal.tenant, body)
+        config = _validate(settings, store, principal.tenant, body)
     except ConfigError as err:
         _record_rejection(store, principal.tenant, source, body, err)
         raise

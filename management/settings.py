@@ -67,6 +67,17 @@ class Settings(BaseSettings):
     admin_token: SecretStr | None = None
 
     max_concurrent_jobs: int = Field(default=2, ge=1)
+    # Limits on what one tenant can make the service run or store (limits.py).
+    max_active_jobs_per_tenant: int = Field(default=4, ge=1)
+    max_learners: int = Field(default=100, ge=1)
+    max_rounds: int = Field(default=1000, ge=1)
+    # A JSON request body; a data upload (streamed to disk, never held whole).
+    max_request_bytes: int = Field(default=1024**2, ge=1024)
+    max_upload_bytes: int = Field(default=512 * 1024**2, ge=1024)
+    # Stored text: a project's error, one event's line, actor output per job.
+    max_error_chars: int = Field(default=8000, ge=200)
+    max_event_chars: int = Field(default=4000, ge=200)
+    max_actor_log_events: int = Field(default=2000, ge=10)
     # How often the aggregator polls for learner replies, and executors for tasks.
     poll_interval: float = Field(default=0.05, gt=0, le=5)
     learner_connect_timeout: float = Field(default=120.0, gt=0)
@@ -143,6 +154,13 @@ class Settings(BaseSettings):
                     f"The production profile needs {', '.join(missing)} to be set."
                 )
         return self
+
+    def ensure_home(self) -> Path:
+        """FLOPS_HOME, created (or tightened to) 0700: only the service reaches
+        what is in it; tenant code sees the parts its sandbox binds."""
+        self.home.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self.home.chmod(0o700)
+        return self.home
 
     @cached_property
     def tracking_uri(self) -> str:

@@ -11,6 +11,7 @@ from fastapi import FastAPI
 import flops
 from flops_management import auth, serving
 from flops_management.api import errors
+from flops_management.api.body_limit import BodyLimitMiddleware
 from flops_management.api.routers import data, health, projects, tokens
 from flops_management.pipeline.runner import JobRunner
 from flops_management.settings import Settings
@@ -26,7 +27,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        settings.home.mkdir(parents=True, exist_ok=True)
+        settings.ensure_home()
         store = open_store(settings.store)
         auth.bootstrap(settings, store)
         runner = JobRunner(settings, store)
@@ -55,6 +56,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         redoc_url=None,
     )
     errors.install(app)
+    app.add_middleware(
+        BodyLimitMiddleware,
+        max_request=settings.max_request_bytes,
+        max_upload=settings.max_upload_bytes,
+    )
     for router in (health.router, projects.router, data.router, tokens.router):
         app.include_router(router)
     return app

@@ -14,6 +14,7 @@ from flops import events
 from flops.config import ProjectConfig
 from flops.errors import TrainingError
 from flops.executor import TASK_EXITED
+from flops_management.limits import bounded
 from flops_management.models import Progress
 from flops_management.orchestrators import Deployment, LogLine
 from flops_management.orchestrators.base import AGGREGATOR
@@ -38,6 +39,7 @@ class RunFollower:
         self.failure: str | None = None
         self.finished = False
         self.model_uri: str | None = None
+        self.actor_lines = 0
 
     def _deadline(self) -> float:
         # Flower enforces round_timeout per phase; this only catches a hang.
@@ -91,11 +93,28 @@ class RunFollower:
         if changed:
             self.ctx.store.update_project(self.ctx.project_id, progress=self.progress)
 
+    def _actor_log(self, line: LogLine) -> None:
+        """The actors' own output as events (errors show there), bounded per job:
+        it is written by the tenant's code, which may print without end."""
+        limit = self.ctx.settings.max_actor_log_events
+        self.actor_lines += 1
+        if self.actor_lines < limit:
+            text = bounded(line.text, self.ctx.settings.max_event_chars)
+            self.ctx.event("actor_log", component=line.component, line=text)
+        elif self.actor_lines == limit:
+            self.ctx.event(
+                "actor_log_truncated",
+                limit=limit,
+                message=f"Actor output beyond {limit} lines is not stored as events "
+                "(FLOPS_MAX_ACTOR_LOG_EVENTS); the job's log folder has all of it.",
+            )
+
     def _handle(self, line: LogLine) -> bool:
-        event = events.parse_event(line.text)
+        too_long = len(line.text) > 4 * self.ctx.settings.max_event_chars
+        event = None if too_long else events.parse_event(line.text)
         if event is None:
-            if line.text.strip():  # the actors' own output: errors show in the events
-                self.ctx.event("actor_log", component=line.component, line=line.text)
+            if line.text.strip():
+                self._actor_log(line)
             return False
         if line.component != AGGREGATOR:
             return False

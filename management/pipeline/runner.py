@@ -14,6 +14,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 from flops.errors import ConflictError, FlopsError, JobCancelledError
+from flops_management.limits import bounded
 from flops_management.models import ProjectStatus, StageStatus, utcnow
 from flops_management.orchestrators import get_orchestrator
 from flops_management.pipeline.context import CancelSignal, JobContext, Workspace
@@ -64,7 +65,8 @@ def _run_stage(ctx: JobContext, name: str) -> None:
         record.finished_at = utcnow()
         record.log = ctx.take_log()
         ctx.store.update_stage(ctx.project_id, record)
-        ctx.event(f"stage_{record.status.value}", stage=name, error=str(exc))
+        error = bounded(str(exc), ctx.settings.max_error_chars)
+        ctx.event(f"stage_{record.status.value}", stage=name, error=error)
         raise
     record.status = (
         StageStatus.SKIPPED if result == "skipped" else StageStatus.SUCCEEDED
@@ -143,6 +145,8 @@ def run_job(
         )
     finally:
         _teardown(ctx, status)
+    if error is not None:
+        error = bounded(error, settings.max_error_chars)
     store.update_project(
         project_id,
         status=status,

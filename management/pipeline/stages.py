@@ -21,7 +21,7 @@ from flops.contract import check_repo
 from flops.errors import TrainingError
 from flops.model_export import export_requirements
 from flops.repo_files import RepoRoot
-from flops_management import datasets, serving
+from flops_management import datasets, limits, serving
 from flops_management.images.fl_actor import ActorImageRequest, FlActorImages
 from flops_management.images.inference import (
     InferenceImageRequest,
@@ -98,6 +98,7 @@ def check(ctx: JobContext) -> StageResult:
         f"the repo's {REPO_CONFIG_FILE} and the submission",
     )
     strategies.validate_strategy(config)
+    limits.check_config(config, ctx.settings)  # the repo's flops.toml counts too
     check_orchestrator(
         config.orchestrator, serving=config.post_training.deploy_inference_server
     )
@@ -325,6 +326,10 @@ def register(ctx: JobContext) -> StageResult:
     assert ctx.model_uri is not None and ctx.mlflow_run_id is not None
     project = ctx.store.get_project(ctx.project_id)
     client = tracking.Tracking(ctx.settings.tracking_uri)
+    assert project.mlflow is not None and project.mlflow.experiment_id is not None
+    client.check_job_model(
+        ctx.model_uri, project.mlflow.experiment_id, ctx.mlflow_run_id
+    )
     name = tracking.model_name(project.tenant, project.name)
     version = client.register(
         ctx.model_uri,
@@ -338,7 +343,6 @@ def register(ctx: JobContext) -> StageResult:
     ctx.log(
         f"registered {ctx.model_uri} as {name} version {version} (@{tracking.CHAMPION})"
     )
-    assert project.mlflow is not None
     info = project.mlflow.model_copy(
         update={
             "model_name": name,

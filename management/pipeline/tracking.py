@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 
 import flops
-from flops.errors import ServiceUnavailableError
+from flops.errors import ServiceUnavailableError, TrainingError
 
 CHAMPION = "champion"
 
@@ -90,6 +90,32 @@ class Tracking:
 
     def finish_run(self, run_id: str, status: str) -> None:
         self._client().set_terminated(run_id, status=status)
+
+    def check_job_model(self, model_uri: str, experiment_id: str, run_id: str) -> None:
+        """TrainingError unless `model_uri` names a model logged by this job's run.
+
+        The URI arrives in an event printed by the aggregator, which runs the
+        tenant's code: a forged one must not make the service (an MLflow admin)
+        register and serve another run's, or another tenant's, model.
+        """
+        prefix = "models:/"
+        model_id = model_uri.removeprefix(prefix)
+        if not model_uri.startswith(prefix) or not model_id or "/" in model_id:
+            raise TrainingError(
+                f"The aggregator reported {model_uri!r}, not a logged model id."
+            )
+        try:
+            model = self._client().get_logged_model(model_id)
+        except Exception as err:  # MLflow's RestException: not found or forbidden
+            raise TrainingError(
+                f"The aggregator reported model {model_id}, which MLflow does not "
+                f"know ({type(err).__name__})."
+            ) from None
+        if model.experiment_id != experiment_id or model.source_run_id != run_id:
+            raise TrainingError(
+                f"The aggregator reported model {model_id}, which this job's run did "
+                "not log; it is not registered."
+            )
 
     def register(self, model_uri: str, name: str, tags: dict[str, str]) -> str:
         """Register the model, point `champion` at the new version; return it."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import threading
 from collections.abc import Iterator
@@ -45,6 +46,9 @@ _UNFINISHED = (ProjectStatus.QUEUED.value, ProjectStatus.RUNNING.value)
 class SqliteStore(Store):
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
+        # Private from the first byte (SQLite gives its WAL files the same mode).
+        os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
+        path.chmod(0o600)
         # One connection shared by the API and job threads, serialised by a lock:
         # writes are small and rare, and WAL keeps the file readable meanwhile.
         self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)

@@ -1,3 +1,4 @@
+import uuid
 from pathlib import Path
 
 import pyarrow as pa
@@ -6,6 +7,7 @@ import pytest
 
 from flops import data
 from flops.errors import ConfigError, FlopsError
+from flops_management.data_split import split_parquet
 
 
 def table(rows: int) -> pa.Table:
@@ -14,28 +16,50 @@ def table(rows: int) -> pa.Table:
     )
 
 
-def test_partitions_cover_every_row_once() -> None:
-    parts = data.partition_table(table(101), 4, seed=1)
+def write_partitions(rows: pa.Table, dest: Path, partitions: int) -> list[Path]:
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    source = dest.parent / f"upload-{uuid.uuid4().hex}.parquet"
+    pq.write_table(rows, source, row_group_size=7)  # several batches and groups
+    return split_parquet(source, dest, partitions, seed=1).files
+
+
+def test_partitions_cover_every_row_once(tmp_path: Path) -> None:
+    files = write_partitions(table(101), tmp_path / "t", 4)
+    parts = [pq.read_table(path) for path in files]
     assert [p.num_rows for p in parts] == [26, 25, 25, 25]
     labels = sorted(label for p in parts for label in p.column("label").to_pylist())
     assert labels == list(range(101))
+    assert {path.stat().st_mode & 0o777 for path in files} == {0o640}
 
 
-def test_too_few_rows() -> None:
+def test_too_few_rows(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="Cannot split 2 rows into 3 partitions"):
-        data.partition_table(table(2), 3)
+        write_partitions(table(2), tmp_path / "t", 3)
 
 
 def test_write_partitions_replaces_the_previous_split(tmp_path: Path) -> None:
     dest = tmp_path / "digits"
-    data.write_partitions(table(10), dest, 5)
-    files = data.write_partitions(table(10), dest, 2)
+    write_partitions(table(10), dest, 5)
+    files = write_partitions(table(10), dest, 2)
     assert [f.name for f in files] == ["partition-0.parquet", "partition-1.parquet"]
     assert sorted(p.name for p in dest.iterdir()) == [
         "partition-0.parquet",
         "partition-1.parquet",
     ]
-    assert not list(tmp_path.glob(".digits*"))
+    assert not list(tmp_path.glob(".digits.*[!k]"))  # no staging left, the lock
+
+
+def test_concurrent_pushes_of_one_tag_take_turns(tmp_path: Path) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    dest = tmp_path / "digits"
+    with ThreadPoolExecutor(4) as pool:
+        done = list(
+            pool.map(lambda n: write_partitions(table(8 + n), dest, 2), range(4))
+        )
+    assert all(len(files) == 2 for files in done)
+    rows = sum(pq.read_table(path).num_rows for path in dest.iterdir())
+    assert rows in {8, 9, 10, 11}
 
 
 def test_load_dataset_joins_tags_and_keeps_numpy_behaviour(tmp_path: Path) -> None:
@@ -78,7 +102,7 @@ def test_outside_a_learner_the_error_says_how_to_run_locally(
 def test_unreadable_parquet(tmp_path: Path) -> None:
     (tmp_path / "x.parquet").write_text("not parquet")
     with pytest.raises(ConfigError, match="is not a readable Parquet file"):
-        data.read_parquet(tmp_path / "x.parquet")
+        split_parquet(tmp_path / "x.parquet", tmp_path / "t", 2)
 
 
 def test_a_scheduled_learner_keeps_its_data_when_the_tag_is_pushed_again(
@@ -89,9 +113,9 @@ def test_a_scheduled_learner_keeps_its_data_when_the_tag_is_pushed_again(
 
     settings = Settings(home=tmp_path)
     dest = datasets.tag_dir(settings, "local", "digits")
-    data.write_partitions(table(10), dest, 2)
+    write_partitions(table(10), dest, 2)
     snap = datasets.snapshot_partition(settings, "local", "digits", 1, tmp_path / "job")
-    data.write_partitions(table(4), dest, 2)  # pushed again while the job runs
+    write_partitions(table(4), dest, 2)  # pushed again while the job runs
     assert pq.read_table(snap).num_rows == 5
     assert (
         pq.read_table(

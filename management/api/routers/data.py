@@ -9,13 +9,11 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request
 from fastapi.concurrency import run_in_threadpool
 
-from flops.errors import ConfigError, NotFoundError
-from flops_management import datasets
+from flops.errors import ConfigError, NotFoundError, PayloadTooLargeError
+from flops_management import datasets, limits
 from flops_management.api.deps import PrincipalDep, SettingsDep, StoreDep
 
 router = APIRouter(prefix="/api/data", tags=["data"])
-
-MAX_UPLOAD_BYTES = 4 * 1024**3
 
 
 @router.put("/{tag}", status_code=201)
@@ -27,15 +25,20 @@ async def push_data(
     store: StoreDep,
     partitions: Annotated[int, Query(ge=1, le=10_000)] = 1,
 ) -> dict[str, Any]:
-    """Body: the Parquet file's bytes (application/octet-stream)."""
+    """Body: the Parquet file's bytes (application/octet-stream), streamed to disk."""
     datasets.check_tag_name(tag)
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    limits.check_partitions(partitions, settings)
+    settings.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    limit = settings.max_upload_bytes
     with tempfile.NamedTemporaryFile(dir=settings.data_dir, suffix=".upload") as upload:
         size = 0
         async for chunk in request.stream():
             size += len(chunk)
-            if size > MAX_UPLOAD_BYTES:
-                raise ConfigError(f"Upload larger than {MAX_UPLOAD_BYTES} bytes.")
+            if size > limit:
+                raise PayloadTooLargeError(
+                    f"The upload is larger than this service's limit of {limit} "
+                    "bytes (FLOPS_MAX_UPLOAD_BYTES)."
+                )
             upload.write(chunk)
         upload.flush()
         if size == 0:
