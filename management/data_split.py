@@ -1,10 +1,10 @@
 """Splitting a pushed Parquet file into one partition per learner, streamed.
 
-The upload is read batch by batch and each batch's rows go to the partition a
-seeded permutation gives them, so memory holds one batch and one small
-assignment array (2 bytes a row), never the file: a 4 GiB upload costs what a
-64k-row batch costs. The split is IID (shuffled) and near-equal, as mock data
-for K learners should be; real learners bring their own data.
+The upload is read batch by batch and each batch's rows go, shuffled, to the
+partition a seeded permutation gives them, so memory holds one batch and one
+small assignment array (2 bytes a row), never the file: a 4 GiB upload costs
+what a 64k-row batch costs. The split is IID and near-equal, as mock data for K
+learners should be; real learners bring their own data.
 
 Partitions are written to a fresh staging folder and swapped in under a lock
 per tag, so concurrent pushes of one tag take turns and a failed push leaves
@@ -74,6 +74,9 @@ def tag_lock(dest: Path) -> Iterator[None]:
 def _write(parquet: pq.ParquetFile, staging: Path, partitions: int, seed: int) -> int:
     rows = int(parquet.metadata.num_rows)
     part_of = assignments(rows, partitions, seed)
+    # Rows also leave each batch shuffled: a learner that trains in file order
+    # (SGD's partial_fit) must not see them sorted as they were uploaded.
+    rng = np.random.default_rng(seed + 1)
     schema = parquet.schema_arrow
     writers = [
         pq.ParquetWriter(staging / f"partition-{index}.parquet", schema)
@@ -85,8 +88,9 @@ def _write(parquet: pq.ParquetFile, staging: Path, partitions: int, seed: int) -
             mine = part_of[offset : offset + batch.num_rows]
             offset += batch.num_rows
             for index in np.unique(mine):
-                chosen = batch.filter(pa.array(mine == index))
-                writers[int(index)].write_batch(chosen)
+                chosen = np.flatnonzero(mine == index)
+                rng.shuffle(chosen)
+                writers[int(index)].write_batch(batch.take(pa.array(chosen)))
     except (pa.ArrowInvalid, OSError) as err:
         raise ConfigError(f"The upload is not a readable Parquet file: {err}") from err
     finally:

@@ -114,7 +114,10 @@ def bwrap_args(
     setpriv: str | None,
 ) -> list[str]:
     """The sandbox as an argument list to put in front of a command."""
-    args = [bwrap, "--die-with-parent", "--unshare-pid", "--unshare-ipc"]
+    # No --die-with-parent: actors outlive a killed service, as their process
+    # group (which the sandbox keeps) is what the service stops them by, at once
+    # or after its restart.
+    args = [bwrap, "--unshare-pid", "--unshare-ipc"]
     args += ["--unshare-uts", "--hostname", "flops-sandbox"]
     if identity is None:  # not root: a user namespace of its own
         args.append("--unshare-user")
@@ -201,6 +204,9 @@ def tenant_env(
             "TMPDIR": TMP,
             "LANG": "C.UTF-8",
             "PYTHONNOUSERSITE": "1",
+            # No library phones home from tenant code (hosts may be offline).
+            "MLFLOW_DISABLE_TELEMETRY": "true",
+            "DO_NOT_TRACK": "1",
         }
     )
     env.update(extra or {})

@@ -15,7 +15,7 @@ import pytest
 from sklearn.datasets import load_digits
 
 from tests.helpers import EXAMPLES, make_repo
-from tests.integration.conftest import Stack, free_port
+from tests.stack import Stack, free_port
 
 pytestmark = pytest.mark.integration
 

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from tests.helpers import EXAMPLES, make_repo
-from tests.integration.conftest import Stack
+from tests.stack import Stack
 
 pytestmark = pytest.mark.integration
 

@@ -1,26 +1,20 @@
-"""The real embedded stack for integration tests: `flops up` in a temporary home.
+"""The real embedded stack the integration and security tests share.
 
 One MLflow server and one management API per test session (MLflow needs 30-100 s
-to start on 2 cores); every test talks to them through the `flops` command, as a
-user would.
+to start on 2 cores), started by the fixtures in tests/conftest.py; every test
+talks to them through the `flops` command or the API, as a user would.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-
-import pytest
-
-from tests.helpers import EXAMPLES
 
 FLOPS = str(Path(sys.executable).parent / "flops")
 
@@ -87,55 +81,3 @@ class Stack:
         raise AssertionError(
             f"timed out waiting on {project_id}: {self.show(project_id)}"
         )
-
-
-@pytest.fixture(scope="session")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    home = tmp_path_factory.mktemp("flops-home")
-    api_port, mlflow_port, registry_port = free_port(), free_port(), free_port()
-    env = {
-        **os.environ,
-        "FLOPS_HOME": str(home),
-        "FLOPS_API_PORT": str(api_port),
-        "FLOPS_MLFLOW_PORT": str(mlflow_port),
-        "FLOPS_REGISTRY_PORT": str(registry_port),
-        "FLOPS_API_URL": f"http://127.0.0.1:{api_port}",
-    }
-    env.pop("FLOPS_TOKEN", None)
-    stack = Stack(
-        home=home,
-        env=env,
-        tracking_uri=f"http://127.0.0.1:{mlflow_port}",
-        registry=f"127.0.0.1:{registry_port}",
-    )
-    up = stack.flops("up", timeout=600)
-    assert up.returncode == 0, up.stdout + up.stderr
-    try:
-        yield stack
-    finally:
-        stack.flops("down", timeout=120)
-
-
-@pytest.fixture(scope="session")
-def digits(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> str:
-    """The `digits` data tag, two learner partitions, pushed through the CLI."""
-    path = tmp_path_factory.mktemp("data") / "digits.parquet"
-    made = subprocess.run(
-        [sys.executable, str(EXAMPLES / "data" / "make_digits.py"), str(path)],
-        capture_output=True,
-        text=True,
-    )
-    assert made.returncode == 0, made.stderr
-    pushed = stack.flops(
-        "data", "push", str(path), "--tag", "digits", "--partitions", "2"
-    )
-    assert pushed.returncode == 0, pushed.stderr
-    return "digits"
-
-
-@pytest.fixture(scope="session")
-def mlflow_client(stack: Stack) -> Any:
-    import mlflow
-
-    mlflow.set_tracking_uri(stack.tracking_uri)
-    return mlflow.MlflowClient(stack.tracking_uri)

@@ -1,0 +1,78 @@
+"""Fixtures shared by the integration and security tests: one real stack."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.helpers import EXAMPLES
+from tests.stack import Stack, free_port
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    home = tmp_path_factory.mktemp("flops-home")
+    api_port, mlflow_port, registry_port = free_port(), free_port(), free_port()
+    env = {
+        **os.environ,
+        "FLOPS_HOME": str(home),
+        "FLOPS_API_PORT": str(api_port),
+        "FLOPS_MLFLOW_PORT": str(mlflow_port),
+        "FLOPS_REGISTRY_PORT": str(registry_port),
+        "FLOPS_API_URL": f"http://127.0.0.1:{api_port}",
+        # A canary in the service's environment: the security tests check that
+        # no tenant code and no stored record ever shows it. (Without a username
+        # FLOps writes no registry auth file, so the embedded registry is as is.)
+        "FLOPS_REGISTRY_PASSWORD": f"canary-{secrets.token_hex(8)}",
+    }
+    env.pop("FLOPS_TOKEN", None)
+    stack = Stack(
+        home=home,
+        env=env,
+        tracking_uri=f"http://127.0.0.1:{mlflow_port}",
+        registry=f"127.0.0.1:{registry_port}",
+    )
+    up = stack.flops("up", timeout=600)
+    assert up.returncode == 0, up.stdout + up.stderr
+    try:
+        yield stack
+    finally:
+        stack.flops("down", timeout=120)
+
+
+@pytest.fixture(scope="session")
+def digits_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The mock digits data set as a Parquet file (made offline)."""
+    path = tmp_path_factory.mktemp("data") / "digits.parquet"
+    made = subprocess.run(
+        [sys.executable, str(EXAMPLES / "data" / "make_digits.py"), str(path)],
+        capture_output=True,
+        text=True,
+    )
+    assert made.returncode == 0, made.stderr
+    return path
+
+
+@pytest.fixture(scope="session")
+def digits(stack: Stack, digits_file: Path) -> str:
+    """The `digits` data tag, two learner partitions, pushed through the CLI."""
+    pushed = stack.flops(
+        "data", "push", str(digits_file), "--tag", "digits", "--partitions", "2"
+    )
+    assert pushed.returncode == 0, pushed.stderr
+    return "digits"
+
+
+@pytest.fixture(scope="session")
+def mlflow_client(stack: Stack) -> Any:
+    import mlflow
+
+    mlflow.set_tracking_uri(stack.tracking_uri)
+    return mlflow.MlflowClient(stack.tracking_uri)
