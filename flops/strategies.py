@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import typing
 from functools import cache
 from importlib.metadata import entry_points
 from typing import TYPE_CHECKING, Any
+
+from pydantic import TypeAdapter, ValidationError
 
 from flops.config import ProjectConfig
 from flops.errors import ConfigError
@@ -85,13 +88,34 @@ def _parameters(cls: type[Any]) -> dict[str, inspect.Parameter]:
     }
 
 
+def _type_problem(cls: type[Any], key: str, value: Any) -> str | None:
+    """Why `value` does not fit the type the strategy's signature gives `key`."""
+    try:
+        hint = typing.get_type_hints(cls.__init__).get(key)
+    except Exception:  # a plugin's annotations that do not resolve: unchecked
+        return None
+    if hint is None:
+        return None
+    try:
+        TypeAdapter(hint).validate_python(value, strict=True)
+    except ValidationError:
+        name = getattr(hint, "__name__", str(hint))
+        return (
+            f"strategy parameter '{key}' must be {name} (strategy "
+            f"'{cls.__name__}'), got {value!r}"
+        )
+    except Exception:  # a type pydantic cannot check: left to the strategy
+        return None
+    return None
+
+
 def strategy_kwargs(config: ProjectConfig) -> dict[str, Any]:
     """Keyword arguments for the strategy class; raises ConfigError on bad params."""
     cls = strategy_class(config.strategy)
     accepted = _parameters(cls)
     tunable = sorted(set(accepted) - _MANAGED_PARAMS - _INTERNAL_PARAMS)
     problems = []
-    for key in config.strategy_params:
+    for key, value in config.strategy_params.items():
         if key in _MANAGED_PARAMS:
             problems.append(
                 f"strategy parameter '{key}' is set from learners/min_fit/"
@@ -102,6 +126,8 @@ def strategy_kwargs(config: ProjectConfig) -> dict[str, Any]:
                 f"strategy '{config.strategy}' has no parameter '{key}' "
                 f"(it takes: {', '.join(tunable) or 'none'})"
             )
+        elif (problem := _type_problem(cls, key, value)) is not None:
+            problems.append(problem)
     missing = [
         name
         for name, param in accepted.items()

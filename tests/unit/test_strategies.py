@@ -73,3 +73,26 @@ def test_build_applies_config_and_params_behind_a_mixin() -> None:
         strategy.min_available_nodes,
     ) == (3, 4, 4)
     assert isinstance(build_strategy(parse_config({})), FedAvg)
+
+
+@pytest.mark.parametrize(
+    ("strategy", "params", "expected"),
+    [
+        ("fedprox", {"proximal_mu": "abc"}, "'proximal_mu' must be float"),
+        ("fedadam", {"eta": "abc"}, "'eta' must be float"),
+        ("krum", {"num_malicious_nodes": 1.5}, "'num_malicious_nodes' must be int"),
+        ("fedavg", {"fraction_train": True}, "'fraction_train' must be float"),
+    ],
+)
+def test_parameters_are_typed_by_the_strategys_signature(
+    strategy: str, params: dict[str, object], expected: str
+) -> None:
+    config = parse_config({"strategy": strategy, "strategy_params": params})
+    with pytest.raises(ConfigError, match=expected):
+        validate_strategy(config)
+
+
+def test_an_int_is_a_fine_float() -> None:
+    validate_strategy(
+        parse_config({"strategy": "fedprox", "strategy_params": {"proximal_mu": 1}})
+    )
