@@ -1,7 +1,8 @@
 """How the CLI shows projects and events: pure functions from data to text lines.
 
-The lines are Rich markup; text that comes from elsewhere (errors, build output,
-image lists) is escaped, so a `[linux/amd64]` is shown, not read as a tag.
+The lines are Rich markup; every value that comes from elsewhere (names, sources,
+errors, build output, image lists) is escaped, so a `[linux/amd64]` or a `[red]`
+in a path is shown, not read as a tag.
 """
 
 from __future__ import annotations
@@ -23,6 +24,17 @@ STATUS_STYLE = {
 }
 
 
+def text(value: Any) -> str:
+    """`_e` for the commands' own lines."""
+    return _e(value)
+
+
+def _e(value: Any) -> str:
+    """Text from elsewhere (the API, a tenant's repo), shown as it is: Rich
+    markup in it is escaped, never read."""
+    return escape(str(value))
+
+
 def _seconds(start: str | None, end: str | None) -> str:
     if not start or not end:
         return ""
@@ -42,23 +54,23 @@ def _metrics(metrics: dict[str, Any]) -> str:
 def render_event(kind: str, event: dict[str, Any]) -> str | None:
     """One line for an event worth showing while following a job, else None."""
     data = event.get("data", {})
-    stage = data.get("stage", "")
+    stage = _e(data.get("stage", ""))
     if kind == "stage_started":
         return f"[bold]{stage:<9}[/bold] started"
     if kind.startswith("stage_") and stage:
         status = kind.removeprefix("stage_")
         style = STATUS_STYLE.get(status, "white")
-        line = f"[bold]{stage:<9}[/bold] [{style}]{status}[/{style}]"
+        line = f"[bold]{stage:<9}[/bold] [{style}]{_e(status)}[/{style}]"
         if "seconds" in data:
             line += f" in {data['seconds']:.1f}s"
         if data.get("error"):
             line += f"\n{escape(str(data['error']))}"
         return line
     if kind == "commit_resolved":
-        return f"          commit {data['commit']}"
+        return f"          commit {_e(data['commit'])}"
     if kind == "environment_ready":
         how = "reused" if data.get("reused") else "built"
-        return f"          environment {how}, flavor {data.get('flavor')}"
+        return f"          environment {how}, flavor {_e(data.get('flavor'))}"
     if kind == "build_progress" or (kind == "build_log" and data.get("progress")):
         return f"          {escape(str(data.get('line')))}"
     if kind in {"image_ready", "inference_image_ready"}:
@@ -68,33 +80,33 @@ def render_event(kind: str, event: dict[str, Any]) -> str | None:
         return escape(f"          {what} {data.get('image')} [{platforms}]{how}")
     if kind == "inference_server_ready":
         return (
-            f"          inference server {data.get('url')} "
-            f"(POST {data.get('url')}/invocations)"
+            f"          inference server {_e(data.get('url'))} "
+            f"(POST {_e(data.get('url'))}/invocations)"
         )
     if kind == "flower_run_started":
-        return f"          Flower run {data.get('flower_run_id')} started"
+        return f"          Flower run {_e(data.get('flower_run_id'))} started"
     if kind == "run_started":
-        return f"          aggregator started ({data.get('strategy')})"
+        return f"          aggregator started ({_e(data.get('strategy'))})"
     if kind == "learner_connected":
         connected, needed = data.get("connected"), data.get("needed")
-        return f"          learners connected: {connected}/{needed}"
+        return f"          learners connected: {_e(connected)}/{_e(needed)}"
     if kind == "round_finished":
         return (
-            f"[bold]train    [/bold] round {data['round']}/{data['rounds']}  "
+            f"[bold]train    [/bold] round {_e(data['round'])}/{_e(data['rounds'])}  "
             f"{_metrics(data.get('metrics', {}))}"
         )
     if kind == "learner_failed":
         return (
-            f"[red]          {data.get('learner')} failed: "
+            f"[red]          {_e(data.get('learner'))} failed: "
             f"{escape(str(data.get('reason')))}[/red]"
         )
     if kind in {"warning", "note"}:
         return f"[yellow]          {escape(str(data.get('message')))}[/yellow]"
     if kind == "model_registered":
         return (
-            f"          registered {data['model_name']} "
-            f"version {data['model_version']} "
-            f"(@{data['alias']})"
+            f"          registered {_e(data['model_name'])} "
+            f"version {_e(data['model_version'])} "
+            f"(@{_e(data['alias'])})"
         )
     return None
 
@@ -104,16 +116,16 @@ def project_lines(project: dict[str, Any]) -> list[str]:
     status = project["status"]
     style = STATUS_STYLE.get(status, "white")
     lines = [
-        f"[bold]{project['name']}[/bold]  {project['id']}",
-        f"status   [{style}]{status}[/{style}]",
-        f"source   {project['source']}",
+        f"[bold]{_e(project['name'])}[/bold]  {_e(project['id'])}",
+        f"status   [{style}]{_e(status)}[/{style}]",
+        f"source   {_e(project['source'])}",
     ]
     if project.get("commit"):
-        lines.append(f"commit   {project['commit']}")
+        lines.append(f"commit   {_e(project['commit'])}")
     progress = project.get("progress") or {}
     if progress.get("rounds"):
         lines.append(
-            f"rounds   {progress.get('round', 0)}/{progress['rounds']}  "
+            f"rounds   {_e(progress.get('round', 0))}/{_e(progress['rounds'])}  "
             f"{_metrics(progress.get('metrics', {}))}"
         )
     lines.append("stages")
@@ -121,30 +133,35 @@ def project_lines(project: dict[str, Any]) -> list[str]:
         s_style = STATUS_STYLE.get(stage["status"], "white")
         took = _seconds(stage.get("started_at"), stage.get("finished_at"))
         lines.append(
-            f"  {stage['name']:<9} [{s_style}]{stage['status']:<9}[/{s_style}] {took}"
+            f"  {_e(stage['name']):<9} [{s_style}]{_e(stage['status']):<9}[/{s_style}] "
+            f"{took}"
         )
     mlflow = project.get("mlflow") or {}
     if mlflow.get("run_id"):
         lines.append(
-            f"mlflow   {mlflow['tracking_uri']}/#/experiments/{mlflow['experiment_id']}"
-            f"/runs/{mlflow['run_id']}"
+            _e(
+                f"mlflow   {mlflow['tracking_uri']}/#/experiments/"
+                f"{mlflow['experiment_id']}/runs/{mlflow['run_id']}"
+            )
         )
     if mlflow.get("model_name"):
         lines.append(
-            f"model    models:/{mlflow['model_name']}@champion "
-            f"(version {mlflow['model_version']})"
+            _e(
+                f"model    models:/{mlflow['model_name']}@champion "
+                f"(version {mlflow['model_version']})"
+            )
         )
     lines += _image_lines(project.get("images") or {})
     server = project.get("server")
     if server:
         s_style = STATUS_STYLE.get(server["status"], "white")
         lines.append(
-            f"server   {server['url']} [{s_style}]{server['status']}[/{s_style}] "
-            f"on {server['orchestrator']}"
-            + (f" ({server['reason']})" if server.get("reason") else "")
+            f"server   {_e(server['url'])} [{s_style}]{_e(server['status'])}"
+            f"[/{s_style}] on {_e(server['orchestrator'])}"
+            + (f" ({_e(server['reason'])})" if server.get("reason") else "")
         )
         if server["status"] == "running":
-            lines.append(f"         POST {server['url']}/invocations")
+            lines.append(f"         POST {_e(server['url'])}/invocations")
     if project.get("error"):
         lines.append(f"[red]error    {escape(project['error'])}[/red]")
     return lines
@@ -170,9 +187,9 @@ def project_row(project: dict[str, Any]) -> list[str]:
     if progress.get("rounds") and where == "train":
         where += f" {progress.get('round', 0)}/{progress['rounds']}"
     return [
-        project["id"],
-        project["name"],
-        project["status"],
-        where,
-        project["created_at"][:19].replace("T", " "),
+        _e(project["id"]),
+        _e(project["name"]),
+        _e(project["status"]),
+        _e(where),
+        _e(project["created_at"][:19].replace("T", " ")),
     ]

@@ -7,6 +7,7 @@ import sys
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from flops.errors import FlopsError
 from flops_cli.commands import data, images, project, stack, token
@@ -33,11 +34,13 @@ def main() -> None:
     try:
         app()
     except FlopsError as err:
-        err_console.print(f"[red]error:[/red] {err.message}")
+        err_console.print(f"[red]error:[/red] {escape(err.message)}")
         if err.hint:
-            err_console.print(f"[dim]{err.hint}[/dim]")
+            err_console.print(f"[dim]{escape(err.hint)}[/dim]")
         if "project_id" in err.detail:
-            err_console.print(f"recorded as failed project {err.detail['project_id']}")
+            err_console.print(
+                f"recorded as failed project {escape(err.detail['project_id'])}"
+            )
         sys.exit(1)
     except KeyboardInterrupt:
         sys.exit(130)

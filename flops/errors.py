@@ -125,3 +125,10 @@ class JobCancelledError(FlopsError):
     """The job was cancelled by the user."""
 
     http_status = 409
+
+
+class ServiceStoppedError(FlopsError):
+    """The management service stopped under a running job: the job failed (it was
+    not the user's choice), and may be submitted again."""
+
+    http_status = 503

@@ -159,6 +159,24 @@ def pid_cmdline(pid: int) -> bytes:
         return b""
 
 
+def group_members(pgid: int) -> list[int]:
+    """Live processes of process group `pgid` (its leader may be gone: a server's
+    workers outlive it when only the leader is killed)."""
+    members = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        # After the parenthesised name: state, ppid, pgrp.
+        state, _ppid, pgrp = stat.rsplit(")", 1)[-1].split()[:3]
+        if int(pgrp) == pgid and state not in {"Z", "X"}:
+            members.append(int(entry.name))
+    return members
+
+
 def kill_group(
     proc: subprocess.Popen[bytes] | subprocess.Popen[str] | int, grace: float = 5.0
 ) -> None:
@@ -172,7 +190,7 @@ def kill_group(
         deadline = time.monotonic() + grace
         while time.monotonic() < deadline:
             if isinstance(proc, int):
-                if not pid_alive(pid):
+                if not pid_alive(pid) and not group_members(pid):
                     return
             elif proc.poll() is not None and not _group_alive(pid):
                 return

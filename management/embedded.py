@@ -158,14 +158,19 @@ _MARKERS = {
 
 
 def _read_pid(settings: Settings, name: str) -> int | None:
-    """The service's pid if it still runs; None if it died or its pid was reused."""
+    """The service's process group if any of it still runs; None if it is gone or
+    its pid was reused.
+
+    A service is its process group, not one pid: MLflow's server forks workers
+    that keep serving its port when only the recorded leader is killed.
+    """
     try:
         pid = int(_pidfile(settings, name).read_text().strip())
     except (FileNotFoundError, ValueError):
         return None
-    if not subprocesses.pid_alive(pid) or _MARKERS[
-        name
-    ] not in subprocesses.pid_cmdline(pid):
+    members = [pid] if subprocesses.pid_alive(pid) else []
+    members += [m for m in subprocesses.group_members(pid) if m != pid]
+    if not any(_MARKERS[name] in subprocesses.pid_cmdline(m) for m in members):
         return None
     return pid
 

@@ -16,7 +16,14 @@ from typing import Any
 
 from flops import strategies
 from flops.config import ProjectConfig, parse_config
-from flops.errors import ConfigError, FlopsError, ForbiddenError, SourceError
+from flops.errors import (
+    ConfigError,
+    ConflictError,
+    FlopsError,
+    ForbiddenError,
+    NotFoundError,
+    SourceError,
+)
 from flops_management import datasets, limits
 from flops_management.auth import Principal
 from flops_management.models import Project, ProjectStatus, utcnow
@@ -37,6 +44,26 @@ def derive_name(source: RepoSource) -> str:
     last = re.split(r"[/:]", where.rstrip("/"))[-1].removesuffix(".git").lower()
     name = re.sub(r"[^a-z0-9._-]+", "-", last).strip("-._")[:63]
     return name or "project"
+
+
+_ID_PREFIX = re.compile(r"^[0-9a-f]{1,32}$")
+
+
+def resolve_id(store: Store, tenant: str, given: str) -> str:
+    """The tenant's project id that `given` is (or uniquely begins); the short
+    ids `flops project list` shows work everywhere a full one does."""
+    if not _ID_PREFIX.match(given):
+        raise NotFoundError(f"Project {given} not found.")
+    found = store.project_ids(tenant, given, limit=6)
+    if given in found or len(found) == 1:
+        return given if given in found else found[0]
+    if not found:
+        raise NotFoundError(f"Project {given} not found.")
+    shown = ", ".join(found[:5]) + (", ..." if len(found) > 5 else "")
+    raise ConflictError(
+        f"'{given}' is the start of more than one project id ({shown}).",
+        hint="Give more of the id.",
+    )
 
 
 def check_local_access(

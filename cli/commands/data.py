@@ -8,6 +8,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from flops_cli.client import ApiClient
@@ -32,8 +33,9 @@ def push(
     """Upload a Parquet file and split it into one partition per learner."""
     dataset = ApiClient().push_data(file, tag, partitions)
     console.print(
-        f"pushed [bold]{dataset['tag']}[/bold]: {dataset['rows']} rows, "
-        f"{dataset['partitions']} partitions, columns {', '.join(dataset['columns'])}"
+        f"pushed [bold]{escape(dataset['tag'])}[/bold]: {dataset['rows']} rows, "
+        f"{dataset['partitions']} partitions, columns "
+        + escape(", ".join(dataset["columns"]))
     )
 
 
@@ -49,10 +51,10 @@ def list_(
     table = Table("tag", "partitions", "rows", "columns", "updated")
     for d in rows:
         table.add_row(
-            d["tag"],
+            escape(d["tag"]),
             str(d["partitions"]),
             str(d["rows"]),
-            ", ".join(d["columns"]),
-            d["updated_at"][:19],
+            escape(", ".join(d["columns"])),
+            escape(d["updated_at"][:19]),
         )
     console.print(table)

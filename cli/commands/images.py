@@ -11,6 +11,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from flops_cli.commands.stack import _embedded
 
@@ -34,8 +35,10 @@ def bootstrap(
     bases = BaseImages(
         settings,
         Registry.from_settings(settings),
-        lambda line: console.print(f"  {time.monotonic() - started:6.1f}s  {line}"),
+        lambda line: console.print(
+            f"  {time.monotonic() - started:6.1f}s  {escape(line)}"
+        ),
     )
     for name in [p.strip() for p in platform.split(",") if p.strip()]:
         reference = bases.ensure(name)
-        console.print(f"[green]{name}[/green]  {reference}")
+        console.print(f"[green]{escape(name)}[/green]  {escape(reference)}")

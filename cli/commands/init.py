@@ -9,6 +9,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from flops.errors import ConfigError
 
@@ -43,7 +44,7 @@ def init(
 ) -> None:
     """Write a new ML repo that follows the FLOps contract."""
     for path in write_template(directory, force):
-        console.print(f"  wrote {path}")
+        console.print(f"  wrote {escape(str(path))}")
     console.print(
         f"Next: cd {directory} && git init && git add -A && git commit -m init, "
         f"then `flops project submit {directory} --data-tag TAG`"

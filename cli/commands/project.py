@@ -116,7 +116,10 @@ def submit(
             typer.echo(project["id"])
         return
     if fmt is Format.text:
-        console.print(f"project {project['id']} ({project['name']}) submitted")
+        console.print(
+            f"project {display.text(project['id'])} ({display.text(project['name'])}) "
+            "submitted"
+        )
     final = follow(client, project["id"], quiet=fmt is Format.json)
     if fmt is Format.json:
         typer.echo(json.dumps(final, indent=2))
@@ -167,7 +170,10 @@ def show(
 def cancel(project_id: str) -> None:
     """Stop a queued or running project and its processes."""
     project = ApiClient().cancel(project_id)
-    console.print(f"cancelling {project['id']} (status {project['status']})")
+    console.print(
+        f"cancelling {display.text(project['id'])} "
+        f"(status {display.text(project['status'])})"
+    )
 
 
 @app.command("undeploy")
@@ -175,4 +181,7 @@ def undeploy(project_id: str) -> None:
     """Stop the project's inference server."""
     project = ApiClient().stop_server(project_id)
     server = project.get("server") or {}
-    console.print(f"inference server {server.get('url')} of {project['id']} stopped")
+    console.print(
+        f"inference server {display.text(server.get('url'))} of "
+        f"{display.text(project['id'])} stopped"
+    )

@@ -6,6 +6,7 @@ from typing import Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 console = Console(soft_wrap=True)
 
@@ -25,23 +26,25 @@ def _embedded() -> Any:
 def up() -> None:
     """Start the management API and an MLflow server on loopback (idempotent)."""
     embedded, settings = _embedded()
-    urls = embedded.up(settings, progress=lambda msg: console.print(f"  {msg}"))
-    console.print(f"[green]FLOps is up[/green] (state in {settings.home})")
+    urls = embedded.up(settings, progress=lambda msg: console.print(f"  {escape(msg)}"))
+    console.print(f"[green]FLOps is up[/green] (state in {escape(str(settings.home))})")
     console.print(
-        f"  management API  {urls['api']}  (schema: {urls['api']}/api/openapi.json)"
+        escape(
+            f"  management API  {urls['api']}  (schema: {urls['api']}/api/openapi.json)"
+        )
     )
-    console.print(f"  MLflow          {urls['mlflow']}")
+    console.print(escape(f"  MLflow          {urls['mlflow']}"))
     if "registry" in urls:
-        console.print(f"  registry        {urls['registry']}")
+        console.print(escape(f"  registry        {urls['registry']}"))
     if "podman" in urls:
-        console.print(f"  Docker API      {urls['podman']}  (Podman)")
-    console.print(f"  token           {settings.token_file}")
+        console.print(escape(f"  Docker API      {urls['podman']}  (Podman)"))
+    console.print(escape(f"  token           {settings.token_file}"))
 
 
 def down() -> None:
     """Stop the embedded stack (running jobs are stopped and marked failed)."""
     embedded, settings = _embedded()
-    embedded.down(settings, progress=lambda msg: console.print(f"  {msg}"))
+    embedded.down(settings, progress=lambda msg: console.print(f"  {escape(msg)}"))
 
 
 def status() -> None:
@@ -51,17 +54,19 @@ def status() -> None:
     for state in embedded.status(settings):
         if state.healthy:
             console.print(
-                f"  [green]up[/green]       {state.name:<7} {state.url}"
-                f"  (pid {state.pid})"
+                "  [green]up[/green]       "
+                + escape(f"{state.name:<7} {state.url}  (pid {state.pid})")
             )
         elif state.running:
             all_up = False
             console.print(
-                f"  [yellow]starting[/yellow] {state.name:<7} {state.url}"
-                f"  (pid {state.pid})"
+                "  [yellow]starting[/yellow] "
+                + escape(f"{state.name:<7} {state.url}  (pid {state.pid})")
             )
         else:
             all_up = False
-            console.print(f"  [red]down[/red]     {state.name:<7} {state.url}")
+            console.print(
+                "  [red]down[/red]     " + escape(f"{state.name:<7} {state.url}")
+            )
     if not all_up:
         raise typer.Exit(1)

@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import Depends, Header, Request
 
-from flops_management import auth
+from flops_management import auth, projects
 from flops_management.auth import Principal
 from flops_management.pipeline.runner import JobRunner
 from flops_management.settings import Settings
@@ -40,3 +40,11 @@ def get_principal(
 
 
 PrincipalDep = Annotated[Principal, Depends(get_principal)]
+
+
+def get_project_id(project_id: str, principal: PrincipalDep, store: StoreDep) -> str:
+    """The path's project id, or a unique prefix of one, as the full id."""
+    return projects.resolve_id(store, principal.tenant, project_id)
+
+
+ProjectIdDep = Annotated[str, Depends(get_project_id)]

@@ -10,7 +10,7 @@ from typing import Any
 
 from flops.config import ProjectConfig
 from flops.contract import ContractReport
-from flops.errors import JobCancelledError
+from flops.errors import FlopsError, JobCancelledError, ServiceStoppedError
 from flops_management.images.registry import ImageInfo
 from flops_management.models import Project
 from flops_management.orchestrators import Deployment
@@ -25,16 +25,25 @@ STAGE_LOG_LIMIT = 64 * 1024  # the store keeps the tail; the full log is on disk
 
 
 class CancelSignal(threading.Event):
-    """Set to stop a job; carries why (the user cancelled, the service stops)."""
+    """Set to stop a job; carries why: the user cancelled, or the service stops."""
 
     def __init__(self) -> None:
         super().__init__()
         self.reason = "Cancelled by the user."
+        self.service_stopping = False
 
-    def trigger(self, reason: str | None = None) -> None:
-        if reason:
-            self.reason = reason
+    def trigger(self) -> None:
         self.set()
+
+    def stop_service(self, reason: str) -> None:
+        self.reason = reason
+        self.service_stopping = True
+        self.set()
+
+    def error(self) -> FlopsError:
+        if self.service_stopping:
+            return ServiceStoppedError(self.reason)
+        return JobCancelledError(self.reason)
 
 
 @dataclass(frozen=True)
@@ -119,4 +128,4 @@ class JobContext:
 
     def check_cancelled(self) -> None:
         if self.cancel_event.is_set():
-            raise JobCancelledError(self.cancel_event.reason)
+            raise self.cancel_event.error()

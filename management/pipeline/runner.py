@@ -132,9 +132,7 @@ def run_job(
             ctx.check_cancelled()
             _run_stage(ctx, name)
     except JobCancelledError as exc:
-        shutdown = exc.message == SHUTDOWN_REASON
-        status = ProjectStatus.FAILED if shutdown else ProjectStatus.CANCELLED
-        error = exc.message
+        status, error = ProjectStatus.CANCELLED, exc.message
     except FlopsError as exc:
         status, error = ProjectStatus.FAILED, str(exc)
     except Exception as exc:
@@ -261,5 +259,5 @@ class JobRunner:
         with self._lock:
             events = list(self._cancel.items())
         for _project_id, event in events:
-            event.trigger(SHUTDOWN_REASON)
+            event.stop_service(SHUTDOWN_REASON)
         self._pool.shutdown(wait=True, cancel_futures=True)

@@ -31,6 +31,10 @@ class Store(ABC):
         """The tenant's projects, newest first."""
 
     @abstractmethod
+    def project_ids(self, tenant: str, prefix: str, limit: int = 2) -> list[str]:
+        """Ids of the tenant's projects starting with `prefix` (hex digits only)."""
+
+    @abstractmethod
     def update_project(self, project_id: str, **changes: Any) -> None:
         """Set top-level fields of a project (values are model objects or JSON)."""
 

@@ -79,6 +79,17 @@ class MongoStore(Store):
         )
         return [self._project(doc) for doc in cursor]
 
+    def project_ids(self, tenant: str, prefix: str, limit: int = 2) -> list[str]:
+        assert all(c in "0123456789abcdef" for c in prefix), "hex prefixes only"
+        cursor = (
+            self._projects.find(
+                {"tenant": tenant, "_id": {"$regex": f"^{prefix}"}}, {"_id": 1}
+            )
+            .sort("_id", ASCENDING)
+            .limit(limit)
+        )
+        return [str(doc["_id"]) for doc in cursor]
+
     def update_project(self, project_id: str, **changes: Any) -> None:
         result = self._projects.update_one(
             {"_id": project_id},

@@ -108,6 +108,16 @@ class SqliteStore(Store):
             ).fetchall()
         return [Project.model_validate_json(row[0]) for row in rows]
 
+    def project_ids(self, tenant: str, prefix: str, limit: int = 2) -> list[str]:
+        assert all(c in "0123456789abcdef" for c in prefix), "hex prefixes only"
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT id FROM projects WHERE tenant = ? AND id LIKE ? "
+                "ORDER BY id LIMIT ?",
+                (tenant, f"{prefix}%", limit),
+            ).fetchall()
+        return [str(row[0]) for row in rows]
+
     def _write(self, db: sqlite3.Connection, doc: dict[str, Any]) -> None:
         db.execute(
             "UPDATE projects SET status = ?, doc = ? WHERE id = ?",

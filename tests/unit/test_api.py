@@ -224,3 +224,21 @@ def test_event_stream_ends_with_the_final_status(
     assert "event: job_queued" in body
     assert body.rstrip().splitlines()[-2] == "event: end"
     assert '"status":"failed"' in body
+
+
+def test_any_unique_prefix_of_a_project_id_is_accepted(client: TestClient) -> None:
+    from flops_management.models import Project
+
+    store = client.app.state.store  # type: ignore[attr-defined]
+    for pid in ("abc1230000", "abd4560000"):
+        store.create_project(
+            Project(id=pid, tenant="local", name="p", source="/r", requested_config={})
+        )
+    assert client.get("/api/projects/abc").json()["id"] == "abc1230000"
+    assert client.get("/api/projects/abd4").json()["id"] == "abd4560000"
+    assert client.get("/api/projects/abd4/events").status_code == 200
+    ambiguous = client.get("/api/projects/ab")
+    assert ambiguous.status_code == 409
+    assert "more than one project id" in ambiguous.json()["error"]["message"]
+    assert client.get("/api/projects/ab%25").status_code == 404
+    assert client.get("/api/projects/ffff").status_code == 404

@@ -153,3 +153,30 @@ def test_show_lists_images_with_their_run_lines_and_the_server() -> None:
     assert "            podman run -p 8080:8080 reg/b@sha256:2" in lines
     assert any(line.startswith("server   http://127.0.0.1:9000") for line in lines)
     assert "         POST http://127.0.0.1:9000/invocations" in lines
+
+
+def test_text_from_elsewhere_is_shown_not_read_as_markup() -> None:
+    from rich.console import Console
+
+    from flops_cli import display
+
+    project = {
+        "id": "abc",
+        "name": "x[bold]y",
+        "status": "failed",
+        "source": "/srv/[red]repo[/red]",
+        "stages": [{"name": "clone", "status": "failed"}],
+        "error": "[link=https://evil.example]click[/link]",
+        "created_at": "2026-12-01T00:00:00",
+    }
+    console = Console(record=True, width=200)
+    for line in display.project_lines(project):
+        console.print(line)
+    shown = console.export_text()
+    assert "/srv/[red]repo[/red]" in shown and "x[bold]y" in shown
+    assert "[link=https://evil.example]click[/link]" in shown
+    event = {"data": {"stage": "[red]s", "error": "[b]e", "commit": "[i]c"}}
+    console.print(display.render_event("stage_failed", event))
+    console.print(display.render_event("commit_resolved", event))
+    events = console.export_text()
+    assert "[red]s" in events and "[b]e" in events and "[i]c" in events

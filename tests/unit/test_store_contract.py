@@ -55,8 +55,8 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
 
 
 def project(tenant: str = "t1", **fields: object) -> Project:
+    fields.setdefault("id", uuid.uuid4().hex)
     return Project(
-        id=uuid.uuid4().hex,
         tenant=tenant,
         name="mnist",
         source="/repo",
@@ -199,6 +199,15 @@ def test_tokens_and_datasets(store: Store) -> None:
     assert got is not None and got.partitions == 4
     assert [d.tenant for d in store.list_datasets("t2")] == ["t2"]
     assert store.get_dataset("t1", "other") is None
+
+
+def test_project_ids_by_prefix_stay_within_the_tenant(store: Store) -> None:
+    for pid, tenant in (("abc123", "t1"), ("abd456", "t1"), ("abc999", "t2")):
+        store.create_project(project(tenant, id=pid))
+    assert store.project_ids("t1", "ab") == ["abc123", "abd456"]
+    assert store.project_ids("t1", "abc") == ["abc123"]
+    assert store.project_ids("t2", "abc") == ["abc999"]
+    assert store.project_ids("t1", "f") == []
 
 
 def test_tenants_are_numbered_once_each(store: Store) -> None:

@@ -12,7 +12,13 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import StreamingResponse
 
 from flops_management import projects, serving
-from flops_management.api.deps import PrincipalDep, RunnerDep, SettingsDep, StoreDep
+from flops_management.api.deps import (
+    PrincipalDep,
+    ProjectIdDep,
+    RunnerDep,
+    SettingsDep,
+    StoreDep,
+)
 from flops_management.models import Event
 
 router = APIRouter(prefix="/api/projects", tags=["projects"])
@@ -45,14 +51,17 @@ def list_projects(
 
 @router.get("/{project_id}")
 def show_project(
-    project_id: str, principal: PrincipalDep, store: StoreDep
+    project_id: ProjectIdDep, principal: PrincipalDep, store: StoreDep
 ) -> dict[str, Any]:
     return store.get_project(project_id, principal.tenant).public()
 
 
 @router.post("/{project_id}/cancel", status_code=202)
 def cancel_project(
-    project_id: str, principal: PrincipalDep, runner: RunnerDep, store: StoreDep
+    project_id: ProjectIdDep,
+    principal: PrincipalDep,
+    runner: RunnerDep,
+    store: StoreDep,
 ) -> dict[str, Any]:
     runner.cancel(principal.tenant, project_id)
     return store.get_project(project_id, principal.tenant).public()
@@ -60,7 +69,10 @@ def cancel_project(
 
 @router.delete("/{project_id}/server")
 def stop_server(
-    project_id: str, principal: PrincipalDep, settings: SettingsDep, store: StoreDep
+    project_id: ProjectIdDep,
+    principal: PrincipalDep,
+    settings: SettingsDep,
+    store: StoreDep,
 ) -> dict[str, Any]:
     """Stop the project's inference server; 409 when none runs."""
     return serving.undeploy(settings, store, principal.tenant, project_id).public()
@@ -72,7 +84,7 @@ def _sse(event: Event) -> str:
 
 @router.get("/{project_id}/events", response_model=None)
 async def project_events(
-    project_id: str,
+    project_id: ProjectIdDep,
     request: Request,
     principal: PrincipalDep,
     store: StoreDep,
