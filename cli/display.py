@@ -100,6 +100,16 @@ def render_event(kind: str, event: dict[str, Any]) -> str | None:
             f"[red]          {_e(data.get('learner'))} failed: "
             f"{escape(str(data.get('reason')))}[/red]"
         )
+    if kind == "learner_lost":
+        return (
+            f"[yellow]          {_e(data.get('learner'))} is gone "
+            f"({_e(data.get('reason'))}); training goes on without it[/yellow]"
+        )
+    if kind == "learner_task_failed":
+        return (
+            f"[yellow]          {_e(data.get('learner'))}: its task process died "
+            f"(code {_e(data.get('code'))})[/yellow]"
+        )
     if kind in {"warning", "note"}:
         return f"[yellow]          {escape(str(data.get('message')))}[/yellow]"
     if kind == "model_registered":
@@ -128,6 +138,8 @@ def project_lines(project: dict[str, Any]) -> list[str]:
             f"rounds   {_e(progress.get('round', 0))}/{_e(progress['rounds'])}  "
             f"{_metrics(progress.get('metrics', {}))}"
         )
+    for learner, why in (progress.get("learners_lost") or {}).items():
+        lines.append(f"[yellow]lost     {_e(learner)} ({_e(why)})[/yellow]")
     lines.append("stages")
     for stage in project.get("stages", []):
         s_style = STATUS_STYLE.get(stage["status"], "white")

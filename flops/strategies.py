@@ -148,7 +148,11 @@ def strategy_kwargs(config: ProjectConfig) -> dict[str, Any]:
     managed = {
         "min_train_nodes": config.effective_min_fit,
         "min_evaluate_nodes": config.effective_min_evaluate,
-        "min_available_nodes": config.learners,
+        # Later rounds go on with the learners that are left; the first waits for
+        # every one (flops.app.tracking), which Flower's own wait cannot time out.
+        "min_available_nodes": max(
+            config.effective_min_fit, config.effective_min_evaluate
+        ),
     }
     kwargs.update({key: value for key, value in managed.items() if key in accepted})
     return kwargs

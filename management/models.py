@@ -90,6 +90,8 @@ class Progress(BaseModel):
     round: int = 0
     rounds: int = 0
     learners_connected: int = 0
+    # Learners that died or were stopped mid-run: name -> what happened.
+    learners_lost: dict[str, str] = Field(default_factory=dict)
     metrics: dict[str, float | str] = Field(default_factory=dict)
 
 

@@ -4,7 +4,11 @@ Flower's `HttpGrid.send_and_receive` sleeps a fixed 3 s between reply pulls
 (flwr/superlink/grid/http_grid.py, line 412 in flwr 1.41). This wrapper keeps
 Flower's grid and its public `push_messages`/`pull_messages` and only replaces
 that wait, which is most of a round's idle time on the aggregator side. It also
-reports each learner the first time it shows up.
+reports each learner the first time it shows up, remembers which node each
+message went to (an error reply for a node that died comes from the SuperLink,
+whose id it carries: the destination names the learner), and can hold one
+snapshot of the connected nodes while a round is configured, so a node that
+drops meanwhile cannot leave Flower's sampling waiting for it forever.
 """
 
 from __future__ import annotations
@@ -30,6 +34,26 @@ class FastPollGrid(Grid):
         self._interval = interval
         self._on_new_node = on_new_node
         self._known: set[int] = set()
+        self._destinations: dict[str, int] = {}
+        self._frozen: list[int] | None = None
+
+    @property
+    def known_nodes(self) -> set[int]:
+        """Every node that was ever connected in this run."""
+        return set(self._known)
+
+    def destination(self, message_id: str) -> int | None:
+        """The node a pushed message went to."""
+        return self._destinations.get(message_id)
+
+    def freeze(self) -> list[int]:
+        """Answer `get_node_ids` with this one snapshot until `thaw()`."""
+        self._frozen = None
+        self._frozen = list(self.get_node_ids())
+        return list(self._frozen)
+
+    def thaw(self) -> None:
+        self._frozen = None
 
     def set_run(self, run: Run) -> None:
         self._inner.set_run(run)
@@ -51,6 +75,8 @@ class FastPollGrid(Grid):
         )
 
     def get_node_ids(self) -> Iterable[int]:
+        if self._frozen is not None:
+            return list(self._frozen)
         nodes = list(self._inner.get_node_ids())
         for node in nodes:
             if node not in self._known:
@@ -60,7 +86,11 @@ class FastPollGrid(Grid):
         return nodes
 
     def push_messages(self, messages: Iterable[Message]) -> Iterable[str]:
-        return self._inner.push_messages(messages)
+        batch = list(messages)
+        ids = list(self._inner.push_messages(batch))
+        for message_id, message in zip(ids, batch, strict=False):
+            self._destinations[message_id] = message.metadata.dst_node_id
+        return ids
 
     def pull_messages(self, message_ids: Iterable[str]) -> Iterable[Message]:
         return self._inner.pull_messages(message_ids)
@@ -77,4 +107,7 @@ class FastPollGrid(Grid):
             pending -= {msg.metadata.reply_to_message_id for msg in received}
             if pending:
                 time.sleep(self._interval)
+        self.unanswered = {self._destinations.get(m, -1) for m in pending}
         return replies
+
+    unanswered: set[int] = set()  # nodes whose message got no reply in time

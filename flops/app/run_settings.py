@@ -22,6 +22,7 @@ MLFLOW_EXPERIMENT_ID = "flops-mlflow-experiment-id"
 MLFLOW_RUN_ID = "flops-mlflow-run-id"
 REQUIREMENTS = "flops-requirements"
 POLL_INTERVAL = "flops-poll-interval"
+CONNECT_TIMEOUT = "flops-connect-timeout"
 
 # node config keys
 NODE_DATA_DIR = "flops-data-dir"
@@ -42,6 +43,9 @@ class RunSettings:
     run_id: str
     requirements: tuple[str, ...]
     poll_interval: float
+    # How long the first round waits for every learner before it starts with
+    # those connected (if min_fit/min_evaluate allow).
+    connect_timeout: float = 120.0
 
     @classmethod
     def from_run_config(cls, run_config: dict[str, Any]) -> RunSettings:
@@ -53,6 +57,7 @@ class RunSettings:
             run_id=str(run_config[MLFLOW_RUN_ID]),
             requirements=tuple(json.loads(str(run_config[REQUIREMENTS]))),
             poll_interval=float(run_config[POLL_INTERVAL]),
+            connect_timeout=float(run_config.get(CONNECT_TIMEOUT, 120.0)),
         )
 
 

@@ -33,7 +33,13 @@ def _train_and_export(grid: Grid, settings: RunSettings, client: object) -> None
     strategy = build_strategy(config, TrackedStrategy)
     assert isinstance(strategy, TrackedStrategy)
     strategy.track(
-        tracker, config.rounds, config.effective_min_fit, config.effective_min_evaluate
+        tracker,
+        config.rounds,
+        config.effective_min_fit,
+        config.effective_min_evaluate,
+        learners=config.learners,
+        wait_timeout=config.round_timeout,
+        connect_timeout=settings.connect_timeout,
     )
     connected: set[int] = set()
 

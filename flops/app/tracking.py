@@ -5,6 +5,13 @@
 (metrics, learner names, failures) before Flower aggregates, fails the run with a
 readable message when fewer learners succeeded than the config requires, and
 hands the figures to a `RunTracker`.
+
+Dropouts: the first round starts once every learner is connected; later rounds
+go on with those that are left as long as `min_fit`/`min_evaluate` allow. A
+learner that failed, sent nothing in time, or left the federation is reported by
+name (an error reply for a dead node comes from the SuperLink: the node the
+message went to names the learner) and counted in the round's
+`learners_failed`; when too few are left, the run fails naming who is missing.
 """
 
 from __future__ import annotations
@@ -20,6 +27,7 @@ from flwr.app import ArrayRecord, ConfigRecord, Message, MetricRecord
 
 from flops import events
 from flops.app import run_settings as keys
+from flops.app.grid import FastPollGrid
 from flops.errors import TrainingError
 
 logger = logging.getLogger(__name__)
@@ -120,40 +128,125 @@ class TrackedStrategy:
     _total_rounds: int
     _min_fit: int
     _min_evaluate: int
+    _learners: int
+    _wait_timeout: float
+    _connect_timeout: float
     _round: _Round
     _seen: set[str]
+    _names: dict[int, str]
+    _gone: set[int]
+    _grid: FastPollGrid
     signature: dict[str, str] | None = None
 
     def track(
-        self, tracker: RunTracker, total_rounds: int, min_fit: int, min_evaluate: int
+        self,
+        tracker: RunTracker,
+        total_rounds: int,
+        min_fit: int,
+        min_evaluate: int,
+        learners: int | None = None,
+        wait_timeout: float = 600.0,
+        connect_timeout: float = 120.0,
     ) -> None:
         self._tracker = tracker
         self._total_rounds = total_rounds
         self._min_fit = min_fit
         self._min_evaluate = min_evaluate
+        self._learners = learners or max(min_fit, min_evaluate)
+        self._wait_timeout = wait_timeout
+        self._connect_timeout = connect_timeout
         self._seen = set()
+        self._names = {}  # node id -> learner name, from its replies
+        self._gone = set()  # nodes reported as having left
 
     # -- helpers -------------------------------------------------------------
+
+    def _name(self, node_id: int) -> str:
+        return self._names.get(node_id, f"node-{node_id}")
+
+    def _failed(self, learner: str, phase: str, reason: str) -> str:
+        events.emit(
+            events.LEARNER_FAILED,
+            round=self._round.number,
+            phase=phase,
+            learner=learner,
+            reason=reason,
+        )
+        return f"{learner}: {reason}"
+
+    def _wait_for_nodes(
+        self, grid: FastPollGrid, wanted: int, needed: int, timeout: float, phase: str
+    ) -> None:
+        """Until `wanted` learners are connected, or `timeout` passed with at least
+        `needed`; else TrainingError naming who is gone (Flower's own sampling
+        would wait forever)."""
+        deadline = time.monotonic() + timeout
+        while (connected := len(list(grid.get_node_ids()))) < wanted:
+            if time.monotonic() > deadline:
+                if connected >= needed:
+                    return
+                gone = sorted(
+                    self._name(n) for n in grid.known_nodes - set(grid.get_node_ids())
+                )
+                raise TrainingError(
+                    f"Round {self._round_number} {phase}: {connected} of "
+                    f"{self._learners} learners connected, {needed} needed "
+                    "(min_fit/min_evaluate)"
+                    + (f"; gone: {', '.join(gone)}" if gone else "")
+                    + "."
+                )
+            time.sleep(0.2)
+
+    def _configure(
+        self, server_round: int, phase: str, grid: Any, configure: Any
+    ) -> list[Message]:
+        """Flower's configure step on one snapshot of the connected learners, after
+        reporting those that left since the last one."""
+        self._grid = grid
+        needed = max(self._min_fit, self._min_evaluate)
+        if server_round == 1 and phase == "train":
+            self._wait_for_nodes(
+                grid, self._learners, needed, self._connect_timeout, phase
+            )
+            absent = self._learners - len(list(grid.get_node_ids()))
+            if absent > 0:
+                self._round.failed += absent
+                events.emit(
+                    events.WARNING,
+                    message=f"{absent} learner(s) did not connect within "
+                    f"{self._connect_timeout:.0f}s; training starts without them.",
+                )
+        else:
+            self._wait_for_nodes(grid, needed, needed, self._wait_timeout, phase)
+        snapshot = set(grid.freeze())
+        try:
+            messages = list(configure())
+        finally:
+            grid.thaw()
+        for node in sorted(grid.known_nodes - snapshot - self._gone):
+            self._gone.add(node)
+            self._round.failed += 1
+            self._failed(self._name(node), phase, "left the federation (disconnected)")
+        return messages
 
     def _sort_replies(
         self, replies: Iterable[Message], phase: str, sampled: int
     ) -> list[Message]:
         ok: list[Message] = []
         failures: list[str] = []
+        answered: set[int] = set()
         for msg in replies:
             learner = self._learner(msg)
             if msg.has_error():
                 named, reason = error_reason(msg)
-                learner = named or learner
-                failures.append(f"{learner}: {reason}")
-                events.emit(
-                    events.LEARNER_FAILED,
-                    round=self._round.number,
-                    phase=phase,
-                    learner=learner,
-                    reason=reason,
-                )
+                node = self._grid.destination(msg.metadata.reply_to_message_id)
+                if node is not None:
+                    answered.add(node)
+                learner = named or (self._name(node) if node is not None else learner)
+                failures.append(self._failed(learner, phase, reason))
                 continue
+            self._names[msg.metadata.src_node_id] = learner
+            answered.add(msg.metadata.src_node_id)
             if learner not in self._seen:
                 self._seen.add(learner)
                 events.emit(
@@ -162,6 +255,9 @@ class TrackedStrategy:
                     node_id=msg.metadata.src_node_id,
                 )
             ok.append(msg)
+        silent = sorted(self._grid.unanswered - answered - {-1})
+        for node in silent:
+            failures.append(self._failed(self._name(node), phase, "no reply in time"))
         missing = sampled - len(ok) - len(failures)
         if missing > 0:
             failures.append(f"{missing} learner(s) sent no reply in time")
@@ -182,13 +278,23 @@ class TrackedStrategy:
 
     # -- Strategy hooks --------------------------------------------------------
 
+    _round_number = 0
+
     def configure_train(
         self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Any
     ) -> Iterable[Message]:
         events.emit(events.ROUND_STARTED, round=server_round, rounds=self._total_rounds)
-        # Sampling waits for enough learners to connect; the round starts after it.
-        messages = list(super().configure_train(server_round, arrays, config, grid))  # type: ignore[misc]
+        self._round_number = server_round
         self._round = _Round(number=server_round, started=time.perf_counter())
+        parent = super()
+        # The round starts once enough learners are connected (all, the first time).
+        messages = self._configure(
+            server_round,
+            "train",
+            grid,
+            lambda: parent.configure_train(server_round, arrays, config, grid),  # type: ignore[attr-defined]
+        )
+        self._round.started = time.perf_counter()
         self._round.bytes_sent += arrays.count_bytes() * len(messages)
         self._train_sampled = len(messages)
         return messages
@@ -222,7 +328,13 @@ class TrackedStrategy:
     ) -> Iterable[Message]:
         if server_round == self._total_rounds:
             config = ConfigRecord({**config, keys.WANT_SIGNATURE: True})
-        messages = list(super().configure_evaluate(server_round, arrays, config, grid))  # type: ignore[misc]
+        parent = super()
+        messages = self._configure(
+            server_round,
+            "evaluate",
+            grid,
+            lambda: parent.configure_evaluate(server_round, arrays, config, grid),  # type: ignore[attr-defined]
+        )
         self._round.bytes_sent += arrays.count_bytes() * len(messages)
         self._evaluate_sampled = len(messages)
         return messages

@@ -24,6 +24,8 @@ from flops_management.settings import Settings
 
 AGGREGATOR = "aggregator"
 SUPERLINK = "superlink"
+# A learner's SuperNode, where it runs as a component of its own (`local`).
+SUPERNODE_SUFFIX = "-supernode"
 
 
 @dataclass(frozen=True)
@@ -106,9 +108,23 @@ class Deployment(ABC):
     def runtime_info(self) -> dict[str, Any]:
         """What a restarted service needs to clean this deployment up."""
 
+    @abstractmethod
+    def tail(self, component: str, lines: int = 20) -> str:
+        """The component's last output lines ("" when there is none)."""
+
+    @abstractmethod
+    def stop_learner(self, learner: str) -> None:
+        """Stop every component of one learner (the rest of the job goes on)."""
+
     def exited(self) -> list[str]:
         """Components that are no longer running."""
         return [name for name, state in self.status().items() if state != "running"]
+
+    def learner_of(self, component: str) -> str | None:
+        """The learner a component belongs to; None for the SuperLink/aggregator."""
+        if component in (AGGREGATOR, SUPERLINK):
+            return None
+        return component.removesuffix(SUPERNODE_SUFFIX)
 
 
 class Orchestrator(ABC):

@@ -122,9 +122,16 @@ class DockerDeployment(Deployment):
     def cancel(self) -> None:
         remove_job(self.client, self.job_id)
 
-    def tail(self, role: str, lines: int = 20) -> str:
+    def stop_learner(self, learner: str) -> None:
+        container = self.containers.get(learner)
+        if container is None:
+            return
+        with contextlib.suppress(DockerException):
+            container.stop(timeout=3)  # SIGTERM: its SuperNode leaves at once
+
+    def tail(self, component: str, lines: int = 20) -> str:
         try:
-            output: bytes = self.containers[role].logs(tail=lines)
+            output: bytes = self.containers[component].logs(tail=lines)
         except (KeyError, DockerException):
             return ""
         return output.decode("utf-8", "replace")

@@ -30,6 +30,7 @@ from flops.usercode import REPO_DIR_ENV
 from flops_management.orchestrators.base import (
     AGGREGATOR,
     SUPERLINK,
+    SUPERNODE_SUFFIX,
     Deployment,
     DeploymentSpec,
     LogLine,
@@ -126,9 +127,20 @@ class LocalDeployment(Deployment):
     def runtime_info(self) -> dict[str, Any]:
         return {"pids": {name: proc.pid for name, proc in self.processes.items()}}
 
-    def tail(self, name: str, lines: int = 20) -> str:
+    def stop_learner(self, learner: str) -> None:
+        procs = [
+            proc
+            for name, proc in self.processes.items()
+            if name in (learner, f"{learner}{SUPERNODE_SUFFIX}")
+        ]
+        # SIGTERM first: a SuperNode that stops gracefully leaves the federation
+        # at once, so the aggregator stops waiting for it.
+        subprocesses.kill_groups(procs, grace=3.0)
+
+    def tail(self, component: str, lines: int = 20) -> str:
         try:
-            text = self.log_files[name].read_text(encoding="utf-8", errors="replace")
+            path = self.log_files[component]
+            text = path.read_text(encoding="utf-8", errors="replace")
         except (KeyError, FileNotFoundError):
             return ""
         return "\n".join(text.splitlines()[-lines:])
@@ -253,7 +265,7 @@ class LocalOrchestrator(Orchestrator):
             node_port = free_port()
             data_dir = learner.data_dir or spec.workdir / "learners" / learner.name
             start(
-                f"{learner.name}-supernode",
+                f"{learner.name}{SUPERNODE_SUFFIX}",
                 supernode_args(
                     bin_dir, link, node_port, node_config_args(data_dir, learner.name)
                 ),

@@ -1,8 +1,14 @@
 """Following a Flower run through its actors' logs until it ends, one way or another.
 
 The aggregator's `FLOPS_EVENT` lines become the job's events and progress; the run
-fails fast, with the reason in words, when the aggregator reports a failure, an
-actor process dies, or learners do not connect in time.
+fails fast, with the reason in words, when the aggregator reports a failure, the
+SuperLink or aggregator dies, or learners do not connect in time.
+
+A learner that dies is a dropout: it is reported by name (event `learner_lost`,
+the project's `progress.learners_lost`), the rest of it is stopped so that its
+SuperNode leaves the federation at once, and the run goes on as long as the
+learners left can satisfy min_fit/min_evaluate; below that it fails naming who
+is gone.
 """
 
 from __future__ import annotations
@@ -21,12 +27,8 @@ from flops_management.orchestrators.base import AGGREGATOR
 from flops_management.pipeline.context import JobContext
 
 POLL_S = 0.2
+CONNECT_GRACE_S = 15.0
 _SUMMARY_METRICS = ("eval_accuracy", "eval_loss", "round_seconds")
-
-
-def _tail(deployment: Deployment, component: str) -> str:
-    tail = getattr(deployment, "tail", None)
-    return str(tail(component)) if callable(tail) else ""
 
 
 class RunFollower:
@@ -40,6 +42,7 @@ class RunFollower:
         self.finished = False
         self.model_uri: str | None = None
         self.actor_lines = 0
+        self.needed = max(config.effective_min_fit, config.effective_min_evaluate)
 
     def _deadline(self) -> float:
         # Flower enforces round_timeout per phase; this only catches a hang.
@@ -61,30 +64,74 @@ class RunFollower:
                 if self.model_uri is None:
                     raise TrainingError("The run finished without logging a model.")
                 return self.model_uri
-            exited = self.deployment.exited()
+            exited = [
+                name
+                for name in self.deployment.exited()
+                if self.deployment.learner_of(name) not in self.progress.learners_lost
+            ]
             if exited:
                 time.sleep(0.5)  # let the last lines reach the logs
                 self._drain()
                 if self.failure or self.finished:
                     continue
-                name = exited[0]
-                raise TrainingError(
-                    f"{name} stopped unexpectedly ({self.deployment.status()[name]}):\n"
-                    + _tail(self.deployment, name)
-                )
+                self._exited(exited)
+                continue
             now = time.monotonic()
+            # The aggregator starts without absent learners if enough came; give it
+            # a moment past the same deadline to say so.
             if (
-                self.progress.learners_connected < self.config.learners
-                and now > connect_deadline
+                self.progress.round == 0
+                and self.progress.learners_connected < self.needed
+                and now > connect_deadline + CONNECT_GRACE_S
             ):
                 raise TrainingError(
                     f"Only {self.progress.learners_connected} of "
                     f"{self.config.learners} learners connected within "
-                    f"{self.ctx.settings.learner_connect_timeout:.0f}s."
+                    f"{self.ctx.settings.learner_connect_timeout:.0f}s; "
+                    f"{self.needed} needed." + self._gone_text()
                 )
             if now > deadline:
                 raise TrainingError("The run did not finish in time.")
             time.sleep(POLL_S)
+
+    def _gone_text(self) -> str:
+        lost = self.progress.learners_lost
+        return (
+            "\nGone: " + "; ".join(f"{name} ({why})" for name, why in lost.items())
+            if lost
+            else ""
+        )
+
+    def _exited(self, components: list[str]) -> None:
+        """A component stopped: the job fails, unless it is a learner the run can
+        do without (then it is a dropout)."""
+        for name in components:
+            learner = self.deployment.learner_of(name)
+            state = self.deployment.status().get(name, "exited")
+            if learner is None:
+                raise TrainingError(
+                    f"{name} stopped unexpectedly ({state}):\n"
+                    + self.deployment.tail(name)
+                )
+            if learner in self.progress.learners_lost:
+                continue
+            self._lose(learner, f"{name} {state}")
+
+    def _lose(self, learner: str, why: str) -> None:
+        self.progress.learners_lost[learner] = why
+        self.deployment.stop_learner(learner)  # its SuperNode leaves at once
+        self.ctx.log(f"{learner} is gone ({why}) in round {self.progress.round}")
+        self.ctx.event(
+            "learner_lost", learner=learner, reason=why, round=self.progress.round
+        )
+        self.ctx.store.update_project(self.ctx.project_id, progress=self.progress)
+        left = self.config.learners - len(self.progress.learners_lost)
+        if left < self.needed:
+            self.failure = (
+                f"{len(self.progress.learners_lost)} of {self.config.learners} "
+                f"learners are gone, {left} left, {self.needed} needed "
+                "(min_fit/min_evaluate)." + self._gone_text()
+            )
 
     def _drain(self) -> None:
         changed = False
@@ -116,15 +163,26 @@ class RunFollower:
             if line.text.strip():
                 self._actor_log(line)
             return False
+        kind = str(event.pop("type"))
+        learner = self.deployment.learner_of(line.component)
+        if learner is not None:
+            if kind == TASK_EXITED and event.get("code") != 0:
+                # The learner's task process died; Flower reports it later.
+                self.ctx.event(
+                    "learner_task_failed",
+                    learner=learner,
+                    code=event.get("code"),
+                    round=self.progress.round,
+                )
+            return False
         if line.component != AGGREGATOR:
             return False
-        kind = str(event.pop("type"))
         event.pop("time", None)
         if kind == TASK_EXITED:
             if event.get("code") != 0 and not self.finished and self.failure is None:
                 self.failure = (
                     f"The aggregator exited with code {event.get('code')}:\n"
-                    + _tail(self.deployment, AGGREGATOR)
+                    + self.deployment.tail(AGGREGATOR)
                 )
             return False
         self._apply(kind, event)

@@ -122,6 +122,7 @@ def augment(ctx: JobContext) -> StageResult:
         keys.PROJECT_NAME: ctx.project.name,
         keys.REQUIREMENTS: json.dumps(list(ctx.report.dependencies.requirements)),
         keys.POLL_INTERVAL: ctx.settings.poll_interval,
+        keys.CONNECT_TIMEOUT: ctx.settings.learner_connect_timeout,
     }
     for path in augment_mod.write_app(ctx.workspace.app, ctx.project.name, run_config):
         ctx.log(f"wrote {path.relative_to(ctx.workspace.root)}")
