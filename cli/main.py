@@ -10,7 +10,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from flops.errors import FlopsError
-from flops_cli.commands import data, images, project, stack, token
+from flops_cli.commands import data, images, mlflow_login, project, stack, token
 from flops_cli.commands.init import init
 
 app = typer.Typer(
@@ -26,6 +26,7 @@ app.add_typer(project.app, name="project")
 app.add_typer(data.app, name="data")
 app.add_typer(token.app, name="token")
 app.add_typer(images.app, name="images")
+app.add_typer(mlflow_login.app, name="mlflow")
 
 err_console = Console(stderr=True, highlight=False, soft_wrap=True)
 

@@ -25,6 +25,7 @@ import httpx
 
 from flops import subprocesses
 from flops.errors import FlopsError, ServiceUnavailableError
+from flops_management import mlflow_access
 from flops_management.auth import ensure_local_token
 from flops_management.images.registry import registry_config
 from flops_management.settings import Settings
@@ -79,6 +80,9 @@ def mlflow_args(settings: Settings) -> list[str]:
         "--artifacts-destination",
         str(store / "artifacts"),
         "--serve-artifacts",
+        # Nobody sees anything without a grant (flops_management.mlflow_access).
+        "--app-name",
+        "basic-auth",
     ]
 
 
@@ -232,7 +236,7 @@ def _start(settings: Settings, service: Service, progress: Progress) -> None:
             f"Cannot start {service.name}: another program uses {service.url}.",
             hint="Stop it, or choose other ports: FLOPS_API_PORT, FLOPS_MLFLOW_PORT.",
         )
-    settings.mlflow_dir.mkdir(parents=True, exist_ok=True)
+    settings.mlflow_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     if service.name == "registry":
         config = settings.registry_dir / "config.yml"
         config.parent.mkdir(parents=True, exist_ok=True)
@@ -241,7 +245,10 @@ def _start(settings: Settings, service: Service, progress: Progress) -> None:
         service.socket.parent.mkdir(parents=True, exist_ok=True)
         service.socket.unlink(missing_ok=True)  # left by a killed service
     log = settings.logs_dir / f"{service.name}.log"
-    proc = subprocesses.spawn(service.args, log_path=log, env=_service_env(settings))
+    env = _service_env(settings)
+    if service.name == "mlflow":
+        env.update(mlflow_access.server_environment(settings))
+    proc = subprocesses.spawn(service.args, log_path=log, env=env)
     _pidfile(settings, service.name).parent.mkdir(parents=True, exist_ok=True)
     _pidfile(settings, service.name).write_text(str(proc.pid))
     progress(f"{service.name}: started (pid {proc.pid}), log {log}")

@@ -61,6 +61,10 @@ class Settings(BaseSettings):
     # Where learners and aggregators reach MLflow, and where the service does.
     mlflow_tracking_uri: str | None = None
     mlflow_port: int = DEFAULT_MLFLOW_PORT
+    # The admin of MLflow's basic-auth app (flops_management.mlflow_access); the
+    # local profile generates the password into FLOPS_HOME/mlflow.
+    mlflow_admin_username: str = "admin"
+    mlflow_admin_password: SecretStr | None = None
     # sqlite:///path or mongodb://...; default: sqlite file in home
     store_url: str | None = None
     # production: the first admin token (hash stored, value never logged)
@@ -146,6 +150,7 @@ class Settings(BaseSettings):
                 for name, value in (
                     ("FLOPS_STORE_URL", self.store_url),
                     ("FLOPS_MLFLOW_TRACKING_URI", self.mlflow_tracking_uri),
+                    ("FLOPS_MLFLOW_ADMIN_PASSWORD", self.mlflow_admin_password),
                 )
                 if not value
             ]

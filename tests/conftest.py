@@ -72,7 +72,12 @@ def digits(stack: Stack, digits_file: Path) -> str:
 
 @pytest.fixture(scope="session")
 def mlflow_client(stack: Stack) -> Any:
+    """MLflow as the service's admin (its password is in FLOPS_HOME, 0600)."""
     import mlflow
 
+    os.environ["MLFLOW_TRACKING_USERNAME"] = "admin"
+    os.environ["MLFLOW_TRACKING_PASSWORD"] = (
+        (stack.home / "mlflow" / "admin-password").read_text().strip()
+    )
     mlflow.set_tracking_uri(stack.tracking_uri)
     return mlflow.MlflowClient(stack.tracking_uri)

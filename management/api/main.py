@@ -9,10 +9,10 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 import flops
-from flops_management import auth, serving
+from flops_management import auth, mlflow_access, serving
 from flops_management.api import errors
 from flops_management.api.body_limit import BodyLimitMiddleware
-from flops_management.api.routers import data, health, projects, tokens
+from flops_management.api.routers import data, health, projects, tokens, tracking
 from flops_management.pipeline.runner import JobRunner
 from flops_management.settings import Settings
 from flops_management.store import open_store
@@ -28,6 +28,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         settings.ensure_home()
+        mlflow_access.use_admin_credentials(settings)
         store = open_store(settings.store)
         auth.bootstrap(settings, store)
         runner = JobRunner(settings, store)
@@ -61,6 +62,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         max_request=settings.max_request_bytes,
         max_upload=settings.max_upload_bytes,
     )
-    for router in (health.router, projects.router, data.router, tokens.router):
+    for router in (
+        health.router,
+        projects.router,
+        data.router,
+        tokens.router,
+        tracking.router,
+    ):
         app.include_router(router)
     return app

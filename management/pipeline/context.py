@@ -89,6 +89,8 @@ class JobContext:
     flower_run_id: str | None = None
     mlflow_run_id: str | None = None
     model_uri: str | None = None
+    # The job's MLflow user (its aggregator's) exists and must be removed.
+    mlflow_job_user: bool = False
     # The uid/gid the tenant's code runs as (None: the service's own, unprivileged).
     identity: Identity | None = None
     # From the submitted URL, for the clone only; never stored.

@@ -15,6 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from flops.errors import ConflictError, FlopsError, JobCancelledError
 from flops_management.limits import bounded
+from flops_management.mlflow_access import MlflowAccess
 from flops_management.models import ProjectStatus, StageStatus, utcnow
 from flops_management.orchestrators import get_orchestrator
 from flops_management.pipeline.context import CancelSignal, JobContext, Workspace
@@ -87,6 +88,11 @@ def _teardown(ctx: JobContext, status: ProjectStatus) -> None:
             ctx.deployment.cancel()
         except Exception:  # teardown must not hide the job's own outcome
             logger.exception("Stopping the deployment of %s failed", ctx.project_id)
+    if ctx.mlflow_job_user:
+        try:
+            MlflowAccess(ctx.settings, ctx.store).delete_job_user(ctx.project_id)
+        except Exception:
+            logger.exception("Removing the MLflow user of %s failed", ctx.project_id)
     if ctx.mlflow_run_id is not None:
         mlflow_status = {
             ProjectStatus.SUCCEEDED: "FINISHED",
@@ -233,6 +239,10 @@ class JobRunner:
                 self.store.append_event(
                     project.id, "job_failed", {"error": RESTART_REASON}
                 )
+                try:
+                    MlflowAccess(self.settings, self.store).delete_job_user(project.id)
+                except Exception:
+                    logger.warning("Could not remove the MLflow user of %s", project.id)
                 if project.mlflow and project.mlflow.run_id:
                     try:
                         Tracking(self.settings.tracking_uri).finish_run(

@@ -29,6 +29,13 @@ from flops_management.images.inference import (
     run_commands,
 )
 from flops_management.images.registry import ImageInfo
+from flops_management.mlflow_access import (
+    EDIT,
+    READ,
+    MlflowAccess,
+    MlflowCredentials,
+    job_username,
+)
 from flops_management.models import MlflowInfo
 from flops_management.orchestrators import (
     DeploymentSpec,
@@ -197,6 +204,13 @@ def _build_image(ctx: JobContext) -> StageResult:
     return "skipped" if skipped else None
 
 
+def _job_user(ctx: JobContext) -> MlflowCredentials:
+    """The aggregator's MLflow user: this job's experiment, nothing else."""
+    credentials = MlflowAccess(ctx.settings, ctx.store).create_job_user(ctx.project_id)
+    ctx.mlflow_job_user = True
+    return credentials
+
+
 def schedule(ctx: JobContext) -> StageResult:
     config = ctx.require_config()
     orchestrator = get_orchestrator(config.orchestrator, ctx.settings)
@@ -219,6 +233,7 @@ def schedule(ctx: JobContext) -> StageResult:
         image=ctx.image.reference if ctx.image is not None else None,
         poll_interval=ctx.settings.poll_interval,
         identity=ctx.identity,
+        aggregator_env=_job_user(ctx).as_env(),
     )
     for note in orchestrator.notes(spec):
         ctx.log(note)
@@ -291,8 +306,20 @@ def train(ctx: JobContext) -> StageResult:
     commit = str(ctx.store.get_project(ctx.project_id).commit)
     client = tracking.Tracking(ctx.settings.tracking_uri)
     client.check_reachable()
-    experiment_id, run_id = client.start_run(
-        tracking.experiment_name(ctx.project.tenant, ctx.project.name),
+    access = MlflowAccess(ctx.settings, ctx.store)
+    name = tracking.experiment_name(ctx.project.tenant, ctx.project.name)
+    experiment_id = client.experiment_id(name)
+    access.claim(
+        "experiment", name, ctx.project.tenant, exists=experiment_id is not None
+    )
+    experiment_id = experiment_id or client.create_experiment(name)
+    # The tenant reads its experiments; the job's aggregator writes this one only.
+    access.grant(
+        access.tenant_user(ctx.project.tenant), "experiment", experiment_id, READ
+    )
+    access.grant(job_username(ctx.project_id), "experiment", experiment_id, EDIT)
+    run_id = client.start_run(
+        experiment_id,
         run_name=f"{ctx.project.name}-{ctx.project_id[:8]}",
         params={
             **tracking.flatten(config.model_dump(mode="json", exclude_none=True)),
@@ -332,6 +359,8 @@ def register(ctx: JobContext) -> StageResult:
         ctx.model_uri, project.mlflow.experiment_id, ctx.mlflow_run_id
     )
     name = tracking.model_name(project.tenant, project.name)
+    access = MlflowAccess(ctx.settings, ctx.store)
+    access.claim("registered_model", name, project.tenant, client.model_exists(name))
     version = client.register(
         ctx.model_uri,
         name,
@@ -341,6 +370,7 @@ def register(ctx: JobContext) -> StageResult:
             "flops.source": project.source,
         },
     )
+    access.grant(access.tenant_user(project.tenant), "registered_model", name, READ)
     ctx.log(
         f"registered {ctx.model_uri} as {name} version {version} (@{tracking.CHAMPION})"
     )

@@ -67,26 +67,38 @@ class Tracking:
 
         return MlflowClient(self.tracking_uri)
 
+    def experiment_id(self, name: str) -> str | None:
+        found = self._client().get_experiment_by_name(name)
+        return None if found is None else str(found.experiment_id)
+
+    def create_experiment(self, name: str) -> str:
+        return str(self._client().create_experiment(name))
+
+    def model_exists(self, name: str) -> bool:
+        from mlflow.exceptions import MlflowException
+
+        try:
+            self._client().get_registered_model(name)
+        except MlflowException:
+            return False
+        return True
+
     def start_run(
         self,
-        experiment: str,
+        experiment_id: str,
         run_name: str,
         params: dict[str, str],
         tags: dict[str, str],
-    ) -> tuple[str, str]:
-        """Get or create the experiment, create a parent run: (exp id, run id)."""
+    ) -> str:
+        """Create the job's parent run in the experiment; its id."""
         client = self._client()
-        found = client.get_experiment_by_name(experiment)
-        experiment_id = (
-            found.experiment_id if found else client.create_experiment(experiment)
-        )
         run = client.create_run(experiment_id, run_name=run_name, tags=tags)
         from mlflow.entities import Param
 
         batch = [Param(key, value[:6000]) for key, value in params.items()]
         batch.append(Param("flops_version", flops.__version__))
         client.log_batch(run.info.run_id, params=batch)
-        return experiment_id, run.info.run_id
+        return str(run.info.run_id)
 
     def finish_run(self, run_id: str, status: str) -> None:
         self._client().set_terminated(run_id, status=status)

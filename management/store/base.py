@@ -87,6 +87,14 @@ class Store(ABC):
         Its code runs under an identity derived from it (flops_management.sandbox).
         """
 
+    @abstractmethod
+    def mlflow_name_owner(self, kind: str, name: str) -> str | None:
+        """The tenant FLOps created MLflow `kind` ("experiment", ...) `name` for."""
+
+    @abstractmethod
+    def claim_mlflow_name(self, kind: str, name: str, tenant: str) -> None:
+        """Record that FLOps created `name` for `tenant` (first claim wins)."""
+
     def close(self) -> None:  # noqa: B027 - optional for implementations
         """Release connections."""
 

@@ -37,6 +37,7 @@ class MongoStore(Store):
         self._datasets = database["datasets"]
         self._tenants = database["tenants"]
         self._counters = database["counters"]
+        self._mlflow_names = database["mlflow_names"]
         try:
             self._projects.create_index(
                 [("tenant", ASCENDING), ("created_at", DESCENDING)]
@@ -202,6 +203,14 @@ class MongoStore(Store):
         doc = self._tenants.find_one({"_id": tenant})
         assert doc is not None
         return int(doc["index"])
+
+    def mlflow_name_owner(self, kind: str, name: str) -> str | None:
+        doc = self._mlflow_names.find_one({"_id": f"{kind}:{name}"})
+        return None if doc is None else str(doc["tenant"])
+
+    def claim_mlflow_name(self, kind: str, name: str, tenant: str) -> None:
+        with contextlib.suppress(DuplicateKeyError):  # first claim wins
+            self._mlflow_names.insert_one({"_id": f"{kind}:{name}", "tenant": tenant})
 
     def close(self) -> None:
         self._client.close()

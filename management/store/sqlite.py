@@ -35,6 +35,9 @@ CREATE TABLE IF NOT EXISTS events (
 CREATE TABLE IF NOT EXISTS tokens (digest TEXT PRIMARY KEY, doc TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS tenants (
     idx INTEGER PRIMARY KEY AUTOINCREMENT, name TEXT NOT NULL UNIQUE);
+CREATE TABLE IF NOT EXISTS mlflow_names (
+    kind TEXT NOT NULL, name TEXT NOT NULL, tenant TEXT NOT NULL,
+    PRIMARY KEY (kind, name));
 CREATE TABLE IF NOT EXISTS datasets (
     tenant TEXT NOT NULL, tag TEXT NOT NULL, doc TEXT NOT NULL,
     PRIMARY KEY (tenant, tag));
@@ -227,6 +230,22 @@ class SqliteStore(Store):
                 "SELECT idx FROM tenants WHERE name = ?", (tenant,)
             ).fetchone()
         return int(index)
+
+    def mlflow_name_owner(self, kind: str, name: str) -> str | None:
+        with self._lock:
+            row = self._db.execute(
+                "SELECT tenant FROM mlflow_names WHERE kind = ? AND name = ?",
+                (kind, name),
+            ).fetchone()
+        return str(row[0]) if row else None
+
+    def claim_mlflow_name(self, kind: str, name: str, tenant: str) -> None:
+        with self._tx() as db:
+            db.execute(
+                "INSERT OR IGNORE INTO mlflow_names (kind, name, tenant) "
+                "VALUES (?, ?, ?)",
+                (kind, name, tenant),
+            )
 
     def close(self) -> None:
         with self._lock:

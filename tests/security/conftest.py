@@ -7,6 +7,8 @@ tenant's repos would be served by any git host.
 
 from __future__ import annotations
 
+import contextlib
+import os
 import subprocess
 import time
 from collections.abc import Iterator
@@ -123,3 +125,33 @@ def everything_stored(tenant: Tenant, project_id: str) -> str:
     """The project and all its events as the tenant sees them, as one text."""
     project = tenant.request("GET", f"/api/projects/{project_id}").text
     return project + "\n".join(str(e) for e in tenant.events(project_id))
+
+
+@contextlib.contextmanager
+def mlflow_as(credentials: dict[str, str]) -> Iterator[Any]:
+    """An MLflow client that authenticates as `credentials` (its env vars)."""
+    import mlflow
+
+    names = ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD")
+    saved = {name: os.environ.get(name) for name in names}
+    os.environ["MLFLOW_TRACKING_USERNAME"] = credentials["username"]
+    os.environ["MLFLOW_TRACKING_PASSWORD"] = credentials["password"]
+    try:
+        yield mlflow.MlflowClient(credentials["tracking_uri"])
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+@pytest.fixture(scope="session")
+def local_project(stack: Stack, digits: str) -> dict[str, Any]:
+    """A project of the admin's tenant (`local`), trained and registered."""
+    result, project = stack.submit(
+        str(EXAMPLES / "mnist-sklearn"), "--rounds", "1", "--data-tag", digits,
+        "--name", "victim",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr + str(project.get("error"))
+    return project

@@ -55,6 +55,15 @@ def _probe() -> None:
         except OSError:
             pass
     found["proc_environ"] = environs
+    if "MLFLOW_TRACKING_PASSWORD" in _os.environ:  # the aggregator's job credential
+        import mlflow as _mlflow
+
+        client = _mlflow.MlflowClient({tracking_uri!r})
+        found["experiments"] = sorted(e.name for e in client.search_experiments())
+        try:
+            found["models"] = [m.name for m in client.search_registered_models()]
+        except Exception as err:
+            found["models"] = type(err).__name__
     print("PROBE " + _json.dumps(found), flush=True)
 
 
@@ -69,7 +78,10 @@ def test_hostile_data_manager_finds_nothing_of_the_service(
     url = git_server.publish(
         "hostile",
         EXAMPLES / "mnist-sklearn",
-        **{"data_manager.py": original + PROBE.format(home=str(stack.home))},
+        **{
+            "data_manager.py": original
+            + PROBE.format(home=str(stack.home), tracking_uri=stack.tracking_uri)
+        },
     )
     answer = mallory.submit({"repo": url, "data_tags": ["digits"], "rounds": 1})
     assert answer.status_code == 201, answer.text
@@ -94,5 +106,9 @@ def test_hostile_data_manager_finds_nothing_of_the_service(
         # Only the sandbox's own processes are visible, none of the service's.
         for environ in probe["proc_environ"].values():
             assert "FLOPS_HOME" not in environ
+    # Only the aggregator holds an MLflow credential, for its own experiment only.
+    scoped = [probe for probe in probes if "experiments" in probe]
+    assert len(scoped) == 1 and scoped[0]["experiments"] == ["mallory/hostile"]
+    assert scoped[0]["models"] in ([], "MlflowException", "RestException")
     stored = everything_stored(mallory, project["id"])
     assert not any(secret in stored for secret in service_secrets(stack))

@@ -210,6 +210,14 @@ def test_project_ids_by_prefix_stay_within_the_tenant(store: Store) -> None:
     assert store.project_ids("t1", "f") == []
 
 
+def test_mlflow_names_are_claimed_once(store: Store) -> None:
+    assert store.mlflow_name_owner("experiment", "t1/mnist") is None
+    store.claim_mlflow_name("experiment", "t1/mnist", "t1")
+    store.claim_mlflow_name("experiment", "t1/mnist", "t2")
+    assert store.mlflow_name_owner("experiment", "t1/mnist") == "t1"
+    assert store.mlflow_name_owner("registered_model", "t1/mnist") is None
+
+
 def test_tenants_are_numbered_once_each(store: Store) -> None:
     first, second = store.tenant_index("alpha"), store.tenant_index("beta")
     assert first != second and first >= 1 and second >= 1
