@@ -3,7 +3,7 @@ from pathlib import Path
 
 import pytest
 
-from flops.errors import AuthError, ForbiddenError
+from flops.errors import AuthError, ConfigError, ForbiddenError
 from flops_management import auth
 from flops_management.settings import Settings
 from flops_management.store import open_store
@@ -46,7 +46,23 @@ def test_production_profile_has_no_default_credentials(tmp_path: Path) -> None:
         profile="production",
         store_url=f"sqlite:///{tmp_path}/db",
         mlflow_tracking_uri="http://mlflow:5000",
+        mlflow_admin_password="configured-by-the-operator",
     )
     store = open_store(settings.store)
     auth.bootstrap(settings, store)
     assert not settings.token_file.exists()
+
+
+def test_production_profile_needs_mlflows_admin_and_refuses_the_dev_switch(
+    tmp_path: Path,
+) -> None:
+    base = {
+        "home": tmp_path,
+        "profile": "production",
+        "store_url": f"sqlite:///{tmp_path}/db",
+        "mlflow_tracking_uri": "http://mlflow:5000",
+    }
+    with pytest.raises(ConfigError, match="FLOPS_MLFLOW_ADMIN_PASSWORD"):
+        Settings(**base)
+    with pytest.raises(ConfigError, match="development switch"):
+        Settings(**base, mlflow_admin_password="x", dev_unsandboxed_tenant_code=True)
