@@ -12,12 +12,29 @@ from typing import Any
 
 import pytest
 
+from tests.git_https import make_certificate
 from tests.helpers import EXAMPLES
 from tests.stack import Stack, free_port
 
 
 @pytest.fixture(scope="session")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+def tls(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path]:
+    """A certificate for test servers on 127.0.0.1: (cert, key, CA bundle that
+    the stack trusts: the system's plus this one)."""
+    folder = tmp_path_factory.mktemp("tls")
+    cert, key = make_certificate(folder)
+    system = Path("/etc/ssl/certs/ca-certificates.crt")
+    bundle = folder / "bundle.pem"
+    bundle.write_text(
+        (system.read_text() if system.exists() else "") + cert.read_text()
+    )
+    return cert, key, bundle
+
+
+@pytest.fixture(scope="session")
+def stack(
+    tmp_path_factory: pytest.TempPathFactory, tls: tuple[Path, Path, Path]
+) -> Iterator[Stack]:
     home = tmp_path_factory.mktemp("flops-home")
     api_port, mlflow_port, registry_port = free_port(), free_port(), free_port()
     env = {
@@ -31,6 +48,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         # no tenant code and no stored record ever shows it. (Without a username
         # FLOps writes no registry auth file, so the embedded registry is as is.)
         "FLOPS_REGISTRY_PASSWORD": f"canary-{secrets.token_hex(8)}",
+        # Git over HTTPS to the tests' own servers (tests/git_https.py).
+        "FLOPS_CA_BUNDLE": str(tls[2]),
     }
     env.pop("FLOPS_TOKEN", None)
     stack = Stack(
