@@ -104,11 +104,15 @@ class ProjectConfig(_Strict):
     min_fit: int | None = Field(default=None, ge=1)
     min_evaluate: int | None = Field(default=None, ge=0)
     strategy: str = "fedavg"
-    strategy_params: dict[str, StrategyParam] = Field(default_factory=dict)
+    strategy_params: dict[str, StrategyParam] = Field(
+        default_factory=dict, max_length=64
+    )
     mode: Literal["classic", "hierarchical"] = "classic"
     clusters: int | None = Field(default=None, ge=1)
-    data_tags: list[str] = Field(default_factory=list)
-    platforms: list[Platform] = Field(default_factory=lambda: list(DEFAULT_PLATFORMS))
+    data_tags: list[str] = Field(default_factory=list, max_length=32)
+    platforms: list[Platform] = Field(
+        default_factory=lambda: list(DEFAULT_PLATFORMS), min_length=1, max_length=2
+    )
     resources: Resources = Field(default_factory=Resources)
     orchestrator: str = "local"
     round_timeout: float = Field(default=600.0, gt=0, description="seconds")

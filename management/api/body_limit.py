@@ -17,8 +17,10 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 UPLOAD_PREFIX = "/api/data/"
 
 
-class BodyTooLarge(Exception):
-    pass
+class BodyTooLarge(BaseException):
+    """Raised from `receive` past the limit. Not an Exception: FastAPI turns any
+    Exception while it reads a body into a 400, and this must reach the
+    middleware as itself."""
 
 
 def _error(limit: int, setting: str) -> bytes:

@@ -29,11 +29,17 @@ class Tenant:
     token: str
     api: str
 
-    def request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+    def request(
+        self,
+        method: str,
+        path: str,
+        headers: dict[str, str] | None = None,
+        **kwargs: Any,
+    ) -> httpx.Response:
         return httpx.request(
             method,
             f"{self.api}{path}",
-            headers={"Authorization": f"Bearer {self.token}"},
+            headers={"Authorization": f"Bearer {self.token}", **(headers or {})},
             timeout=120,
             **kwargs,
         )

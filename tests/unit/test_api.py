@@ -242,3 +242,55 @@ def test_any_unique_prefix_of_a_project_id_is_accepted(client: TestClient) -> No
     assert "more than one project id" in ambiguous.json()["error"]["message"]
     assert client.get("/api/projects/ab%25").status_code == 404
     assert client.get("/api/projects/ffff").status_code == 404
+
+
+def test_active_projects_per_tenant_are_bounded(tmp_path: Path) -> None:
+    from flops_management.models import Project, ProjectStatus
+
+    settings = Settings(
+        home=tmp_path / "home",
+        mlflow_tracking_uri="http://127.0.0.1:9",
+        max_active_jobs_per_tenant=2,
+    )
+    with TestClient(create_app(settings)) as client:
+        token = settings.token_file.read_text().strip()
+        client.headers["Authorization"] = f"Bearer {token}"
+        store = client.app.state.store  # type: ignore[attr-defined]
+        for index in range(2):  # queued and running count; finished ones do not
+            store.create_project(
+                Project(
+                    id=f"{index:032x}",
+                    tenant="local",
+                    name="p",
+                    source="/r",
+                    requested_config={},
+                    status=ProjectStatus.RUNNING if index else ProjectStatus.QUEUED,
+                )
+            )
+        answer = client.post("/api/projects", json={"repo": str(tmp_path / "r")})
+        assert answer.status_code == 422
+        message = answer.json()["error"]["message"]
+        assert "FLOPS_MAX_ACTIVE_JOBS_PER_TENANT=2" in message
+        assert len(client.get("/api/projects").json()) == 2
+
+
+def test_an_upload_streams_to_disk_and_stops_at_the_limit(tmp_path: Path) -> None:
+    settings = Settings(
+        home=tmp_path / "home",
+        mlflow_tracking_uri="http://127.0.0.1:9",
+        max_upload_bytes=64 * 1024,
+    )
+    with TestClient(create_app(settings)) as client:
+        token = settings.token_file.read_text().strip()
+        client.headers["Authorization"] = f"Bearer {token}"
+
+        def chunks():  # type: ignore[no-untyped-def]
+            for _ in range(100):
+                yield b"x" * 4096
+
+        answer = client.put("/api/data/big", content=chunks())
+        assert answer.status_code == 413
+        assert "FLOPS_MAX_UPLOAD_BYTES" in answer.json()["error"]["message"]
+        assert not list((settings.data_dir).glob("*.upload"))
+        small = client.put("/api/data/small", content=parquet(tmp_path, rows=10))
+        assert small.status_code == 201
