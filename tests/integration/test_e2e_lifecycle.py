@@ -126,3 +126,6 @@ def test_down_mid_job_stops_it_and_says_why(
     project = stack.show(project_id)
     assert project["status"] == "failed"
     assert "stopped while this job was running" in project["error"]
+    # The stage that ran says the same as the project.
+    train = next(s for s in project["stages"] if s["name"] == "train")
+    assert train["status"] == "failed"
