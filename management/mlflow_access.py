@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from flops.errors import ConfigError, TrainingError
+from flops_management.pipeline.tracking import Tracking
 from flops_management.settings import Settings
 from flops_management.store import Store
 
@@ -130,6 +131,7 @@ class MlflowAccess:
     def _client(self) -> Any:
         import mlflow.server
 
+        Tracking(self.settings.tracking_uri).check_reachable()  # 503, not a trace
         return mlflow.server.get_app_client(
             "basic-auth", tracking_uri=self.settings.tracking_uri
         )

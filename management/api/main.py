@@ -56,6 +56,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         docs_url=None,
         redoc_url=None,
     )
+    app.openapi = lambda: health.build_openapi(app)  # type: ignore[method-assign]
     errors.install(app)
     app.add_middleware(
         BodyLimitMiddleware,

@@ -12,11 +12,28 @@ from fastapi.concurrency import run_in_threadpool
 from flops.errors import ConfigError, NotFoundError, PayloadTooLargeError
 from flops_management import datasets, limits
 from flops_management.api.deps import PrincipalDep, SettingsDep, StoreDep
+from flops_management.api.schemas import AUTHENTICATED, DatasetOut, errors
 
 router = APIRouter(prefix="/api/data", tags=["data"])
 
 
-@router.put("/{tag}", status_code=201)
+@router.put(
+    "/{tag}",
+    status_code=201,
+    response_model=DatasetOut,
+    responses=errors(*AUTHENTICATED, 413),
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "description": "The Parquet file's bytes",
+            "content": {
+                "application/octet-stream": {
+                    "schema": {"type": "string", "format": "binary"}
+                }
+            },
+        }
+    },
+)
 async def push_data(
     tag: str,
     request: Request,
@@ -55,12 +72,12 @@ async def push_data(
     return dataset.model_dump(mode="json")
 
 
-@router.get("")
+@router.get("", response_model=list[DatasetOut], responses=errors(*AUTHENTICATED))
 def list_data(principal: PrincipalDep, store: StoreDep) -> list[dict[str, Any]]:
     return [d.model_dump(mode="json") for d in store.list_datasets(principal.tenant)]
 
 
-@router.get("/{tag}")
+@router.get("/{tag}", response_model=DatasetOut, responses=errors(*AUTHENTICATED, 404))
 def show_data(tag: str, principal: PrincipalDep, store: StoreDep) -> dict[str, Any]:
     dataset = store.get_dataset(principal.tenant, tag)
     if dataset is None:

@@ -19,28 +19,46 @@ from flops_management.api.deps import (
     SettingsDep,
     StoreDep,
 )
+from flops_management.api.schemas import (
+    AUTHENTICATED,
+    EventOut,
+    ProjectOut,
+    ProjectSubmission,
+    errors,
+    schema_body,
+    schema_ref,
+)
 from flops_management.models import Event
 
 router = APIRouter(prefix="/api/projects", tags=["projects"])
+# A project's routes: its id (or a unique prefix) may be unknown or ambiguous.
+BY_ID = (*AUTHENTICATED, 404, 409)
 
 STREAM_POLL_S = 0.5
 KEEPALIVE_S = 15.0
 
 
-@router.post("", status_code=201)
+@router.post(
+    "",
+    status_code=201,
+    response_model=ProjectOut,
+    responses=errors(*AUTHENTICATED, 400, 403, 413),
+    # Read as a mapping so that an invalid config is recorded as a rejected
+    # project (projects.submit); documented as what it must be.
+    openapi_extra={"requestBody": schema_body(ProjectSubmission)},
+)
 def submit_project(
     principal: PrincipalDep,
     settings: SettingsDep,
     store: StoreDep,
     runner: RunnerDep,
-    body: Annotated[
-        dict[str, Any], Body(description="The project config; `repo` required.")
-    ],
+    body: Annotated[dict[str, Any], Body()],
 ) -> dict[str, Any]:
+    """Submit an ML repo for federated training (the project config, `repo` set)."""
     return projects.submit(settings, store, runner, principal, body).public()
 
 
-@router.get("")
+@router.get("", response_model=list[ProjectOut], responses=errors(*AUTHENTICATED))
 def list_projects(
     principal: PrincipalDep,
     store: StoreDep,
@@ -49,14 +67,19 @@ def list_projects(
     return [p.public() for p in store.list_projects(principal.tenant, limit)]
 
 
-@router.get("/{project_id}")
+@router.get("/{project_id}", response_model=ProjectOut, responses=errors(*BY_ID))
 def show_project(
     project_id: ProjectIdDep, principal: PrincipalDep, store: StoreDep
 ) -> dict[str, Any]:
     return store.get_project(project_id, principal.tenant).public()
 
 
-@router.post("/{project_id}/cancel", status_code=202)
+@router.post(
+    "/{project_id}/cancel",
+    status_code=202,
+    response_model=ProjectOut,
+    responses=errors(*BY_ID),
+)
 def cancel_project(
     project_id: ProjectIdDep,
     principal: PrincipalDep,
@@ -67,7 +90,9 @@ def cancel_project(
     return store.get_project(project_id, principal.tenant).public()
 
 
-@router.delete("/{project_id}/server")
+@router.delete(
+    "/{project_id}/server", response_model=ProjectOut, responses=errors(*BY_ID)
+)
 def stop_server(
     project_id: ProjectIdDep,
     principal: PrincipalDep,
@@ -82,7 +107,36 @@ def _sse(event: Event) -> str:
     return f"id: {event.seq}\nevent: {event.type}\ndata: {event.model_dump_json()}\n\n"
 
 
-@router.get("/{project_id}/events", response_model=None)
+@router.get(
+    "/{project_id}/events",
+    response_model=None,
+    responses={
+        **errors(*BY_ID),
+        200: {
+            "description": "The events (JSON), or with follow=true a stream of them",
+            "content": {
+                "application/json": {
+                    "schema": {
+                        "type": "array",
+                        "items": schema_ref(EventOut),
+                    }
+                },
+                "text/event-stream": {
+                    "schema": {
+                        "type": "object",
+                        "description": "Server-sent events: `event` is the "
+                        "event's type, `data` the event as JSON",
+                        "properties": {
+                            "event": {"type": "string"},
+                            "data": {"type": "string"},
+                            "id": {"type": "string"},
+                        },
+                    }
+                },
+            },
+        },
+    },
+)
 async def project_events(
     project_id: ProjectIdDep,
     request: Request,

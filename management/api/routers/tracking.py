@@ -7,6 +7,7 @@ from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel
 
 from flops_management.api.deps import PrincipalDep, SettingsDep, StoreDep
+from flops_management.api.schemas import AUTHENTICATED, errors
 from flops_management.mlflow_access import MlflowAccess
 
 router = APIRouter(prefix="/api/mlflow", tags=["mlflow"])
@@ -18,7 +19,7 @@ class MlflowCredentialsOut(BaseModel):
     password: str
 
 
-@router.post("/credentials", status_code=201)
+@router.post("/credentials", status_code=201, responses=errors(*AUTHENTICATED, 503))
 async def issue_credentials(
     principal: PrincipalDep, settings: SettingsDep, store: StoreDep
 ) -> MlflowCredentialsOut:
