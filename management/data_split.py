@@ -13,11 +13,8 @@ the previous partitions intact.
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import shutil
 import tempfile
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,6 +23,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from flops.errors import ConfigError
+from flops_management.file_lock import file_lock
 
 BATCH_ROWS = 65_536
 PARTITION_MODE = 0o640  # the service's; read by its tenant's group in sandboxes
@@ -56,19 +54,6 @@ def _open(source: Path) -> pq.ParquetFile:
         return pq.ParquetFile(source)
     except (pa.ArrowInvalid, OSError) as err:
         raise ConfigError(f"The upload is not a readable Parquet file: {err}") from err
-
-
-@contextlib.contextmanager
-def tag_lock(dest: Path) -> Iterator[None]:
-    """One push of a tag at a time, across threads and processes."""
-    lock = dest.with_name(f".{dest.name}.lock")
-    lock.parent.mkdir(parents=True, exist_ok=True)
-    with lock.open("w") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def _write(parquet: pq.ParquetFile, staging: Path, partitions: int, seed: int) -> int:
@@ -102,7 +87,7 @@ def _write(parquet: pq.ParquetFile, staging: Path, partitions: int, seed: int) -
 def split_parquet(source: Path, dest: Path, partitions: int, seed: int = 0) -> Split:
     """Write `source` as `dest/partition-<i>.parquet`, replacing the old split."""
     parquet = _open(source)
-    with tag_lock(dest):
+    with file_lock(dest.with_name(f".{dest.name}.lock")):  # one push of a tag
         staging = Path(
             tempfile.mkdtemp(prefix=f".{dest.name}.staging-", dir=dest.parent)
         )

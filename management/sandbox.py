@@ -167,14 +167,17 @@ CA_VARIABLES = (
 # What an installer needs to reach the package index. An index URL may carry
 # the operator's index credential, which package builds can then read: use a
 # read-only one (SECURITY.md).
-INSTALLER_VARIABLES = (
-    *CA_VARIABLES,
+PROXY_VARIABLES = (
     "http_proxy",
     "https_proxy",
     "no_proxy",
     "HTTP_PROXY",
     "HTTPS_PROXY",
     "NO_PROXY",
+)
+INSTALLER_VARIABLES = (
+    *CA_VARIABLES,
+    *PROXY_VARIABLES,
     "PIP_INDEX_URL",
     "PIP_EXTRA_INDEX_URL",
     "PIP_DEFAULT_TIMEOUT",

@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from flops.config import ProjectConfig
 from flops_management.models import (
+    Dataset,
     MlflowInfo,
     Progress,
     ProjectStatus,
@@ -140,14 +141,8 @@ class EventOut(BaseModel):
     data: dict[str, Any]
 
 
-class DatasetOut(BaseModel):
-    tenant: str
-    tag: str
-    partitions: int
-    rows: int
-    columns: list[str]
-    bytes: int
-    updated_at: datetime
+# A data tag is shown as it is stored: nothing in it is the service's own.
+DatasetOut = Dataset
 
 
 class Health(BaseModel):

@@ -16,7 +16,6 @@ never inside what the tenant's code could have touched.
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import importlib.metadata
 import json
@@ -24,8 +23,7 @@ import os
 import shutil
 import sys
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 
 from pydantic import ValidationError
@@ -37,6 +35,7 @@ from flops.dependencies import DependencySet
 from flops.errors import CommandError, EnvironmentBuildError
 from flops.model_export import export_requirements
 from flops.smoke import RESULT_PREFIX, SmokeResult
+from flops_management.file_lock import file_lock
 from flops_management.sandbox import (
     INSTALLER_VARIABLES,
     Identity,
@@ -122,18 +121,6 @@ def create_args(installer: str, target: Path) -> list[str]:
     return [str(base_python()), "-m", "venv", str(target)]
 
 
-@contextmanager
-def _locked(path: Path) -> Iterator[None]:
-    """One builder per environment, across threads and processes."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-
-
 class EnvironmentBuilder:
     def __init__(
         self, settings: Settings, tenant: str, identity: Identity | None
@@ -172,7 +159,7 @@ class EnvironmentBuilder:
         target = self.path_for(deps)
         # Beside the environment, in a folder only the service writes.
         marker = target.with_suffix(".json")
-        with _locked(target.with_suffix(".lock")):
+        with file_lock(target.with_suffix(".lock")):  # one builder per environment
             if marker.exists():
                 log(f"reusing environment {target.name} (same dependencies)")
                 marker.touch()

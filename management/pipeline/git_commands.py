@@ -15,17 +15,11 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 
+from flops_management.sandbox import PROXY_VARIABLES
+
 REMOTE_PROTOCOLS = ("https", "http", "git")
 # Proxies and locale: what cloning needs from the service's environment.
-PASSED_THROUGH = (
-    "http_proxy",
-    "https_proxy",
-    "no_proxy",
-    "HTTP_PROXY",
-    "HTTPS_PROXY",
-    "NO_PROXY",
-    "LANG",
-)
+PASSED_THROUGH = (*PROXY_VARIABLES, "LANG")
 DEFAULT_PATH = "/usr/local/bin:/usr/bin:/bin"
 
 # Refuse malformed objects on the way in; no credential helper but FLOps' own.
