@@ -99,6 +99,9 @@ def server_environment(settings: Settings) -> dict[str, str]:
     config = settings.mlflow_dir / "auth.ini"
     _write_secret(config, auth_config(settings, admin))
     return {
+        # MLflow's job runners (seven processes, ~250 MB each) serve GenAI
+        # features FLOps does not use.
+        "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
         "MLFLOW_AUTH_CONFIG_PATH": str(config),
         "MLFLOW_FLASK_SERVER_SECRET_KEY": _local_secret(
             settings.mlflow_dir / "flask-secret"
