@@ -69,7 +69,7 @@ def executor_of(learner: str) -> int:
 
 
 def submit_and_wait_for_round(
-    stack: Stack, tmp_path: Path, digits: str, *flags: str, rounds: int = 4
+    stack: Stack, tmp_path: Path, digits: str, *flags: str, rounds: int = 3
 ) -> str:
     repo = make_repo(tmp_path / "r", EXAMPLES / "mnist-sklearn")
     result = stack.flops(
@@ -120,7 +120,7 @@ def test_a_learner_that_dies_is_named_and_the_run_goes_on(
     os.kill(victim, signal.SIGKILL)
     project = finished(stack, project_id)
     assert project["status"] == "succeeded", project["error"]
-    assert project["progress"]["round"] == 4
+    assert project["progress"]["round"] == 3
     lost = lost_events(stack, project_id)
     assert [e["learner"] for e in lost] == ["learner-1"]
     assert "learner-1" in project["progress"]["learners_lost"]

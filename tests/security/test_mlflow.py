@@ -38,8 +38,9 @@ def test_a_tenant_cannot_see_or_touch_another_tenants_tracking(
     victim = local_project["mlflow"]
     with mlflow_as(mallory_mlflow) as client:
         names = [e.name for e in client.search_experiments()]
-        assert not [name for name in names if name.startswith("local/")]
-        assert not client.search_registered_models()
+        assert all(name.startswith("mallory/") for name in names), names
+        models = [m.name for m in client.search_registered_models()]
+        assert all(name.startswith("mallory.") for name in models), models
         for attempt in (
             lambda: client.get_experiment(victim["experiment_id"]),
             lambda: client.get_run(victim["run_id"]),
