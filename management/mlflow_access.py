@@ -130,14 +130,19 @@ class MlflowAccess:
     def __init__(self, settings: Settings, store: Store) -> None:
         self.settings = settings
         self.store = store
+        self._app_client: Any = None
 
     def _client(self) -> Any:
-        import mlflow.server
+        """The auth app's client, made (and MLflow's reachability checked: a 503,
+        not a trace) once per instance."""
+        if self._app_client is None:
+            import mlflow.server
 
-        Tracking(self.settings.tracking_uri).check_reachable()  # 503, not a trace
-        return mlflow.server.get_app_client(
-            "basic-auth", tracking_uri=self.settings.tracking_uri
-        )
+            Tracking(self.settings.tracking_uri).check_reachable()
+            self._app_client = mlflow.server.get_app_client(
+                "basic-auth", tracking_uri=self.settings.tracking_uri
+            )
+        return self._app_client
 
     def _user_exists(self, username: str) -> bool:
         from mlflow.exceptions import MlflowException
@@ -168,9 +173,8 @@ class MlflowAccess:
         if self._user_exists(username):  # a restart's leftover
             self._client().delete_user(username)
         password = secrets.token_urlsafe(32)
-        client = self._client()
-        client.create_user(username, password)
-        client.grant_user_permission(username, "registered_model", "*", DENY)
+        self._client().create_user(username, password)
+        self._client().grant_user_permission(username, "registered_model", "*", DENY)
         return MlflowCredentials(username, password)
 
     def grant(self, username: str, kind: str, resource: str, permission: str) -> None:

@@ -36,6 +36,8 @@ class FastPollGrid(Grid):
         self._known: set[int] = set()
         self._destinations: dict[str, int] = {}
         self._frozen: list[int] | None = None
+        # Nodes whose message got no reply in the last send_and_receive.
+        self.unanswered: set[int] = set()
 
     @property
     def known_nodes(self) -> set[int]:
@@ -109,5 +111,3 @@ class FastPollGrid(Grid):
                 time.sleep(self._interval)
         self.unanswered = {self._destinations.get(m, -1) for m in pending}
         return replies
-
-    unanswered: set[int] = set()  # nodes whose message got no reply in time

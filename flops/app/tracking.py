@@ -189,7 +189,7 @@ class TrackedStrategy:
                     self._name(n) for n in grid.known_nodes - set(grid.get_node_ids())
                 )
                 raise TrainingError(
-                    f"Round {self._round_number} {phase}: {connected} of "
+                    f"Round {self._round.number} {phase}: {connected} of "
                     f"{self._learners} learners connected, {needed} needed "
                     "(min_fit/min_evaluate)"
                     + (f"; gone: {', '.join(gone)}" if gone else "")
@@ -278,13 +278,10 @@ class TrackedStrategy:
 
     # -- Strategy hooks --------------------------------------------------------
 
-    _round_number = 0
-
     def configure_train(
         self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Any
     ) -> Iterable[Message]:
         events.emit(events.ROUND_STARTED, round=server_round, rounds=self._total_rounds)
-        self._round_number = server_round
         self._round = _Round(number=server_round, started=time.perf_counter())
         parent = super()
         # The round starts once enough learners are connected (all, the first time).

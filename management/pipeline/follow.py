@@ -105,9 +105,10 @@ class RunFollower:
     def _exited(self, components: list[str]) -> None:
         """A component stopped: the job fails, unless it is a learner the run can
         do without (then it is a dropout)."""
+        states = self.deployment.status()
         for name in components:
             learner = self.deployment.learner_of(name)
-            state = self.deployment.status().get(name, "exited")
+            state = states.get(name, "exited")
             if learner is None:
                 raise TrainingError(
                     f"{name} stopped unexpectedly ({state}):\n"

@@ -147,8 +147,3 @@ def parse(source: str, base: Path | None = None) -> RepoSource:
     if not path.is_absolute():
         path = (base or Path.cwd()) / path
     return RepoSource(str(path.resolve()), subdir, local=True)
-
-
-def redact(text: str) -> str:
-    """`text` with the user-info of any URL in it replaced by `***`."""
-    return re.sub(r"(\b[A-Za-z][A-Za-z0-9+.-]*://)[^/\s@]+@", r"\1***@", text)
