@@ -44,7 +44,7 @@ def _request(repo: Path, platforms: list[str]):  # type: ignore[no-untyped-def]
     from flops.contract import check_repo
     from flops.model_export import export_requirements
     from flops_management.images.fl_actor import ActorImageRequest
-    from flops_management.pipeline.environment import runtime_requirements
+    from flops_management.pipeline.installer import runtime_requirements
 
     deps = check_repo(repo).dependencies.requirements
     return ActorImageRequest(

@@ -8,6 +8,7 @@ in the notes so nobody wonders why their edit had no effect.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import tomllib
 from dataclasses import dataclass, field
@@ -37,6 +38,8 @@ class DependencySet:
     source: str
     requirements: tuple[str, ...]
     notes: tuple[str, ...] = field(default=())
+    # The interpreter a conda file asks for (`python=3.10.14` gives "3.10.14").
+    python: str | None = None
 
     def digest(self) -> str:
         """Stable hash of the resolved-input requirement set (order-insensitive)."""
@@ -125,6 +128,14 @@ def _pyproject(root: RepoRoot, problems: list[str]) -> list[str]:
     ]
 
 
+def conda_python(entries: list[Any]) -> str | None:
+    """The version in a conda `python=3.10.14` (or `python==3.10`) entry."""
+    for entry in entries:
+        if isinstance(entry, str) and entry.replace(" ", "").startswith("python="):
+            return entry.replace(" ", "").split("=")[-1] or None
+    return None
+
+
 def _conda(
     root: RepoRoot, name: str, problems: list[str], notes: list[str]
 ) -> list[str]:
@@ -198,12 +209,16 @@ def read_dependencies(repo: Path) -> DependencySet:
         )
     problems: list[str] = []
     notes: list[str] = []
+    python = None
     if path.name == "requirements.txt":
         specs = _requirements_txt(path.name, root, problems, notes, set())
     elif path.name == "pyproject.toml":
         specs = _pyproject(root, problems)
     else:
         specs = _conda(root, path.name, problems, notes)
+        with contextlib.suppress(RepoPathError, yaml.YAMLError, AttributeError):
+            data = yaml.safe_load(root.read_text(path.name))
+            python = conda_python(list(data.get("dependencies") or []))
     if problems:
         raise ContractError(problems)
     others = [
@@ -218,5 +233,5 @@ def read_dependencies(repo: Path) -> DependencySet:
             f"using {path.name}; also present and ignored: {', '.join(others)}"
         )
     return DependencySet(
-        source=path.name, requirements=tuple(specs), notes=tuple(notes)
+        source=path.name, requirements=tuple(specs), notes=tuple(notes), python=python
     )

@@ -8,7 +8,9 @@ own `run_clientapp`/`run_serverapp`, so a task still gets a process of its own
 (a crash in user code takes down only that task) and the import cost is gone.
 
 It is started next to a SuperLink/SuperNode running with `--isolation process`,
-which is Flower's supported way of bringing your own executor.
+which is Flower's supported way of bringing your own executor. It runs in FLOps'
+runtime environment and never imports the user's code: it starts the model
+worker (flops/worker) from the user's environment, which tasks talk to.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from types import FrameType
 from typing import Any
 
 from flops import events, usercode
+from flops.worker.client import Worker
 
 logger = logging.getLogger("flops.executor")
 
@@ -40,23 +43,11 @@ def _preload_runtime(role: str) -> None:
     import flwr.supernode.runtime.run_clientapp  # noqa: F401
 
     if role == "learner":
-        import datasets  # noqa: F401 - what load_dataset() needs on every task
-
         import flops.app.client
     else:
         import mlflow  # noqa: F401
 
         import flops.app.server  # noqa: F401
-
-
-def _preload(role: str, repo: Path) -> None:
-    _preload_runtime(role)
-    try:
-        usercode.load_model_manager_class(repo)
-    except usercode.UserCodeError as err:
-        # The task will hit the same error and report it through Flower; here it
-        # only costs the warm start.
-        logger.warning("Could not preload the repo's code: %s", err)
 
 
 def warm() -> None:
@@ -233,6 +224,16 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--runtime-api-address")
     parser.add_argument("--repo-dir", default=os.environ.get(usercode.REPO_DIR_ENV))
+    parser.add_argument(
+        "--worker-python",
+        default=sys.executable,
+        help="the interpreter of the user's environment (the model worker's)",
+    )
+    parser.add_argument(
+        "--worker-path",
+        default=None,
+        help="PYTHONPATH of the model worker (images: the user's site folder)",
+    )
     parser.add_argument("--poll-interval", type=float, default=0.05)
     parser.add_argument("--root-certificates", help="PEM CA bundle; omit for no TLS")
     args = parser.parse_args(argv)
@@ -251,8 +252,11 @@ def main(argv: list[str] | None = None) -> None:
     certificates = (
         Path(args.root_certificates).read_bytes() if args.root_certificates else None
     )
-    _preload(args.role, repo)
-    serve(args.role, args.runtime_api_address, repo, args.poll_interval, certificates)
+    with Worker(args.worker_python, repo, args.role, args.worker_path):
+        _preload_runtime(args.role)
+        serve(
+            args.role, args.runtime_api_address, repo, args.poll_interval, certificates
+        )
 
 
 if __name__ == "__main__":

@@ -128,8 +128,16 @@ def _tensor_schema_json(value: Any) -> str | None:
     return json.dumps([{"type": "tensor", "tensor-spec": spec}])
 
 
+def _is_dataframe(value: Any) -> bool:
+    return hasattr(value, "columns") and hasattr(value, "dtypes")
+
+
 def signature_for(manager: Any, flavor: str) -> dict[str, str] | None:
-    """The MLflow signature as a dict of JSON strings; None (and why, logged)."""
+    """The MLflow signature as a dict of JSON strings; None (and why, logged).
+
+    A DataFrame sample keeps its column names and types (a column-based schema,
+    so MLflow matches a request's columns by name); arrays give tensor schemas.
+    """
     sample = input_sample(manager)
     if sample is None:
         logger.warning(
@@ -140,9 +148,10 @@ def signature_for(manager: Any, flavor: str) -> dict[str, str] | None:
     if flavor == "pytorch":
         sample = np.asarray(sample, dtype=np.float32)
     output = predict(flavor, manager.get_model(), sample)
-    inputs, outputs = _tensor_schema_json(sample), _tensor_schema_json(output)
-    if inputs is not None and outputs is not None:
-        return {"inputs": inputs, "outputs": outputs}
+    if not _is_dataframe(sample):
+        inputs, outputs = _tensor_schema_json(sample), _tensor_schema_json(output)
+        if inputs is not None and outputs is not None:
+            return {"inputs": inputs, "outputs": outputs}
     from mlflow.models import infer_signature  # DataFrames and the like
 
     result: dict[str, str] = infer_signature(sample, output).to_dict()
@@ -164,64 +173,111 @@ def _pickle_repo_modules_by_value(repo: Path) -> None:
             cloudpickle.register_pickle_by_value(module)
 
 
-def log_model(
+def installed_requirements(requirements: list[str] | tuple[str, ...]) -> list[str]:
+    """`name==version` for each requirement as installed here.
+
+    Recorded with the model, so its environment is the one the user's code ran
+    in, not the ranges the repo asked for (`scikit-learn>=1.4` is recorded as
+    the version that trained it). Direct references stay as written.
+    """
+    from importlib.metadata import PackageNotFoundError, version
+
+    from packaging.requirements import Requirement
+
+    pins: dict[str, str] = {}
+    for spec in requirements:
+        req = Requirement(spec)
+        if req.marker is not None and not req.marker.evaluate():
+            continue
+        if req.url:
+            pins[req.name.lower()] = spec
+            continue
+        try:
+            pins[req.name.lower()] = f"{req.name}=={version(req.name)}"
+        except PackageNotFoundError:
+            pins[req.name.lower()] = spec  # not installed: say what was asked
+    return sorted(pins.values(), key=str.lower)
+
+
+def _flavor_module(flavor: str, model: Any) -> Any:
+    """MLflow's module for the flavor; Keras 2 models (tf.keras) are saved by
+    `mlflow.tensorflow`, since `mlflow.keras` of MLflow 3 handles Keras 3 only."""
+    import importlib
+
+    if flavor == "keras":
+        try:
+            import keras  # type: ignore[import-not-found]
+
+            major = int(str(keras.__version__).split(".")[0])
+        except ImportError:
+            major = 2
+        if major < 3 or type(model).__module__.startswith("tf_keras"):
+            return importlib.import_module("mlflow.tensorflow")
+    return importlib.import_module(f"mlflow.{flavor}")
+
+
+def save_model(
     flavor: str,
     model: Any,
     signature: dict[str, str] | None,
     *,
+    path: Path,
     repo: Path,
-    pip_requirements: list[str],
-) -> Any:
-    """Log the model to the active MLflow run; return MLflow's ModelInfo.
+    requirements: list[str],
+) -> list[str]:
+    """Save the model with its flavor as an MLflow model folder at `path`.
 
-    `pip_requirements` are the repo's own (known exactly, so MLflow need not infer
-    them in a subprocess).
+    Runs where the user's code runs (the model worker), with that environment's
+    MLflow and framework, so the saved model is the one its recorded
+    requirements load. Returns notes on choices made (serialization fallbacks).
     """
-    import importlib
+    import inspect
+    import shutil
 
     from mlflow.models import ModelSignature
 
     _pickle_repo_modules_by_value(repo)
-    module = importlib.import_module(f"mlflow.{flavor}")
+    module = _flavor_module(flavor, model)
     sig = ModelSignature.from_dict(signature) if signature else None
-    requirements = [*pip_requirements, *export_requirements(pip_requirements)]
-    kwargs: dict[str, Any] = {
-        "name": "model",
-        "signature": sig,
-        "pip_requirements": requirements,
-    }
+    pins = installed_requirements([*requirements, *export_requirements(requirements)])
+    kwargs: dict[str, Any] = {"signature": sig, "pip_requirements": pins}
+    notes: list[str] = []
+    accepts = inspect.signature(module.save_model).parameters
+
+    def save(**extra: Any) -> list[str]:
+        shutil.rmtree(path, ignore_errors=True)
+        module.save_model(path=str(path), **kwargs, **extra)
+        return notes
+
     if flavor == "sklearn":
         kwargs["sk_model"] = model
-        try:
-            return module.log_model(**kwargs)
-        except Exception as err:  # skops refuses classes it does not know
-            logger.warning(
-                "skops cannot save this model (%s); saving it with cloudpickle", err
-            )
-            kwargs["serialization_format"] = "cloudpickle"
-            kwargs["pip_requirements"] = [*pip_requirements, "cloudpickle"]
-            return module.log_model(**kwargs)
+        if "skops" in getattr(module, "SUPPORTED_SERIALIZATION_FORMATS", ()):
+            try:
+                return save(serialization_format="skops")
+            except Exception as err:  # skops refuses classes it does not know
+                notes.append(f"skops cannot save this model ({err}): cloudpickle")
+        kwargs["pip_requirements"] = installed_requirements([*pins, "cloudpickle"])
+        return save(serialization_format="cloudpickle")
     if flavor == "pytorch":
         kwargs["pytorch_model"] = model
         example = synthetic_example(sig)
-        if example is not None:
+        if example is not None and "serialization_format" in accepts:
             try:
-                return module.log_model(
-                    **kwargs,
+                return save(
                     input_example=example[0] if len(example) == 1 else example,
                     serialization_format="pt2",
                 )
             except Exception as err:  # torch.export cannot trace every model
-                logger.warning(
-                    "torch.export failed (%s); saving the model with pickle", err
-                )
-        logger.warning(
-            "The model is saved with pickle: loading it needs "
+                notes.append(f"torch.export failed ({err}); saved with pickle")
+        if "serialization_format" not in accepts:  # MLflow 2 pickles by default
+            return save()
+        notes.append(
+            "The model is saved with pickle: MLflow 3 loads it only with "
             "MLFLOW_ALLOW_PICKLE_DESERIALIZATION=true"
         )
-        return module.log_model(**kwargs, serialization_format="pickle")
+        return save(serialization_format="pickle")
     kwargs["model"] = model
-    return module.log_model(**kwargs)
+    return save()
 
 
 def synthetic_example(signature: Any | None) -> tuple[np.ndarray, ...] | None:

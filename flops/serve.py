@@ -29,10 +29,18 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
 
     import mlflow.pyfunc
-    import uvicorn
     from mlflow.pyfunc import scoring_server
 
     app = scoring_server.init(mlflow.pyfunc.load_model(args.model))
+    if hasattr(app, "wsgi_app"):
+        # MLflow 2's scoring app is Flask (a model saved by a repo pinning
+        # mlflow 2.x is served by that MLflow); werkzeug comes with Flask.
+        from werkzeug.serving import run_simple
+
+        run_simple(args.host, args.port, app, threaded=True)
+        return
+    import uvicorn
+
     uvicorn.run(app, host=args.host, port=args.port, workers=args.workers)
 
 

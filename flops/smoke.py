@@ -1,61 +1,73 @@
-"""What only running the repo can tell: run inside the project's own environment.
+"""What only running the repo can tell: run inside the user's own environment.
 
 `python -m flops.smoke --repo DIR` imports `model_manager`, builds a ModelManager
-without data (as the aggregator does), reads its parameters and the model flavor,
-and prints one JSON line. On failure it prints the user-facing reason and exits 1,
-so a missing dependency is reported before any learner starts.
+without data (as the aggregator does), reads its parameters and the model
+flavor, and saves that initial model with its MLflow flavor, exactly as the
+aggregator saves the trained one: an export that cannot work fails the build,
+not the end of training. It prints one JSON line; on failure it prints the
+user-facing reason and exits 1, so it is reported before any learner starts.
+
+Only the standard library and the worker's modules are used: this runs on
+whatever versions the repo pinned.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
+import tempfile
 from pathlib import Path
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
-
-from flops import model_export, usercode
-from flops.config import Flavor
+from flops import usercode
 from flops.errors import FlopsError
+from flops.worker.session import Session
 
 RESULT_PREFIX = "FLOPS_SMOKE "
 
 
-class SmokeResult(BaseModel):
-    """What the smoke test reports; the service reads nothing else from the line
-    (it is printed by a process running the tenant's code)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    flavor: Flavor
-    arrays: int = Field(ge=1)
-    parameter_bytes: int = Field(ge=0)
-
-
-def check(repo: Path, flavor: str | None) -> SmokeResult:
-    manager = usercode.new_model_manager(repo)
-    params = usercode.get_parameters(manager)
-    if not params:
-        raise usercode.UserCodeError("get_model_parameters() returned no arrays")
-    model = usercode.call(manager.get_model, "get_model()")
-    return SmokeResult(
-        flavor=flavor or model_export.detect_flavor(model),  # type: ignore[arg-type]
-        arrays=len(params),
-        parameter_bytes=int(sum(p.nbytes for p in params)),
-    )
+def check(repo: Path, flavor: str | None, requirements: list[str]) -> dict[str, Any]:
+    usercode.ensure_on_path(repo)
+    session = Session(repo)
+    session.op_new({}, [])
+    described, _ = session.op_describe({"flavor": flavor}, [])
+    with tempfile.TemporaryDirectory(prefix="flops-smoke-") as tmp:
+        try:
+            saved, _ = session.op_save_model(
+                {
+                    "path": str(Path(tmp) / "model"),
+                    "flavor": described["flavor"],
+                    "requirements": requirements,
+                },
+                [],
+            )
+        except FlopsError:
+            raise
+        except Exception as exc:  # MLflow's or the framework's own error
+            raise usercode.UserCodeError(
+                "Saving the model with MLflow's "
+                f"{described['flavor']} flavor fails: "
+                + usercode.describe(exc, "save_model()", repo)
+            ) from exc
+        saved_files = sorted(p.name for p in (Path(tmp) / "model").iterdir())
+    return {**described, "notes": saved["notes"], "saved_files": saved_files}
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repo", required=True, type=Path)
     parser.add_argument("--flavor", default=None)
+    parser.add_argument(
+        "--requirements", default="[]", help="the repo's requirements, JSON list"
+    )
     args = parser.parse_args(argv)
     try:
-        result = check(args.repo.resolve(), args.flavor)
+        result = check(args.repo.resolve(), args.flavor, json.loads(args.requirements))
     except FlopsError as err:
         print(str(err), file=sys.stderr)
         raise SystemExit(1) from None
-    print(RESULT_PREFIX + result.model_dump_json())
+    print(RESULT_PREFIX + json.dumps(result))
 
 
 if __name__ == "__main__":

@@ -1,18 +1,18 @@
 """The FLOps ClientApp: Flower's message API around the user's ModelManager.
 
-Each message gets a fresh ModelManager with this learner's data, as in Flower's
-own process-per-message model; `flops.executor` keeps the imports warm so that
-costs milliseconds, not seconds.
+The user's code runs in the model worker (flops/worker), from the environment the
+repo asks for; this app, in FLOps' runtime environment, moves arrays and metrics
+between Flower and it. Each message gets a fresh ModelManager with this learner's
+data in a forked worker process, as in Flower's own process-per-message model,
+with imports kept warm, so that costs milliseconds, not seconds.
 """
 
 from __future__ import annotations
 
 import logging
-import numbers
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 from flwr.app import (
     ArrayRecord,
@@ -24,11 +24,11 @@ from flwr.app import (
 )
 from flwr.clientapp import ClientApp
 
-from flops import data, model_export, usercode
+from flops import usercode
 from flops.app import run_settings as keys
 from flops.app.run_settings import RunSettings
 from flops.errors import FlopsError
-from flops.usercode import UserCodeError
+from flops.worker.client import WorkerSession
 
 logger = logging.getLogger(__name__)
 
@@ -37,37 +37,16 @@ def _learner_name(context: Context) -> str:
     return str(context.node_config.get(keys.NODE_LEARNER, f"node-{context.node_id}"))
 
 
-def _prepare(msg: Message, context: Context) -> tuple[Any, RunSettings]:
-    """A ModelManager holding this learner's data and the message's parameters."""
+def _prepare(msg: Message, context: Context, worker: WorkerSession) -> RunSettings:
+    """The worker's ModelManager holding this learner's data and the message's
+    parameters."""
     settings = RunSettings.from_run_config(dict(context.run_config))
     data_dir = context.node_config.get(keys.NODE_DATA_DIR)
-    data.set_current(
-        data.LearnerData(Path(str(data_dir)), tuple(settings.config.data_tags))
-        if data_dir
-        else None
+    worker.new(
+        Path(str(data_dir)) if data_dir else None, tuple(settings.config.data_tags)
     )
-    manager = usercode.new_model_manager()
-    usercode.call(manager.set_model_data, "set_model_data()")
-    arrays = msg.content.array_records["arrays"].to_numpy_ndarrays()
-    usercode.call(manager.set_model_parameters, "set_model_parameters()", arrays)
-    return manager, settings
-
-
-def _count(value: Any, label: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
-        raise UserCodeError(
-            f"{label} must return the number of examples as a positive int, "
-            f"got {value!r}"
-        )
-    return int(value)
-
-
-def _number(value: Any, label: str) -> float:
-    if hasattr(value, "item"):
-        value = value.item()
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise UserCodeError(f"{label} must be a number, got {value!r}")
-    return float(value)
+    worker.set_parameters(msg.content.array_records["arrays"].to_numpy_ndarrays())
+    return settings
 
 
 def _meta(context: Context, **extra: str) -> ConfigRecord:
@@ -101,15 +80,14 @@ def _named_failures(
 
 def train(msg: Message, context: Context) -> Message:
     started = time.perf_counter()
-    manager, _ = _prepare(msg, context)
-    fit_started = time.perf_counter()
-    examples = _count(usercode.call(manager.fit_model, "fit_model()"), "fit_model()")
-    fit_seconds = time.perf_counter() - fit_started
-    params = usercode.get_parameters(manager)
+    with WorkerSession() as worker:
+        _prepare(msg, context, worker)
+        fit = worker.fit()
+        params = worker.get_parameters()
     metrics = MetricRecord(
         {
-            "num-examples": examples,
-            "fit_seconds": fit_seconds,
+            "num-examples": int(fit["examples"]),
+            "fit_seconds": float(fit["fit_seconds"]),
             "learner_seconds": time.perf_counter() - started,
         }
     )
@@ -125,38 +103,28 @@ def train(msg: Message, context: Context) -> Message:
 
 def evaluate(msg: Message, context: Context) -> Message:
     started = time.perf_counter()
-    manager, settings = _prepare(msg, context)
-    result = usercode.call(manager.evaluate_model, "evaluate_model()")
-    if not isinstance(result, list | tuple) or len(result) != 3:
-        raise UserCodeError(
-            "evaluate_model() must return (loss, accuracy, number of examples), "
-            f"got {result!r}"
-        )
-    loss, accuracy, examples = result
+    extra: dict[str, str] = {}
+    with WorkerSession() as worker:
+        settings = _prepare(msg, context, worker)
+        result = worker.evaluate()
+        if msg.content.config_records["config"].get(keys.WANT_SIGNATURE):
+            derived = worker.signature(settings.config.model_flavor)
+            if derived.get("warning"):
+                logger.warning("%s", derived["warning"])
+            signature = derived.get("signature") or {}
+            extra = {
+                f"signature-{part}": str(value)
+                for part, value in signature.items()
+                if value
+            }
     metrics = MetricRecord(
         {
-            "num-examples": _count(examples, "evaluate_model()[2]"),
-            "loss": _number(loss, "evaluate_model()[0] (loss)"),
-            "accuracy": _number(accuracy, "evaluate_model()[1] (accuracy)"),
+            "num-examples": int(result["examples"]),
+            "loss": float(result["loss"]),
+            "accuracy": float(result["accuracy"]),
             "learner_seconds": time.perf_counter() - started,
         }
     )
-    extra: dict[str, str] = {}
-    if msg.content.config_records["config"].get(keys.WANT_SIGNATURE):
-        flavor = settings.config.model_flavor or model_export.detect_flavor(
-            manager.get_model()
-        )
-        try:
-            signature = model_export.signature_for(manager, flavor)
-        except Exception as exc:  # a signature is optional; say why it is missing
-            logger.warning(
-                "No model signature: %s", usercode.describe(exc, "predict()")
-            )
-            signature = None
-        if signature:
-            extra = {
-                f"signature-{part}": value for part, value in signature.items() if value
-            }
     content = RecordDict(
         {"metrics": metrics, keys.META_RECORD: _meta(context, **extra)}
     )

@@ -1,34 +1,63 @@
 """The FLOps ServerApp: the configured Flower strategy, tracked, then the model logged.
 
-The aggregator builds a ModelManager without data (as the contract says) to read
-the initial parameters, runs Flower's own strategy loop with round tracking, and
-at the end loads the final parameters into that ModelManager and logs the model
-to MLflow with its flavor and the signature a learner derived.
+The aggregator asks the model worker (the user's code, in the environment the
+repo asks for) for a ModelManager without data, as the contract says, to read the
+initial parameters; runs Flower's own strategy loop with round tracking; and at
+the end has the worker load the final parameters and save the model with its
+flavor and the signature a learner derived, which this side logs to MLflow.
 """
 
 from __future__ import annotations
 
 import logging
+import tempfile
+from pathlib import Path
+from typing import Any
 
 from flwr.app import ArrayRecord, Context
 from flwr.serverapp import Grid, ServerApp
 
-from flops import events, model_export, usercode
+from flops import events, usercode
 from flops.app.grid import FastPollGrid
 from flops.app.run_settings import RunSettings
 from flops.app.tracking import RunTracker, TrackedStrategy
 from flops.errors import FlopsError
 from flops.strategies import build_strategy
+from flops.worker.client import WorkerSession
 
 logger = logging.getLogger(__name__)
 
 
-def _train_and_export(grid: Grid, settings: RunSettings, client: object) -> None:
+def _log_model_folder(
+    client: Any, settings: RunSettings, folder: Path, flavor: str
+) -> str:
+    """Log an MLflow model folder (saved by the worker) as this run's model;
+    returns its `models:/<id>` URI.
+
+    The worker saved it with the user's own MLflow and framework; this side only
+    uploads the folder, as MLflow's `log_model` does after its own `save_model`.
+    """
+    from mlflow.entities import LoggedModelOutput, LoggedModelStatus
+
+    model = client.create_logged_model(
+        settings.experiment_id,
+        name="model",
+        source_run_id=settings.run_id,
+        model_type=flavor,
+    )
+    client.log_model_artifacts(model.model_id, str(folder))
+    client.log_outputs(settings.run_id, [LoggedModelOutput(model.model_id, step=0)])
+    client.finalize_logged_model(model.model_id, LoggedModelStatus.READY)
+    return f"models:/{model.model_id}"
+
+
+def _train_and_export(grid: Grid, settings: RunSettings, client: Any) -> None:
     import mlflow
 
     config = settings.config
-    manager = usercode.new_model_manager()
-    initial = ArrayRecord(usercode.get_parameters(manager))
+    with WorkerSession() as worker:
+        worker.new()
+        initial = ArrayRecord(worker.get_parameters())
     tracker = RunTracker(client, settings.experiment_id, settings.run_id)
     strategy = build_strategy(config, TrackedStrategy)
     assert isinstance(strategy, TrackedStrategy)
@@ -58,32 +87,34 @@ def _train_and_export(grid: Grid, settings: RunSettings, client: object) -> None
         num_rounds=config.rounds,
         timeout=config.round_timeout,
     )
-    usercode.call(
-        manager.set_model_parameters,
-        "set_model_parameters()",
-        result.arrays.to_numpy_ndarrays(),
-    )
-    model = usercode.call(manager.get_model, "get_model()")
-    flavor = config.model_flavor or model_export.detect_flavor(model)
     if strategy.signature is None:
         events.emit(
             events.WARNING,
             message="The model is logged without a signature: no learner found an "
             "input sample; define ModelManager.get_input_example() to provide one.",
         )
-    info = model_export.log_model(
-        flavor,
-        model,
-        strategy.signature,
-        repo=usercode.repo_dir(),
-        pip_requirements=list(settings.requirements),
-    )
+    with (
+        tempfile.TemporaryDirectory(prefix="flops-model-") as tmp,
+        WorkerSession(timeout=60) as worker,
+    ):
+        worker.new()
+        worker.set_parameters(result.arrays.to_numpy_ndarrays())
+        saved = worker.save_model(
+            Path(tmp) / "model",
+            config.model_flavor,
+            strategy.signature,
+            list(settings.requirements),
+        )
+        for note in saved.get("notes", []):
+            events.emit(events.WARNING, message=str(note))
+        flavor = str(saved["flavor"])
+        model_uri = _log_model_folder(client, settings, Path(tmp) / "model", flavor)
     mlflow.set_tag("flops.flavor", flavor)
     tracker.finish_children("FINISHED")
     events.emit(
         events.MODEL_LOGGED,
-        model_uri=info.model_uri,
-        model_id=getattr(info, "model_id", None),
+        model_uri=model_uri,
+        model_id=model_uri.removeprefix("models:/"),
         flavor=flavor,
         signature=strategy.signature is not None,
     )

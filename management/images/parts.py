@@ -21,7 +21,7 @@ from flops_management.images.base import BaseImages
 from flops_management.images.builder import ImageBuilder, PlatformBuild
 from flops_management.images.registry import ImageInfo, Registry
 from flops_management.images.site import Site, SiteBuilder, compile_bytecode
-from flops_management.pipeline.environment import RUNTIME_PACKAGES, package_digest
+from flops_management.pipeline.installer import RUNTIME_PACKAGES, package_digest
 from flops_management.sandbox import Identity
 from flops_management.settings import Settings
 

@@ -42,8 +42,10 @@ class DeploymentSpec:
     repo_dir: Path
     learners: tuple[LearnerSpec, ...]
     resources: Resources = field(default_factory=Resources)
-    # local: the project's Python environment; container backends: the image.
+    # local: the user's environment (the model worker's) and FLOps' runtime
+    # environment (Flower's side); container backends: the image.
     environment: Path | None = None
+    runtime_environment: Path | None = None
     image: str | None = None
     poll_interval: float = 0.05
     # Extra variables for every actor, and for the aggregator alone (its MLflow

@@ -1,7 +1,9 @@
 """The `local` orchestrator: SuperLink, aggregator and learners as processes here.
 
-Every actor runs from the project's own Python environment (built by the `build`
-stage), each learner with its own data directory and Flower home. The SuperLink
+Flower's side of every actor runs from FLOps' runtime environment, the user's
+code from the project's own environment, in the model worker each executor
+starts (both built by the `build` stage); each learner has its own data
+directory and Flower home. The SuperLink
 and SuperNodes run with `--isolation process` next to a `flops-executor` each,
 which keeps imports warm across tasks (see flops/executor.py). Each actor runs in
 the tenant's sandbox (flops_management.sandbox), seeing only the environment, the
@@ -175,11 +177,12 @@ class LocalOrchestrator(Orchestrator):
         extra: dict[str, str] | None = None,
     ) -> dict[str, str]:
         """The actor's whole environment: nothing of the service's."""
-        assert spec.environment is not None
+        runtime = spec.runtime_environment or spec.environment
+        assert runtime is not None
         env = tenant_env(
             {
-                "PATH": os.pathsep.join([str(spec.environment / "bin"), DEFAULT_PATH]),
-                "VIRTUAL_ENV": str(spec.environment),
+                "PATH": os.pathsep.join([str(runtime / "bin"), DEFAULT_PATH]),
+                "VIRTUAL_ENV": str(runtime),
                 REPO_DIR_ENV: str(spec.repo_dir),
                 "FLWR_HOME": str(flwr_home),
                 "FLWR_TELEMETRY_ENABLED": "0",  # no phoning home from offline hosts
@@ -197,7 +200,9 @@ class LocalOrchestrator(Orchestrator):
     def submit(self, spec: DeploymentSpec) -> Deployment:
         if spec.environment is None:
             raise FlopsError("The local orchestrator needs the project's environment.")
-        bin_dir = spec.environment / "bin"
+        # Flower's side from FLOps' runtime environment (the user's environment
+        # when none is given: it then holds both).
+        bin_dir = (spec.runtime_environment or spec.environment) / "bin"
         logs = spec.workdir / "logs"
         link_port = free_port()
         link = f"127.0.0.1:{link_port}"
@@ -220,8 +225,13 @@ class LocalOrchestrator(Orchestrator):
         link = f"127.0.0.1:{link_port}"
         home = spec.workdir / "flwr"
         sandbox = sandbox_for(self.settings)
-        environment = spec.environment
-        assert environment is not None
+        assert spec.environment is not None
+        worker_python = spec.environment / "bin" / "python"
+        environments = tuple(
+            dict.fromkeys(
+                [spec.environment, spec.runtime_environment or spec.environment]
+            )
+        )
 
         def start(
             name: str,
@@ -234,7 +244,7 @@ class LocalOrchestrator(Orchestrator):
             flwr_home.mkdir(parents=True, exist_ok=True)
             sandbox.give(flwr_home, spec.identity)
             env = self._env(spec, flwr_home, threads, extra)
-            mounts = actor_mounts(environment, spec.repo_dir, flwr_home, data)
+            mounts = actor_mounts(environments, spec.repo_dir, flwr_home, data)
             log = logs / f"{name}.log"
             proc = subprocesses.spawn(
                 sandbox.command(args, mounts, spec.identity),
@@ -256,7 +266,12 @@ class LocalOrchestrator(Orchestrator):
         start(
             AGGREGATOR,
             executor_args(
-                bin_dir, "aggregator", link, spec.repo_dir, spec.poll_interval
+                bin_dir,
+                "aggregator",
+                link,
+                spec.repo_dir,
+                spec.poll_interval,
+                worker_python,
             ),
             extra=spec.aggregator_env,
         )
@@ -282,6 +297,7 @@ class LocalOrchestrator(Orchestrator):
                     f"127.0.0.1:{node_port}",
                     spec.repo_dir,
                     spec.poll_interval,
+                    worker_python,
                 ),
                 threads=len(pinned)
                 if pinned

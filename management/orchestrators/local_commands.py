@@ -33,11 +33,22 @@ def supernode_args(
 
 
 def executor_args(
-    bin_dir: Path, role: str, runtime_address: str, repo: Path, poll_interval: float
+    bin_dir: Path,
+    role: str,
+    runtime_address: str,
+    repo: Path,
+    poll_interval: float,
+    worker_python: Path,
 ) -> list[str]:
-    return actor_commands.executor_args(
-        str(bin_dir / "python"), role, runtime_address, str(repo), poll_interval
-    )
+    """The executor from FLOps' runtime environment (`bin_dir`), its model worker
+    from the user's environment (`worker_python`)."""
+    return [
+        *actor_commands.executor_args(
+            str(bin_dir / "python"), role, runtime_address, str(repo), poll_interval
+        ),
+        "--worker-python",
+        str(worker_python),
+    ]
 
 
 def server_args(python: Path, model_dir: Path, host: str, port: int) -> list[str]:
@@ -56,11 +67,15 @@ def server_args(python: Path, model_dir: Path, host: str, port: int) -> list[str
 
 
 def actor_mounts(
-    environment: Path, repo: Path, flwr_home: Path, data: Path | None = None
+    environments: tuple[Path, ...],
+    repo: Path,
+    flwr_home: Path,
+    data: Path | None = None,
 ) -> Mounts:
-    """What one actor's sandbox holds: the environment and the repo read-only,
-    a learner's data read-only, its own Flower home writable."""
-    read_only = (environment, repo) if data is None else (environment, repo, data)
+    """What one actor's sandbox holds: the environments (FLOps' runtime and the
+    user's) and the repo read-only, a learner's data read-only, its own Flower
+    home writable."""
+    read_only = (*environments, repo) if data is None else (*environments, repo, data)
     return Mounts(read_only=read_only, writable=(flwr_home,), chdir=flwr_home)
 
 

@@ -84,6 +84,7 @@ class JobContext:
     report: ContractReport | None = None
     repo_dir: Path | None = None  # the ML repo: the checkout or a folder in it
     environment: Path | None = None
+    runtime_environment: Path | None = None
     image: ImageInfo | None = None
     deployment: Deployment | None = None
     flower_run_id: str | None = None

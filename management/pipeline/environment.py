@@ -1,10 +1,11 @@
-"""Per-project Python environments for the local orchestrator, cached by hash.
+"""The user's environments for the local orchestrator, per tenant, cached by hash.
 
-An environment holds the FLOps runtime set (flwr, mlflow-skinny, datasets, ...),
-the repo's own requirements and a copy of the `flops`/`flops_utils` packages. Its
-key hashes all of that plus the interpreter version, so a second project with the
-same dependencies reuses it, and a change to any of them builds a new one.
-Built with uv (fast, a cache per tenant), or pip when configured.
+An environment holds the repo's requirements exactly as pinned, what the model
+worker needs besides (resolution.py: unpinned, so it bends to the repo), and a
+copy of the `flops`/`flops_utils` packages. FLOps' Flower runtime is not in it
+(runtime_environment.py), so the repo's pins never meet flwr's. Its key hashes
+the requirements, the interpreter, the FLOps code and the resolution rules, so
+a second project with the same dependencies reuses it.
 
 Installing runs the tenant's code (package builds, `.pth` files), so every step
 runs in the tenant's sandbox, as the tenant, writing only the environment and
@@ -17,25 +18,36 @@ never inside what the tenant's code could have touched.
 from __future__ import annotations
 
 import hashlib
-import importlib.metadata
 import json
 import os
 import shutil
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 import flops
-import flops_utils
 from flops import subprocesses
+from flops.config import Flavor
 from flops.dependencies import DependencySet
 from flops.errors import CommandError, EnvironmentBuildError
-from flops.model_export import export_requirements
-from flops.smoke import RESULT_PREFIX, SmokeResult
+from flops.smoke import RESULT_PREFIX
 from flops_management.file_lock import file_lock
+from flops_management.pipeline import resolution
+from flops_management.pipeline.environment_report import describe_environment
+from flops_management.pipeline.installer import (
+    RUNTIME_PACKAGES,
+    compile_args,
+    copy_packages,
+    create_args,
+    install_args,
+    installer_for,
+    package_digest,
+    uv_path,
+)
 from flops_management.sandbox import (
     INSTALLER_VARIABLES,
     Identity,
@@ -46,79 +58,33 @@ from flops_management.sandbox import (
 )
 from flops_management.settings import Settings
 
-RUNTIME_PACKAGES = (Path(flops.__file__).parent, Path(flops_utils.__file__).parent)
-_COPY_PACKAGE = (
-    "import shutil, sys; shutil.copytree(sys.argv[1], sys.argv[2], "
-    "dirs_exist_ok=True, ignore=shutil.ignore_patterns('__pycache__'))"
-)
+Log = Callable[[str], None]
 
 
-def runtime_requirements() -> list[str]:
-    """The `flops` distribution's own dependencies, without any extra."""
-    requires = importlib.metadata.requires("flops") or []
-    return sorted(req for req in requires if "extra ==" not in req)
+class SmokeResult(BaseModel):
+    """What the smoke test reports; the service reads nothing else from the line
+    (it is printed by a process running the tenant's code)."""
 
+    model_config = ConfigDict(extra="ignore")
 
-def package_digest() -> str:
-    digest = hashlib.sha256()
-    for package in RUNTIME_PACKAGES:
-        for path in sorted(package.rglob("*.py")):
-            digest.update(str(path.relative_to(package.parent)).encode())
-            digest.update(path.read_bytes())
-    return digest.hexdigest()
+    flavor: Flavor
+    arrays: int = Field(ge=1)
+    parameter_bytes: int = Field(ge=0)
+    notes: list[str] = Field(default_factory=list, max_length=20)
 
 
 def environment_key(deps: DependencySet, installer_options: list[str]) -> str:
     material = {
         "python": sys.version.split()[0],
-        "runtime": runtime_requirements(),
         "flops": flops.__version__,
         "flops_code": package_digest(),
         "repo": deps.digest(),
+        "resolution": resolution.RESOLUTION_VERSION,
         "installer": installer_options,
     }
     return hashlib.sha256(json.dumps(material, sort_keys=True).encode()).hexdigest()[
         :24
     ]
-
-
-def install_args(
-    installer: str,
-    python: Path,
-    requirements: list[str],
-    find_links: list[str],
-    index_url: str | None,
-) -> list[str]:
-    """The install command for `requirements` into the environment of `python`."""
-    if installer == "uv":
-        args = [str(Path(sys.executable).parent / "uv"), "pip", "install"]
-        args += ["--python", str(python)]
-    else:
-        args = [str(python), "-m", "pip", "install", "--disable-pip-version-check"]
-    for link in find_links:
-        args += ["--find-links", link]
-    if index_url:
-        args += ["--index-url", index_url]
-    return args + requirements
-
-
-def base_python() -> Path:
-    """The interpreter environments are made from (this venv's base, resolved:
-    the sandbox binds its prefix, not this service's venv)."""
-    return Path(sys.executable).resolve()
-
-
-def create_args(installer: str, target: Path) -> list[str]:
-    if installer == "uv":
-        return [
-            str(Path(sys.executable).parent / "uv"),
-            "venv",
-            "--quiet",
-            "--python",
-            str(base_python()),
-            str(target),
-        ]
-    return [str(base_python()), "-m", "venv", str(target)]
 
 
 class EnvironmentBuilder:
@@ -129,10 +95,7 @@ class EnvironmentBuilder:
         self.tenant = tenant
         self.identity = identity
         self.sandbox = sandbox_for(settings)
-        self.uv = Path(sys.executable).parent / "uv"
-        self.installer = (
-            "uv" if settings.env_installer == "uv" and self.uv.exists() else "pip"
-        )
+        self.installer = installer_for(settings)
 
     def _options(self) -> list[str]:
         return [
@@ -152,9 +115,7 @@ class EnvironmentBuilder:
     def cache_dir(self) -> Path:
         return self.settings.home / "cache" / "installer" / self.tenant
 
-    def ensure(
-        self, deps: DependencySet, log: Callable[[str], None]
-    ) -> tuple[Path, bool]:
+    def ensure(self, deps: DependencySet, log: Log) -> tuple[Path, bool]:
         """The environment for `deps`: (path, reused)."""
         target = self.path_for(deps)
         # Beside the environment, in a folder only the service writes.
@@ -168,7 +129,7 @@ class EnvironmentBuilder:
                 shutil.rmtree(target)
             started = time.monotonic()
             try:
-                self._build(target, deps, log)
+                pins = self._build(target, deps, log)
             except BaseException:
                 shutil.rmtree(target, ignore_errors=True)
                 raise
@@ -176,7 +137,7 @@ class EnvironmentBuilder:
                 json.dumps(
                     {
                         "requirements": list(deps.requirements),
-                        "runtime": runtime_requirements(),
+                        "pins": pins,
                         "flops": flops.__version__,
                         "built_seconds": round(time.monotonic() - started, 1),
                     },
@@ -186,14 +147,15 @@ class EnvironmentBuilder:
             log(f"built environment {target.name} in {time.monotonic() - started:.1f}s")
             return target, False
 
-    def _mounts(self, target: Path) -> Mounts:
+    def _mounts(self, target: Path, extra: tuple[Path, ...] = ()) -> Mounts:
         links = [Path(link) for link in self.settings.find_links if Path(link).is_dir()]
         return Mounts(
             read_only=(
-                self.uv,
+                uv_path(),
                 *links,
                 *(package.resolve() for package in RUNTIME_PACKAGES),
                 *host_files(os.environ),
+                *extra,
             ),
             writable=(target, self.cache_dir),
         )
@@ -202,39 +164,73 @@ class EnvironmentBuilder:
         self,
         target: Path,
         args: list[str],
-        on_line: Callable[[str], None] | None = None,
+        on_line: Log | None = None,
         bytecode: bool = False,
+        extra: tuple[Path, ...] = (),
     ) -> str:
         """A build step in the tenant's sandbox, with the installer's variables."""
-        extra = {"UV_CACHE_DIR": str(self.cache_dir), "UV_NO_CONFIG": "1"}
+        env = {"UV_CACHE_DIR": str(self.cache_dir), "UV_NO_CONFIG": "1"}
         if not bytecode:
-            extra["PYTHONDONTWRITEBYTECODE"] = "1"
+            env["PYTHONDONTWRITEBYTECODE"] = "1"
         return subprocesses.run(
-            self.sandbox.command(args, self._mounts(target), self.identity),
-            env=tenant_env(extra, passed=INSTALLER_VARIABLES),
+            self.sandbox.command(args, self._mounts(target, extra), self.identity),
+            env=tenant_env(env, passed=INSTALLER_VARIABLES),
             timeout=self.settings.env_build_timeout,
             on_line=on_line,
         )
 
-    def _build(
-        self, target: Path, deps: DependencySet, log: Callable[[str], None]
-    ) -> None:
+    def _resolve(self, target: Path, deps: DependencySet, log: Log) -> list[str]:
+        python = target / "bin" / "python"
+        scratch = Path(tempfile.mkdtemp(dir=self.settings.home / "cache"))
+        self.sandbox.share(scratch, self.identity)
+
+        def compile_(requirements: list[str]) -> list[str]:
+            listing = scratch / f"{len(list(scratch.iterdir()))}.in"
+            listing.write_text("\n".join(requirements) + "\n")
+            self.sandbox.share(listing, self.identity)
+            args = compile_args(
+                python, self.settings.find_links, self.settings.index_url, listing
+            )
+            try:
+                output = self._run(target, args, extra=(scratch,))
+            except CommandError as err:
+                raise resolution.CompileFailed(err.output) from None
+            return sorted(
+                line.strip()
+                for line in output.splitlines()
+                if line.strip() and not line.startswith(("#", " ", "warning"))
+            )
+
+        wanted = resolution.user_requirements(deps)
+        try:
+            result = resolution.resolve(wanted, compile_)
+        except resolution.CompileFailed:
+            python_version = f"{sys.version_info.major}.{sys.version_info.minor}"
+            raise resolution.diagnose(deps, wanted, compile_, python_version) from None
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
+        for note in result.notes:
+            log(f"note: {note}")
+        return result.pins
+
+    def _build(self, target: Path, deps: DependencySet, log: Log) -> list[str]:
         log(f"creating environment with {self.installer}")
         for folder in (target, self.cache_dir):
             folder.mkdir(parents=True, exist_ok=True)
             self.sandbox.give(folder, self.identity)
+        if deps.python and not sys.version.startswith(deps.python.split("=")[-1]):
+            log(
+                f"note: {deps.source} asks for Python {deps.python}; this host has no "
+                f"such interpreter, Python {sys.version.split()[0]} is used"
+            )
         self._run(target, create_args(self.installer, target))
         python = target / "bin" / "python"
-        requirements = [
-            *runtime_requirements(),
-            *deps.requirements,
-            *export_requirements(deps.requirements),
-        ]
-        log("installing: " + " ".join(requirements))
+        pins = self._resolve(target, deps, log)
+        log("installing: " + " ".join(pins))
         args = install_args(
             self.installer,
             python,
-            requirements,
+            pins,
             self.settings.find_links,
             self.settings.index_url,
         )
@@ -244,39 +240,26 @@ class EnvironmentBuilder:
             raise EnvironmentBuildError(
                 f"Installing the repo's dependencies ({deps.source}) failed.\n"
                 + "\n".join(err.output.rstrip().splitlines()[-15:]),
-                hint="Check the versions in "
-                f"{deps.source}: they must install on Python "
-                f"{sys.version_info.major}.{sys.version_info.minor} next to "
-                "flwr and mlflow-skinny.",
+                hint=f"Check the versions in {deps.source}.",
             ) from err
-        site = (
-            self._run(
-                target,
-                [
-                    str(python),
-                    "-c",
-                    "import sysconfig; print(sysconfig.get_paths()['purelib'])",
-                ],
-            )
-            .strip()
-            .splitlines()[-1]
-        )
-        for package in RUNTIME_PACKAGES:
-            source = package.resolve()
-            self._run(
-                target,
-                [
-                    str(python),
-                    "-c",
-                    _COPY_PACKAGE,
-                    str(source),
-                    f"{site}/{package.name}",
-                ],
-            )
+        copy_packages(python, RUNTIME_PACKAGES, lambda a: self._run(target, a))
+        for line in describe_environment(target, pins, self.settings.find_links):
+            log(line)
         started = time.monotonic()
-        self._run(target, [str(python), "-m", "flops.executor", "warm"], bytecode=True)
+        try:
+            self._run(
+                target, [str(python), "-m", "flops.worker", "warm"], bytecode=True
+            )
+        except CommandError as err:
+            raise EnvironmentBuildError(
+                "The environment installs but does not import: "
+                + "\n".join(err.output.rstrip().splitlines()[-8:]),
+                hint="A pinned version does not work with another at import time; "
+                "the last line names the package.",
+            ) from err
         took = time.monotonic() - started
         log(f"Bytecode cached for the actors' imports in {took:.1f}s")
+        return pins
 
 
 def smoke_test(
@@ -285,11 +268,13 @@ def smoke_test(
     env: Path,
     repo: Path,
     flavor: str | None,
+    requirements: list[str],
     timeout: float,
 ) -> SmokeResult:
-    """Run flops.smoke in the environment, in the tenant's sandbox (it imports the
-    repo's code); EnvironmentBuildError with its reason."""
+    """Run flops.smoke in the user's environment, in the tenant's sandbox (it
+    imports the repo's code); EnvironmentBuildError with its reason."""
     args = [str(env / "bin" / "python"), "-m", "flops.smoke", "--repo", str(repo)]
+    args += ["--requirements", json.dumps(requirements)]
     if flavor:
         args += ["--flavor", flavor]
     mounts = Mounts(read_only=(env, repo), chdir=repo)

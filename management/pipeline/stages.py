@@ -46,12 +46,10 @@ from flops_management.orchestrators import (
 from flops_management.pipeline import augment as augment_mod
 from flops_management.pipeline import repo_url, source, tracking
 from flops_management.pipeline.context import JobContext
-from flops_management.pipeline.environment import (
-    EnvironmentBuilder,
-    runtime_requirements,
-    smoke_test,
-)
+from flops_management.pipeline.environment import EnvironmentBuilder, smoke_test
 from flops_management.pipeline.follow import RunFollower
+from flops_management.pipeline.installer import runtime_requirements
+from flops_management.pipeline.runtime_environment import RuntimeEnvironments
 from flops_management.sandbox import sandbox_for
 
 StageResult = Literal["skipped"] | None
@@ -148,16 +146,32 @@ def build(ctx: JobContext) -> StageResult:
         if BUILD_PROGRESS.match(line):  # the installer's summary lines, live
             ctx.event("build_progress", line=line.strip())
 
+    ctx.runtime_environment = RuntimeEnvironments(ctx.settings).ensure(log)
     env, reused = builder.ensure(ctx.report.dependencies, log)
     ctx.environment = env
     result = smoke_test(
-        ctx.settings, ctx.identity, env, ctx.repo, config.model_flavor, timeout=600
+        ctx.settings,
+        ctx.identity,
+        env,
+        ctx.repo,
+        config.model_flavor,
+        list(ctx.report.dependencies.requirements),
+        timeout=600,
     )
     ctx.log(
         f"smoke test: ModelManager() gives {result.arrays} arrays "
-        f"({result.parameter_bytes} bytes), flavor {result.flavor}"
+        f"({result.parameter_bytes} bytes), flavor {result.flavor}; the initial "
+        "model saves with that flavor"
     )
-    ctx.event("environment_ready", path=str(env), reused=reused, **result.model_dump())
+    for note in result.notes:
+        ctx.log(f"note: {note}")
+        ctx.event("note", message=note)
+    ctx.event(
+        "environment_ready",
+        path=str(env),
+        reused=reused,
+        **result.model_dump(exclude={"notes"}),
+    )
     return None
 
 
@@ -230,6 +244,7 @@ def schedule(ctx: JobContext) -> StageResult:
         learners=tuple(learners),
         resources=config.resources,
         environment=ctx.environment,
+        runtime_environment=ctx.runtime_environment,
         image=ctx.image.reference if ctx.image is not None else None,
         poll_interval=ctx.settings.poll_interval,
         identity=ctx.identity,

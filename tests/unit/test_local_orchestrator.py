@@ -43,8 +43,15 @@ def test_supernode_args() -> None:
 
 
 def test_executor_args() -> None:
+    """The executor runs from FLOps' runtime environment, its model worker from
+    the user's."""
     assert local.executor_args(
-        BIN, "learner", "127.0.0.1:9100", Path("/repo"), 0.05
+        BIN,
+        "learner",
+        "127.0.0.1:9100",
+        Path("/repo"),
+        0.05,
+        Path("/envs/user/bin/python"),
     ) == [
         "/envs/abc/bin/python",
         "-m",
@@ -56,6 +63,8 @@ def test_executor_args() -> None:
         "/repo",
         "--poll-interval",
         "0.05",
+        "--worker-python",
+        "/envs/user/bin/python",
     ]
 
 
