@@ -199,6 +199,17 @@ def installed_requirements(requirements: list[str] | tuple[str, ...]) -> list[st
     return sorted(pins.values(), key=str.lower)
 
 
+def loading_needs() -> list[str]:
+    """What loading a model saved here needs beyond the repo's own packages.
+
+    MLflow 2 imports pkg_resources, which fresh environments no longer get from
+    setuptools unless asked: the recorded environment asks for it.
+    """
+    import mlflow
+
+    return ["setuptools"] if int(mlflow.__version__.split(".")[0]) < 3 else []
+
+
 def _flavor_module(flavor: str, model: Any) -> Any:
     """MLflow's module for the flavor; Keras 2 models (tf.keras) are saved by
     `mlflow.tensorflow`, since `mlflow.keras` of MLflow 3 handles Keras 3 only."""
@@ -239,7 +250,9 @@ def save_model(
     _pickle_repo_modules_by_value(repo)
     module = _flavor_module(flavor, model)
     sig = ModelSignature.from_dict(signature) if signature else None
-    pins = installed_requirements([*requirements, *export_requirements(requirements)])
+    pins = installed_requirements(
+        [*requirements, *export_requirements(requirements), *loading_needs()]
+    )
     kwargs: dict[str, Any] = {"signature": sig, "pip_requirements": pins}
     notes: list[str] = []
     accepts = inspect.signature(module.save_model).parameters

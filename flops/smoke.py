@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -25,6 +24,8 @@ from flops.errors import FlopsError
 from flops.worker.session import Session
 
 RESULT_PREFIX = "FLOPS_SMOKE "
+# The reason it failed, as one JSON string: libraries print warnings around it.
+ERROR_PREFIX = "FLOPS_SMOKE_ERROR "
 
 
 def check(repo: Path, flavor: str | None, requirements: list[str]) -> dict[str, Any]:
@@ -65,7 +66,7 @@ def main(argv: list[str] | None = None) -> None:
     try:
         result = check(args.repo.resolve(), args.flavor, json.loads(args.requirements))
     except FlopsError as err:
-        print(str(err), file=sys.stderr)
+        print(ERROR_PREFIX + json.dumps(str(err)), flush=True)
         raise SystemExit(1) from None
     print(RESULT_PREFIX + json.dumps(result))
 

@@ -34,7 +34,7 @@ from flops import subprocesses
 from flops.config import Flavor
 from flops.dependencies import DependencySet
 from flops.errors import CommandError, EnvironmentBuildError
-from flops.smoke import RESULT_PREFIX
+from flops.smoke import ERROR_PREFIX, RESULT_PREFIX
 from flops_management.file_lock import file_lock
 from flops_management.pipeline import resolution
 from flops_management.pipeline.environment_report import describe_environment
@@ -262,6 +262,18 @@ class EnvironmentBuilder:
         return pins
 
 
+def _smoke_failure(output: str) -> str:
+    """The reason the smoke test printed, else the last lines of its output."""
+    for line in reversed(output.splitlines()):
+        if line.startswith(ERROR_PREFIX):
+            try:
+                return str(json.loads(line[len(ERROR_PREFIX) :]))[:4000]
+            except ValueError:
+                break
+    lines = [line for line in output.splitlines() if line.strip()]
+    return "\n".join(lines[-10:])
+
+
 def smoke_test(
     settings: Settings,
     identity: Identity | None,
@@ -285,13 +297,8 @@ def smoke_test(
             env=tenant_env({"PYTHONDONTWRITEBYTECODE": "1"}),
         )
     except CommandError as err:
-        lines = [
-            line
-            for line in err.output.splitlines()
-            if line.strip() and "Warning" not in line
-        ]
         raise EnvironmentBuildError(
-            "The repo's code fails in its environment: " + "\n".join(lines[-10:]),
+            "The repo's code fails in its environment: " + _smoke_failure(err.output),
             hint="Most often a dependency missing from the repo's dependency file.",
         ) from err
     for line in reversed(output.splitlines()):

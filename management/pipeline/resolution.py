@@ -40,7 +40,7 @@ WORKER_REQUIREMENTS = (
 MLFLOW_NAMES = {"mlflow", "mlflow-skinny"}
 WORKER_MLFLOW = "mlflow-skinny"
 # Bump when the rules or the worker's needs change: environments are keyed by it.
-RESOLUTION_VERSION = "1"
+RESOLUTION_VERSION = "2"
 
 
 class ResolutionError(FlopsError):
@@ -65,7 +65,7 @@ class CompatRule:
     def satisfied(self, pins: dict[str, Version]) -> bool:
         req = Requirement(self.require)
         found = pins.get(canonicalize_name(req.name))
-        return found is None or req.specifier.contains(found, prereleases=True)
+        return found is not None and req.specifier.contains(found, prereleases=True)
 
 
 COMPAT_RULES = (
@@ -76,6 +76,12 @@ COMPAT_RULES = (
         "torch<2.3",
         "numpy<2",
         "torch before 2.3 was built against NumPy 1 and cannot run on NumPy 2",
+    ),
+    CompatRule(
+        "mlflow<3",
+        "setuptools<81",
+        "MLflow 2 imports pkg_resources, which new environments no longer get "
+        "and setuptools 81 and later no longer ship",
     ),
     CompatRule(
         "tensorflow<2.18",
