@@ -26,6 +26,8 @@ MODEL_MANAGER_METHODS: dict[str, int] = {
     "fit_model": 0,
     "evaluate_model": 0,
 }
+# `_prepare_data()` is the Oakestra template's convention, not part of the
+# contract: flops_utils' DataManagerTemplate gives it a default.
 DATA_MANAGER_METHODS: dict[str, int] = {"get_data": 0}
 
 # Bases that declare the contract but implement nothing (flops_utils templates).

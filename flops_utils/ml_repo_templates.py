@@ -7,11 +7,16 @@ from typing import Any
 
 
 class DataManagerTemplate(ABC):
-    """Loads and prepares the learner's local data."""
+    """Loads and prepares the learner's local data.
 
-    @abstractmethod
-    def _prepare_data(self) -> Any:
-        """Load data with `load_dataset()` and preprocess it."""
+    Only `get_data()` is required (as FLOps' contract checks). `_prepare_data()`
+    is where the Oakestra template puts loading and preprocessing; it is optional
+    here, so a DataManager written without it still starts.
+    """
+
+    def _prepare_data(self) -> Any:  # noqa: B027 - optional hook, no-op default
+        """Load data with `load_dataset()` and preprocess it (optional)."""
+        return None
 
     @abstractmethod
     def get_data(self) -> tuple[Any, Any]:

@@ -19,6 +19,7 @@ class DataManager(DataManagerTemplate):
         self.train, self.test = self._prepare_data()
 
     def _prepare_data(self) -> Any:
+        """Optional (the contract needs only get_data); the usual place to load."""
         dataset = load_dataset().with_format("numpy")
         x = dataset["image"].astype("float64") / 16.0  # digits: 64 pixels, 0..16
         y = dataset["label"]

@@ -1,3 +1,4 @@
+import shutil
 from pathlib import Path
 
 import pytest
@@ -114,3 +115,25 @@ def test_methods_from_an_unknown_base_are_noted_not_failed(tmp_path: Path) -> No
     )
     report = check_repo(tmp_path)
     assert any("assumed inherited from Managed" in note for note in report.notes)
+
+
+def test_data_manager_without_prepare_data_starts(tmp_path: Path) -> None:
+    """`_prepare_data()` is the Oakestra template's convention, not the contract:
+    a DataManager deriving from the template without it passes the check and is
+    constructed (it was an abstract method that failed only on the learners)."""
+    from flops_utils.ml_repo_templates import DataManagerTemplate
+
+    class DataManager(DataManagerTemplate):
+        def get_data(self) -> tuple[int, int]:
+            return 1, 2
+
+    assert DataManager().get_data() == (1, 2)
+    repo = tmp_path / "repo"
+    shutil.copytree(ROOT / "examples" / "mnist-sklearn", repo)
+    source = (repo / "data_manager.py").read_text()
+    (repo / "data_manager.py").write_text(
+        source.replace("self._prepare_data()", "self._load()").replace(
+            "def _prepare_data(self)", "def _load(self)"
+        )
+    )
+    check_repo(repo)
