@@ -42,18 +42,15 @@ def _settings(stack: Stack):  # type: ignore[no-untyped-def]
 
 def _request(repo: Path, platforms: list[str]):  # type: ignore[no-untyped-def]
     from flops.contract import check_repo
-    from flops.model_export import export_requirements
     from flops_management.images.fl_actor import ActorImageRequest
-    from flops_management.pipeline.installer import runtime_requirements
 
-    deps = check_repo(repo).dependencies.requirements
     return ActorImageRequest(
         tenant="bench",
         project="mnist-sklearn",
         commit=uuid.uuid4().hex,  # a new tag: nothing is skipped
         source=str(repo),
         repo_dir=repo,
-        requirements=[*runtime_requirements(), *deps, *export_requirements(deps)],
+        dependencies=check_repo(repo).dependencies,
         platforms=platforms,
     )
 

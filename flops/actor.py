@@ -30,6 +30,20 @@ from flops.usercode import REPO_DIR_ENV
 READY_TIMEOUT_S = 120.0
 DEFAULT_SUPERLINK_PORT = 8000
 DEFAULT_RUNTIME_PORT = 9094
+# The image's user-site folder (images/fl-actor.Containerfile): the model
+# worker's PYTHONPATH, in place of the Flower runtime's.
+WORKER_PATH_ENV = "FLOPS_WORKER_PATH"
+
+
+def _executor(role: str, address: str, repo: str, poll_interval: float) -> list[str]:
+    return actor_commands.executor_args(
+        sys.executable,
+        role,
+        address,
+        repo,
+        poll_interval,
+        worker_path=os.environ.get(WORKER_PATH_ENV),
+    )
 
 
 def _in_image(name: str) -> list[str]:
@@ -41,9 +55,7 @@ def aggregator_commands(
 ) -> list[list[str]]:
     return [
         actor_commands.superlink_args(_in_image, host, port),
-        actor_commands.executor_args(
-            sys.executable, "aggregator", f"127.0.0.1:{port}", repo, poll_interval
-        ),
+        _executor("aggregator", f"127.0.0.1:{port}", repo, poll_interval),
     ]
 
 
@@ -59,9 +71,7 @@ def learner_commands(
         actor_commands.supernode_args(
             _in_image, superlink, port, node_config_args(Path(data_dir), name)
         ),
-        actor_commands.executor_args(
-            sys.executable, "learner", f"127.0.0.1:{port}", repo, poll_interval
-        ),
+        _executor("learner", f"127.0.0.1:{port}", repo, poll_interval),
     ]
 
 

@@ -46,9 +46,18 @@ def supernode_args(
 
 
 def executor_args(
-    python: str, role: str, runtime_address: str, repo: str, poll_interval: float
+    python: str,
+    role: str,
+    runtime_address: str,
+    repo: str,
+    poll_interval: float,
+    worker_python: str | None = None,
+    worker_path: str | None = None,
 ) -> list[str]:
-    return [
+    """The executor (FLOps' runtime) and where its model worker runs from: the
+    user's environment's interpreter, or this one with `worker_path` as its
+    PYTHONPATH (an image's user-site folder)."""
+    args = [
         python,
         "-m",
         "flops.executor",
@@ -60,3 +69,8 @@ def executor_args(
         "--poll-interval",
         str(poll_interval),
     ]
+    if worker_python:
+        args += ["--worker-python", worker_python]
+    if worker_path:
+        args += ["--worker-path", worker_path]
+    return args

@@ -43,26 +43,33 @@ def render(name: str, **values: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def compile_stage(base: str, requirements: list[str]) -> str:
+def compile_stage(base: str, requirements: dict[str, list[str]]) -> str:
     """A stage that builds, under emulation, what has no wheel for the platform.
 
-    Only the packages listed run through it; everything with a wheel was
-    installed on the build host for the target platform. Building a package runs
-    its code (a tenant's choice), so that step runs as `nobody`, never as the
-    root of a chroot-isolated build.
+    `requirements` maps a package folder of the image (`site`, `user-site`) to
+    what it lacks. Only the packages listed run through it; everything with a
+    wheel was installed on the build host for the target platform. Building a
+    package runs its code (a tenant's choice), so that step runs as `nobody`,
+    never as the root of a chroot-isolated build.
     """
-    quoted = " ".join(f"'{req}'" for req in requirements)
-    return (
+    wanted = {dest: reqs for dest, reqs in requirements.items() if reqs}
+    folders = " ".join(f"/compiled/{dest}" for dest in wanted)
+    lines = [
         f"FROM {base} AS compile\n"
         "RUN apt-get update -qq \\\n"
         " && apt-get install -y -qq --no-install-recommends"
         " python3-pip python3-dev build-essential > /dev/null \\\n"
-        f" && mkdir /compiled && chown {BUILD_USER} /compiled\n"
-        f"USER {BUILD_USER}\n"
-        "RUN HOME=/tmp python3 -m pip install --break-system-packages --no-deps"
-        " --no-compile --no-cache-dir --target /compiled"
-        f" {quoted}"
-    )
+        f" && mkdir -p {folders} && chown -R {BUILD_USER} /compiled\n"
+        f"USER {BUILD_USER}"
+    ]
+    for dest, reqs in wanted.items():
+        quoted = " ".join(f"'{req}'" for req in reqs)
+        lines.append(
+            "RUN HOME=/tmp python3 -m pip install --break-system-packages --no-deps"
+            f" --no-compile --no-cache-dir --target /compiled/{dest} {quoted}"
+        )
+    return "\n".join(lines)
 
 
-COMPILED_COPY = "COPY --from=compile /compiled/ /opt/flops/site/"
+def compiled_copy(dest: str) -> str:
+    return f"COPY --from=compile /compiled/{dest}/ /opt/flops/{dest}/"

@@ -1,10 +1,11 @@
 """The FL-actor image of a project: one image, learner and aggregator roles.
 
-Its tag names the commit, the hash of the resolved dependency set (over every
+Its tag names the commit, the hash of the resolved dependency sets (over every
 requested platform) and the FLOps runtime, so an identical submission finds its
-image in the registry and skips the build. Layers: base, third-party packages
-(a folder per resolved set, shared between projects), the FLOps runtime (a
-folder per runtime version), the user's code.
+image in the registry and skips the build. Layers: base, FLOps' Flower runtime
+packages (the same for every project), the user's environment (the repo's pins
+and the model worker's needs, resolved apart: a folder per resolved set, shared
+between projects), the FLOps runtime code, the user's code.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import flops
+from flops.dependencies import DependencySet
 from flops_management.images import containerfiles
 from flops_management.images.parts import (
     ImageParts,
@@ -22,6 +24,7 @@ from flops_management.images.parts import (
     runtime_hash,
 )
 from flops_management.images.registry import ImageInfo
+from flops_management.pipeline.installer import runtime_requirements
 from flops_management.sandbox import Identity
 from flops_management.settings import Settings
 
@@ -35,7 +38,7 @@ class ActorImageRequest:
     commit: str
     source: str
     repo_dir: Path
-    requirements: list[str]
+    dependencies: DependencySet
     platforms: list[str]
     identity: Identity | None = None
 
@@ -61,9 +64,15 @@ class FlActorImages:
     def ensure(self, request: ActorImageRequest) -> tuple[ImageInfo, bool]:
         """The project's image: (info, skipped because the registry had it)."""
         parts = self.parts
-        pins = parts.resolve(
-            request.platforms, request.requirements, request.tenant, request.identity
+        runtime = parts.resolve(
+            request.platforms, runtime_requirements(), request.tenant, request.identity
         )
+        user = parts.resolve_user(
+            request.platforms, request.dependencies, request.tenant, request.identity
+        )
+        pins = {
+            p: {"site": runtime[p], "user-site": user[p]} for p in request.platforms
+        }
         tag = actor_tag(
             request.commit,
             deps_hash(pins, self.settings.base_python),

@@ -1,10 +1,11 @@
 """The inference-server image of a registered model version.
 
 Base and packages as for the FL-actor image, resolved from the model's own
-`requirements.txt` (MLflow writes it when the model is logged), with the full
-`mlflow` pin served by `mlflow-skinny` at the same version: the scoring server
-needs only that. The tag names the model version and the hash of its files, so
-an identical version is never rebuilt.
+`requirements.txt` (the versions the user's code trained it with), with an
+MLflow 3 `mlflow` pin served by `mlflow-skinny` at the same version: the scoring
+server needs only that (MLflow 2's needs the full package). The tag names the
+model version and the hash of its files, so an identical version is never
+rebuilt.
 """
 
 from __future__ import annotations
@@ -14,6 +15,10 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
+from packaging.version import Version
 
 import flops
 from flops.dependencies import check_requirement
@@ -43,6 +48,20 @@ class InferenceImageRequest:
     identity: Identity | None = None
 
 
+def _scoring_mlflow(requirement: str) -> str:
+    """`mlflow` as `mlflow-skinny` at the same version, from MLflow 3 on, whose
+    skinny package has the (FastAPI) scoring server; MLflow 2's scoring server is
+    Flask, which only the full package has, so a model saved by MLflow 2 keeps it.
+    """
+    req = Requirement(requirement)
+    if canonicalize_name(req.name) != "mlflow":
+        return requirement
+    exact = [s.version for s in req.specifier if s.operator == "=="]
+    if exact and Version(exact[0]).major < 3:
+        return requirement
+    return re.sub(r"^mlflow(?=[\s=<>!~;\[]|$)", "mlflow-skinny", requirement)
+
+
 def model_requirements(model_dir: Path) -> list[str]:
     """The model's pip requirements, `mlflow` served by `mlflow-skinny`.
 
@@ -65,15 +84,13 @@ def model_requirements(model_dir: Path) -> list[str]:
         checked = check_requirement(line, f"model requirements line {number}", problems)
         if checked is None:
             continue
-        requirements.append(
-            re.sub(r"^mlflow(?=[\s=<>!~;\[]|$)", "mlflow-skinny", checked)
-        )
+        requirements.append(_scoring_mlflow(checked))
     if problems:
         raise EnvironmentBuildError(
             "The model's requirements cannot be installed:\n"
             + "\n".join(f"- {p}" for p in problems)
         )
-    if not any(req.startswith("mlflow-skinny") for req in requirements):
+    if not any(req.startswith("mlflow") for req in requirements):
         requirements.append("mlflow-skinny")
     return [*requirements, *SERVER_REQUIREMENTS]
 
@@ -110,7 +127,8 @@ class InferenceImages:
             request.tenant,
             request.identity,
         )
-        deps = deps_hash(pins, self.settings.base_python)
+        sites = {platform: {"site": found} for platform, found in pins.items()}
+        deps = deps_hash(sites, self.settings.base_python)
         tag = (
             f"v{request.model_version}-m{model_hash(request.model_dir)[:12]}"
             f"-d{deps[:12]}-r{runtime_hash()[:8]}"
@@ -136,4 +154,4 @@ class InferenceImages:
                 title=f"FLOps inference server: {request.model_name}",
             )
 
-        return parts.build(reference, pins, request.model_dir, render), False
+        return parts.build(reference, sites, request.model_dir, render), False

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import flops
+from flops.dependencies import DependencySet
 from flops_management.images import containerfiles
 from flops_management.images.base import BaseImages
 from flops_management.images.builder import ImageBuilder, PlatformBuild
@@ -28,6 +29,8 @@ from flops_management.settings import Settings
 Log = Callable[[str], None]
 # (platform, base reference, shared layer values, copied content) -> Containerfile
 Render = Callable[[str, str, dict[str, str], Path], str]
+# platform -> package folder of the image ("site", "user-site") -> its pins
+Pins = dict[str, dict[str, list[str]]]
 
 
 def runtime_hash() -> str:
@@ -36,7 +39,7 @@ def runtime_hash() -> str:
     ).hexdigest()
 
 
-def deps_hash(pins: dict[str, list[str]], python_version: str) -> str:
+def deps_hash(pins: Pins, python_version: str) -> str:
     material = json.dumps({"python": python_version, "pins": pins}, sort_keys=True)
     return hashlib.sha256(material.encode()).hexdigest()
 
@@ -69,6 +72,17 @@ class ImageParts:
             p: self.sites.resolve(p, requirements, tenant, identity) for p in platforms
         }
 
+    def resolve_user(
+        self,
+        platforms: list[str],
+        deps: DependencySet,
+        tenant: str,
+        identity: Identity | None,
+    ) -> dict[str, list[str]]:
+        return {
+            p: self.sites.resolve_user(p, deps, tenant, identity) for p in platforms
+        }
+
     def existing(self, reference: str, platforms: list[str]) -> ImageInfo | None:
         """The registry's image under `reference` if it covers `platforms`."""
         found = self.builder.existing(reference)
@@ -77,9 +91,12 @@ class ImageParts:
         self.log(f"{reference} is in the registry: build skipped")
         return ImageInfo(reference, found.digest, found.platforms)
 
-    def platform(self, platform: str, pins: list[str]) -> tuple[str, Site]:
-        """The base reference and the package folder for one platform."""
-        return self.bases.ensure(platform), self.sites.ensure(platform, pins)
+    def platform(
+        self, platform: str, pins: dict[str, list[str]]
+    ) -> tuple[str, dict[str, Site]]:
+        """The base reference and the package folders for one platform."""
+        sites = {dest: self.sites.ensure(platform, p) for dest, p in pins.items()}
+        return self.bases.ensure(platform), sites
 
     def runtime(self) -> Path:
         """flops and flops_utils, byte-compiled, in a folder per runtime version."""
@@ -96,20 +113,28 @@ class ImageParts:
             (target / ".complete").touch()
         return target
 
-    def site_layers(self, base: str, site: Site) -> dict[str, str]:
-        """The template values for a platform's packages (and compile stage)."""
-        return {
-            "site": self.relative(site.path),
-            "compile_stage": containerfiles.compile_stage(base, site.compile)
-            if site.compile
-            else "",
-            "compiled_copy": containerfiles.COMPILED_COPY if site.compile else "",
-        }
+    def site_layers(self, base: str, sites: dict[str, Site]) -> dict[str, str]:
+        """The template values for a platform's package folders (`site` gives
+        `site` and `compiled_copy`, `user-site` gives `user_site` and
+        `user_compiled_copy`) and the compile stage of what lacks a wheel."""
+        values: dict[str, str] = {}
+        for dest, site in sites.items():
+            key = dest.replace("-", "_")
+            copy_key = f"{key.removesuffix('site')}compiled_copy"
+            values[key] = self.relative(site.path)
+            values[copy_key] = (
+                containerfiles.compiled_copy(dest) if site.compile else ""
+            )
+        lists = {dest: site.compile for dest, site in sites.items()}
+        values["compile_stage"] = (
+            containerfiles.compile_stage(base, lists) if any(lists.values()) else ""
+        )
+        return values
 
     def build(
         self,
         reference: str,
-        pins: dict[str, list[str]],
+        pins: Pins,
         content: Path,
         render: Render,
     ) -> ImageInfo:
@@ -128,9 +153,9 @@ class ImageParts:
         try:
             builds = []
             for platform, platform_pins in pins.items():
-                base, site = self.platform(platform, platform_pins)
+                base, sites = self.platform(platform, platform_pins)
                 layers = {
-                    **self.site_layers(base, site),
+                    **self.site_layers(base, sites),
                     "runtime": self.relative(runtime),
                 }
                 builds.append(

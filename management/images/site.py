@@ -26,8 +26,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from flops import subprocesses
+from flops.dependencies import DependencySet
 from flops.errors import CommandError, EnvironmentBuildError
 from flops_management.images import commands as cmd
+from flops_management.pipeline import resolution
 from flops_management.sandbox import (
     INSTALLER_VARIABLES,
     Identity,
@@ -113,14 +115,14 @@ class SiteBuilder:
         self.log = log
         self.uv = _uv()
 
-    def resolve(
+    def compile(
         self,
         platform: str,
         requirements: list[str],
         tenant: str,
         identity: Identity | None,
     ) -> list[str]:
-        """The pinned set for `platform` (what the image's hash is made of).
+        """The pinned set for `platform` (resolution.CompileFailed if none).
 
         Resolving may build a source distribution to read its metadata, which runs
         the package's code: it runs in the tenant's sandbox, with the tenant's
@@ -158,17 +160,55 @@ class SiteBuilder:
                     timeout=self.settings.build_timeout,
                 )
             except CommandError as err:
-                raise EnvironmentBuildError(
-                    f"The dependencies do not resolve for {platform} "
-                    f"(Python {self.settings.base_python}):\n"
-                    + "\n".join(err.output.strip().splitlines()[-10:]),
-                    hint="Check the versions in the repo's dependency file.",
-                ) from err
+                raise resolution.CompileFailed(err.output) from None
             return sorted(
                 line.strip()
                 for line in output.splitlines()
                 if line.strip() and not line.startswith(("#", " ", "warning"))
             )
+
+    def resolve(
+        self,
+        platform: str,
+        requirements: list[str],
+        tenant: str,
+        identity: Identity | None,
+    ) -> list[str]:
+        """FLOps' own sets (the runtime, a model's server): EnvironmentBuildError
+        with the resolver's words when they do not resolve."""
+        try:
+            return self.compile(platform, requirements, tenant, identity)
+        except resolution.CompileFailed as err:
+            raise EnvironmentBuildError(
+                f"The dependencies do not resolve for {platform} "
+                f"(Python {self.settings.base_python}):\n"
+                + "\n".join(err.output.strip().splitlines()[-10:]),
+                hint="Check the versions in the repo's dependency file.",
+            ) from None
+
+    def resolve_user(
+        self,
+        platform: str,
+        deps: DependencySet,
+        tenant: str,
+        identity: Identity | None,
+    ) -> list[str]:
+        """The user's environment for `platform`: the repo's pins honoured, the
+        worker's needs bent to them, every pin at fault named at once."""
+
+        def compile_(requirements: list[str]) -> list[str]:
+            return self.compile(platform, requirements, tenant, identity)
+
+        wanted = resolution.user_requirements(deps)
+        try:
+            result = resolution.resolve(wanted, compile_)
+        except resolution.CompileFailed:
+            raise resolution.diagnose(
+                deps, wanted, compile_, f"{self.settings.base_python} ({platform})"
+            ) from None
+        for note in result.notes:
+            self.log(f"{platform}: note: {note}")
+        return result.pins
 
     def ensure(self, platform: str, pins: list[str]) -> Site:
         key = hashlib.sha256(

@@ -42,13 +42,14 @@ def executor_args(
 ) -> list[str]:
     """The executor from FLOps' runtime environment (`bin_dir`), its model worker
     from the user's environment (`worker_python`)."""
-    return [
-        *actor_commands.executor_args(
-            str(bin_dir / "python"), role, runtime_address, str(repo), poll_interval
-        ),
-        "--worker-python",
-        str(worker_python),
-    ]
+    return actor_commands.executor_args(
+        str(bin_dir / "python"),
+        role,
+        runtime_address,
+        str(repo),
+        poll_interval,
+        worker_python=str(worker_python),
+    )
 
 
 def server_args(python: Path, model_dir: Path, host: str, port: int) -> list[str]:

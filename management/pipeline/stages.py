@@ -19,7 +19,6 @@ from flops.app import run_settings as keys
 from flops.config import loads_toml, merge_configs, parse_config
 from flops.contract import check_repo
 from flops.errors import TrainingError
-from flops.model_export import export_requirements
 from flops.repo_files import RepoRoot
 from flops_management import datasets, limits, serving
 from flops_management.images.fl_actor import ActorImageRequest, FlActorImages
@@ -48,7 +47,6 @@ from flops_management.pipeline import repo_url, source, tracking
 from flops_management.pipeline.context import JobContext
 from flops_management.pipeline.environment import EnvironmentBuilder, smoke_test
 from flops_management.pipeline.follow import RunFollower
-from flops_management.pipeline.installer import runtime_requirements
 from flops_management.pipeline.runtime_environment import RuntimeEnvironments
 from flops_management.sandbox import sandbox_for
 
@@ -193,14 +191,13 @@ def _build_image(ctx: JobContext) -> StageResult:
     config = ctx.require_config()
     assert ctx.report is not None
     project = ctx.store.get_project(ctx.project_id)
-    deps = ctx.report.dependencies.requirements
     request = ActorImageRequest(
         tenant=project.tenant,
         project=project.name,
         commit=str(project.commit),
         source=project.source,
         repo_dir=ctx.repo,
-        requirements=[*runtime_requirements(), *deps, *export_requirements(deps)],
+        dependencies=ctx.report.dependencies,
         platforms=list(config.platforms),
         identity=ctx.identity,
     )

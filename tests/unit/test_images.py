@@ -82,10 +82,15 @@ def _actor(compile_list: list[str]) -> str:
         platform="linux/arm64",
         deps_hash="0123456789ab",
         site="site/arm64-0123456789abcdef/",
-        compile_stage=containerfiles.compile_stage(base, compile_list)
+        user_site="site/arm64-fedcba9876543210/",
+        # A package of the user's without an arm64 wheel: built in the image.
+        compile_stage=containerfiles.compile_stage(base, {"user-site": compile_list})
         if compile_list
         else "",
-        compiled_copy=containerfiles.COMPILED_COPY if compile_list else "",
+        compiled_copy="",
+        user_compiled_copy=containerfiles.compiled_copy("user-site")
+        if compile_list
+        else "",
         flops_version="0.1.0",
         runtime="runtime/fedcba9876543210/",
         commit="6bd7cc994030eda52085be2ba1a0acb5d84882a0",
@@ -223,6 +228,14 @@ def test_the_model_is_served_by_mlflow_skinny_at_its_pinned_version(
     ]
     (tmp_path / "requirements.txt").unlink()
     assert model_requirements(tmp_path) == ["mlflow-skinny", "pandas", "uvicorn"]
+    # MLflow 2's scoring server is Flask: only the full package has it.
+    (tmp_path / "requirements.txt").write_text("mlflow==2.12.1\nsetuptools==80.9.0\n")
+    assert model_requirements(tmp_path) == [
+        "mlflow==2.12.1",
+        "setuptools==80.9.0",
+        "pandas",
+        "uvicorn",
+    ]
 
 
 def test_run_lines_tell_podman_about_a_plain_http_registry() -> None:
