@@ -12,6 +12,11 @@ metric (rounds 2..N, after learners connected). Setups:
   flops        `flops project submit`: --isolation process with flops-executor
                (warm forked tasks), 50 ms task polling
 
+Every setup runs the user's code in the model worker (flops/worker), from the
+user's environment, as FLOps does since the runtime and the user's code got
+environments of their own. To compare with the design before it (the user's
+code inside Flower's processes), run this script at commit da1affb too.
+
 Then it names the fixed sleeps in Flower that set the floor, by file and line.
 """
 
@@ -30,6 +35,8 @@ from typing import Any
 
 from _stack import EXAMPLES, Stack, free_port, make_repo
 
+from flops.worker.client import SOCKET_ENV, worker_args
+
 RAW_SETUPS = {
     "raw-default": {},
     "raw-tuned": {"FLWR_SUPEREXEC_TASK_POLL_INTERVAL": "0.05"},
@@ -45,11 +52,14 @@ def run_raw(
     name: str,
     extra_env: dict[str, str],
     job: Path,
-    env_dir: Path,
+    envs: tuple[Path, Path],
     stack: Stack,
     rounds: int,
 ) -> list[float]:
-    """The FLOps-generated app on plain Flower processes."""
+    """The FLOps-generated app on plain Flower processes: Flower from FLOps'
+    runtime environment, each actor's model worker from the user's, as FLOps
+    runs them (flops/worker), but no flops-executor."""
+    runtime_env, user_env = envs
     import mlflow
 
     client = mlflow.MlflowClient(stack.tracking_uri)
@@ -64,24 +74,39 @@ def run_raw(
     base_env = {
         **os.environ,
         **extra_env,
-        "PATH": f"{env_dir / 'bin'}{os.pathsep}{os.environ['PATH']}",
+        "PATH": f"{runtime_env / 'bin'}{os.pathsep}{os.environ['PATH']}",
         "FLOPS_REPO_DIR": str(job / "checkout"),
         "FLWR_TELEMETRY_ENABLED": "0",
     }
     link = free_port()
     procs = []
 
-    def start(component: str, args: list[str]) -> None:
+    def start(
+        component: str, args: list[str], env: dict[str, str] | None = None
+    ) -> None:
         log = (work / f"{component}.log").open("wb")
         procs.append(
             subprocess.Popen(
                 args,
-                env={**base_env, "FLWR_HOME": str(work / component)},
+                env={**base_env, "FLWR_HOME": str(work / component), **(env or {})},
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
         )
+
+    def worker(component: str, role: str) -> dict[str, str]:
+        socket_path = work / f"{component}.sock"
+        start(
+            f"{component}-worker",
+            worker_args(
+                str(user_env / "bin" / "python"),
+                socket_path,
+                job / "checkout",
+                role,
+            ),
+        )
+        return {SOCKET_ENV: str(socket_path)}
 
     try:
         start(
@@ -93,6 +118,7 @@ def run_raw(
                 "--port",
                 str(link),
             ],
+            worker("superlink", "aggregator"),
         )
         time.sleep(4)
         for index in range(2):
@@ -110,6 +136,7 @@ def run_raw(
                     "--node-config",
                     f'flops-data-dir="{data}" flops-learner="{learner}"',
                 ],
+                worker(learner, "learner"),
             )
         cli_home = work / "cli"
         cli_home.mkdir()
@@ -214,9 +241,10 @@ def main() -> None:
         ready = next(
             e for e in stack.events(project_id) if e["type"] == "environment_ready"
         )
-        job, env_dir = stack.home / "jobs" / project_id, Path(ready["data"]["path"])
+        job = stack.home / "jobs" / project_id
+        envs = (Path(ready["data"]["runtime"]), Path(ready["data"]["path"]))
         for name, extra in RAW_SETUPS.items():
-            results[name] = run_raw(name, extra, job, env_dir, stack, args.rounds)
+            results[name] = run_raw(name, extra, job, envs, stack, args.rounds)
     finally:
         stack.stop()
 

@@ -179,9 +179,8 @@ def diagnose(
 ) -> ResolutionError:
     """Every pin of the repo at fault, at once (see the module doc)."""
     problems: list[str] = []
-    pinned = [spec for spec in deps.requirements if str(Requirement(spec).specifier)]
     alone_broken: set[str] = set()
-    for spec in pinned:
+    for spec in deps.requirements:
         try:
             compile_([spec])
         except CompileFailed as err:
@@ -190,10 +189,14 @@ def diagnose(
                 f"{spec}: does not install on Python {python} by itself "
                 f"(the resolver says: {_reason(err.output)})"
             )
-    current = [
-        _unpinned(spec) if spec in alone_broken else spec for spec in requirements
+    # What cannot install at all is left out: the rest may still collide.
+    current = [spec for spec in requirements if spec not in alone_broken]
+    pinned = [
+        spec
+        for spec in deps.requirements
+        if str(Requirement(spec).specifier) and spec not in alone_broken
     ]
-    for _ in range(len(pinned)):
+    for _ in range(len(pinned) + 1):
         try:
             compile_(current)
             break
@@ -201,7 +204,7 @@ def diagnose(
             failure = err.output
         culprit = None
         for spec in pinned:
-            if spec in alone_broken or spec not in current:
+            if spec not in current:
                 continue
             trial = [_unpinned(s) if s == spec else s for s in current]
             try:

@@ -167,6 +167,7 @@ def build(ctx: JobContext) -> StageResult:
     ctx.event(
         "environment_ready",
         path=str(env),
+        runtime=str(ctx.runtime_environment),
         reused=reused,
         **result.model_dump(exclude={"notes"}),
     )

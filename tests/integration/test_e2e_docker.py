@@ -86,10 +86,15 @@ def test_mnist_sklearn_trains_in_containers(
 def test_the_image_holds_the_repo_and_its_dependencies(
     first_run: dict[str, Any],
 ) -> None:
+    """Two package folders: Flower's side imports flwr; the user's side (the
+    model worker's PYTHONPATH) imports the repo and its dependencies, not flwr."""
     local = first_run["images"]["fl_actor"]["tag"] + "-amd64"
     probe = subprocess.run(
-        [*PODMAN_RUN, "--entrypoint", "python3", local, "-c",
-         "import sklearn, flwr, flops_utils, model_manager"],
+        [*PODMAN_RUN, "--entrypoint", "sh", local, "-c",
+         "python3 -c 'import flwr, flops.app.client' && "
+         "PYTHONPATH=$FLOPS_WORKER_PATH python3 -c "
+         "'import sklearn, flops_utils, model_manager, flops.worker.session' && "
+         "! PYTHONPATH=$FLOPS_WORKER_PATH python3 -c 'import flwr' 2>/dev/null"],
         capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     assert probe.returncode == 0, probe.stderr[-2000:]
@@ -134,8 +139,11 @@ def test_a_dependency_that_does_not_exist_fails_the_build(
     result, project = stack.submit(str(repo), *DOCKER, "--data-tag", digits)
     assert result.returncode == 1
     assert project["status"] == "failed"
-    assert "do not resolve for linux/amd64" in project["error"]
-    assert "flops-no-such-package" in project["error"]
+    # Named with the platform, as the one problem it is.
+    assert "cannot be installed on Python 3.11 (linux/amd64): 1 problem" in (
+        project["error"]
+    )
+    assert "flops-no-such-package==1.0: does not install" in project["error"]
     assert _stages(project)["build"] == "failed"
 
 

@@ -18,6 +18,7 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
+from tests.fixtures.images import make_digit_images
 from tests.fixtures.tabular import FEATURES, make_tabular
 from tests.helpers import make_repo
 from tests.stack import Stack
@@ -42,6 +43,16 @@ def tabular(stack: Stack, tabular_file: Path) -> str:
     return "iris"
 
 
+@pytest.fixture(scope="module")
+def digit_images(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> str:
+    path = make_digit_images(tmp_path_factory.mktemp("images") / "digits.parquet")
+    pushed = stack.flops(
+        "data", "push", str(path), "--tag", "digit-images", "--partitions", "2"
+    )
+    assert pushed.returncode == 0, pushed.stderr
+    return "digit-images"
+
+
 def stage_log(project: dict[str, Any], name: str) -> str:
     return next(s["log"] for s in project["stages"] if s["name"] == name)
 
@@ -53,7 +64,8 @@ def requirements_of(model_uri: str) -> list[str]:
     return (folder / "requirements.txt").read_text().split()
 
 
-LOAD_AND_PREDICT = """
+# Run in the model's recorded environment: argv = model URI, data, features.
+PREDICT_TABULAR = """
 import json, sys
 import mlflow, pandas as pd
 model = mlflow.pyfunc.load_model(sys.argv[1])
@@ -62,10 +74,26 @@ predicted = model.predict(frame[json.loads(sys.argv[3])])
 print(json.dumps({"mlflow": mlflow.__version__,
                   "accuracy": float((predicted == frame["species"]).mean())}))
 """
+PREDICT_DIGITS = """
+import json, sys
+import mlflow, numpy as np, pyarrow.parquet as pq
+model = mlflow.pyfunc.load_model(sys.argv[1])
+table = pq.read_table(sys.argv[2])
+x = np.asarray(table.column("image").to_pylist(), dtype=np.float32)[:300] / 16.0
+y = np.asarray(table.column("label").to_pylist())[:300]
+scores = np.asarray(model.predict(x))
+print(json.dumps({"mlflow": mlflow.__version__,
+                  "accuracy": float((scores.argmax(axis=1) == y).mean())}))
+"""
 
 
 def predict_in_recorded_environment(
-    requirements: list[str], model_uri: str, data: Path, tmp_path: Path
+    requirements: list[str],
+    model_uri: str,
+    data: Path,
+    tmp_path: Path,
+    script: str = "",
+    extra: tuple[str, ...] = (),
 ) -> dict[str, Any]:
     """A fresh environment from the model's own requirements.txt, as MLflow's
     `env_manager` would make it, loading the registered model from MLflow."""
@@ -81,14 +109,7 @@ def predict_in_recorded_environment(
     )
     assert installed.returncode == 0, installed.stderr
     ran = subprocess.run(
-        [
-            str(python),
-            "-c",
-            LOAD_AND_PREDICT,
-            model_uri,
-            str(data),
-            json.dumps(FEATURES),
-        ],
+        [str(python), "-c", script or PREDICT_TABULAR, model_uri, str(data), *extra],
         capture_output=True,
         text=True,
         env={**os.environ, "PYTHONPATH": ""},
@@ -144,3 +165,87 @@ def test_mlflow_exported_sklearn_repo_runs_unchanged(
     )
     assert recorded["mlflow"] == "2.12.1"
     assert recorded["accuracy"] > 0.85
+
+
+def test_keras_repo_on_tensorflow_2_12_and_numpy_1_23(
+    stack: Stack, digits: str, digits_file: Path, mlflow_client: Any, tmp_path: Path
+) -> None:
+    """tensorflow==2.12.0, numpy==1.23.5, protobuf==3.20.3: a set that cannot
+    share one environment with flwr 1.41 and MLflow 3, trained as it is."""
+    repo = make_repo(tmp_path / "repo", FIXTURES / "keras-tf212")
+    result, project = stack.submit(
+        str(repo), "--rounds", "2", "--learners", "2", "--data-tag", digits
+    )
+    assert result.returncode == 0, result.stderr + result.stdout
+    assert project["status"] == "succeeded", project.get("error")
+    build = stage_log(project, "build")
+    # pyarrow 21+ refuses NumPy 1 at import: the rule that kept it back is named.
+    assert "pyarrow<21 is used" in build
+    accuracy = mlflow_client.get_metric_history(
+        project["mlflow"]["run_id"], "eval_accuracy"
+    )
+    assert max(accuracy, key=lambda m: m.step).value > 0.8
+
+    uri = f"models:/{project['mlflow']['model_name']}@champion"
+    requirements = requirements_of(uri)
+    for pin in ("tensorflow==2.12.0", "numpy==1.23.5", "protobuf==3.20.3"):
+        assert pin in requirements, requirements
+    recorded = predict_in_recorded_environment(
+        requirements, uri, digits_file, tmp_path, script=PREDICT_DIGITS
+    )
+    assert recorded["accuracy"] > 0.8
+
+
+PREDICT_IMAGES = """
+import json, sys
+import mlflow, numpy as np, pyarrow.parquet as pq
+model = mlflow.pyfunc.load_model(sys.argv[1])
+table = pq.read_table(sys.argv[2])
+x = np.asarray(table.column("image").to_pylist(), dtype=np.float32)[:300]
+x = (x / 16.0 - 0.5) / 0.5  # the repo's Normalize(0.5, 0.5) of 0..1 pixels
+y = np.asarray(table.column("label").to_pylist())[:300]
+scores = np.asarray(model.predict(x.reshape(-1, 1, 8, 8)))
+print(json.dumps({"mlflow": mlflow.__version__,
+                  "accuracy": float((scores.argmax(axis=1) == y).mean())}))
+"""
+
+
+def test_pytorch_repo_pinning_torch_2_1_1_with_image_datasets(
+    stack: Stack,
+    digit_images: str,
+    digits_file: Path,
+    mlflow_client: Any,
+    tmp_path: Path,
+) -> None:
+    """torch==2.1.1 (PyPI's CUDA build, past the host's CPU wheel), torchvision
+    following it, HF `Image` columns split and transformed by the repo."""
+    repo = make_repo(tmp_path / "repo", FIXTURES / "pytorch-pinned")
+    result, project = stack.submit(
+        str(repo), "--rounds", "2", "--learners", "2", "--data-tag", digit_images
+    )
+    assert result.returncode == 0, result.stderr + result.stdout
+    assert project["status"] == "succeeded", project.get("error")
+    build = stage_log(project, "build")
+    # The heavy choices are named: the CUDA build, its size, the wheel passed over.
+    assert "torch 2.1.1: CUDA build" in build
+    assert "environment size:" in build
+    if any(
+        Path(link).glob("torch-*.whl")
+        for link in os.environ.get("PIP_FIND_LINKS", "").split()
+    ):
+        assert "the host's local wheel torch" in build
+    # torch 2.1.1 cannot run on NumPy 2: the rule that kept NumPy 1 is named.
+    assert "numpy<2 is used" in build
+    accuracy = mlflow_client.get_metric_history(
+        project["mlflow"]["run_id"], "eval_accuracy"
+    )
+    assert max(accuracy, key=lambda m: m.step).value > 0.8
+
+    uri = f"models:/{project['mlflow']['model_name']}@champion"
+    requirements = requirements_of(uri)
+    assert "torch==2.1.1" in requirements, requirements
+    assert any(r.startswith("torchvision==0.16.") for r in requirements), requirements
+    recorded = predict_in_recorded_environment(
+        requirements, uri, digits_file, tmp_path, script=PREDICT_IMAGES
+    )
+    assert recorded["accuracy"] > 0.8
