@@ -121,6 +121,7 @@ class SiteBuilder:
         requirements: list[str],
         tenant: str,
         identity: Identity | None,
+        constraints: list[str] | None = None,
     ) -> list[str]:
         """The pinned set for `platform` (resolution.CompileFailed if none).
 
@@ -143,8 +144,11 @@ class SiteBuilder:
         with tempfile.TemporaryDirectory(dir=self.settings.home / "cache") as tmp:
             stdin = Path(tmp) / "requirements.in"
             stdin.write_text("\n".join(requirements) + "\n")
+            bounds = Path(tmp) / "constraints.txt"
+            bounds.write_text("\n".join(constraints or []) + "\n")
             sandbox.share(Path(tmp), identity)
             args[args.index("-")] = str(stdin)
+            args += ["--constraint", str(bounds)]
             links = [Path(p) for p in self.settings.find_links if Path(p).is_dir()]
             mounts = Mounts(
                 read_only=(Path(self.uv), Path(tmp), *links, *host_files(os.environ)),
@@ -196,15 +200,19 @@ class SiteBuilder:
         """The user's environment for `platform`: the repo's pins honoured, the
         worker's needs bent to them, every pin at fault named at once."""
 
-        def compile_(requirements: list[str]) -> list[str]:
-            return self.compile(platform, requirements, tenant, identity)
+        def compile_(requirements: list[str], constraints: list[str]) -> list[str]:
+            return self.compile(platform, requirements, tenant, identity, constraints)
 
         wanted = resolution.user_requirements(deps)
         try:
             result = resolution.resolve(wanted, compile_)
-        except resolution.CompileFailed:
+        except resolution.CompileFailed as err:
             raise resolution.diagnose(
-                deps, wanted, compile_, f"{self.settings.base_python} ({platform})"
+                deps,
+                wanted,
+                compile_,
+                f"{self.settings.base_python} ({platform})",
+                err.constraints,
             ) from None
         for note in result.notes:
             self.log(f"{platform}: note: {note}")

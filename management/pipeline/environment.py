@@ -184,12 +184,19 @@ class EnvironmentBuilder:
         scratch = Path(tempfile.mkdtemp(dir=self.settings.home / "cache"))
         self.sandbox.share(scratch, self.identity)
 
-        def compile_(requirements: list[str]) -> list[str]:
-            listing = scratch / f"{len(list(scratch.iterdir()))}.in"
+        def compile_(requirements: list[str], constraints: list[str]) -> list[str]:
+            number = len(list(scratch.iterdir()))
+            listing = scratch / f"{number}.in"
             listing.write_text("\n".join(requirements) + "\n")
-            self.sandbox.share(listing, self.identity)
+            bounds = scratch / f"{number}.constraints"
+            bounds.write_text("\n".join(constraints) + "\n")
+            self.sandbox.share(scratch, self.identity)
             args = compile_args(
-                python, self.settings.find_links, self.settings.index_url, listing
+                python,
+                self.settings.find_links,
+                self.settings.index_url,
+                listing,
+                bounds,
             )
             try:
                 output = self._run(target, args, extra=(scratch,))
@@ -204,9 +211,11 @@ class EnvironmentBuilder:
         wanted = resolution.user_requirements(deps)
         try:
             result = resolution.resolve(wanted, compile_)
-        except resolution.CompileFailed:
+        except resolution.CompileFailed as err:
             python_version = f"{sys.version_info.major}.{sys.version_info.minor}"
-            raise resolution.diagnose(deps, wanted, compile_, python_version) from None
+            raise resolution.diagnose(
+                deps, wanted, compile_, python_version, err.constraints
+            ) from None
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
         for note in result.notes:

@@ -69,10 +69,16 @@ def install_args(
 
 
 def compile_args(
-    python: Path, find_links: list[str], index_url: str | None, requirements: Path
+    python: Path,
+    find_links: list[str],
+    index_url: str | None,
+    requirements: Path,
+    constraints: Path,
 ) -> list[str]:
-    """uv's resolution of `requirements` (a file) for the interpreter `python`."""
+    """uv's resolution of `requirements` (a file) under `constraints` (a file:
+    bounds on packages the set has, never a reason to add one) for `python`."""
     args = [str(uv_path()), "pip", "compile", str(requirements), "--quiet"]
+    args += ["--constraint", str(constraints)]
     args += ["--no-header", "--no-annotate", "--python", str(python)]
     for link in find_links:
         args += ["--find-links", link]

@@ -40,7 +40,7 @@ WORKER_REQUIREMENTS = (
 MLFLOW_NAMES = {"mlflow", "mlflow-skinny"}
 WORKER_MLFLOW = "mlflow-skinny"
 # Bump when the rules or the worker's needs change: environments are keyed by it.
-RESOLUTION_VERSION = "2"
+RESOLUTION_VERSION = "3"
 
 
 class ResolutionError(FlopsError):
@@ -51,11 +51,18 @@ class ResolutionError(FlopsError):
 
 @dataclass(frozen=True)
 class CompatRule:
-    """When the resolved set has `when`, it also needs `require` (`why`)."""
+    """When the resolved set has `when`, it also needs `require` (`why`).
+
+    A rule that `adds` puts `require` into the set (a package the set lacks);
+    otherwise `require` is a constraint: it bounds a package when the set has
+    it and never brings one in (a constraint on `mlflow-skinny` must not install
+    it beside a repo's own `mlflow` 2, whose files it would overwrite).
+    """
 
     when: str
     require: str
     why: str
+    adds: bool = False
 
     def applies(self, pins: dict[str, Version]) -> bool:
         req = Requirement(self.when)
@@ -65,7 +72,9 @@ class CompatRule:
     def satisfied(self, pins: dict[str, Version]) -> bool:
         req = Requirement(self.require)
         found = pins.get(canonicalize_name(req.name))
-        return found is not None and req.specifier.contains(found, prereleases=True)
+        if found is None:
+            return not self.adds
+        return req.specifier.contains(found, prereleases=True)
 
 
 COMPAT_RULES = (
@@ -82,6 +91,20 @@ COMPAT_RULES = (
         "setuptools<81",
         "MLflow 2 imports pkg_resources, which new environments no longer get "
         "and setuptools 81 and later no longer ship",
+        adds=True,
+    ),
+    # The worker's MLflow must save the repo's framework: MLflow publishes the
+    # oldest version each release supports (mlflow/ml_package_versions.py).
+    CompatRule(
+        "torch<2.1",
+        "mlflow-skinny<3",
+        "MLflow 3 supports torch 2.1 and later",
+    ),
+    CompatRule(
+        "torch<2.2",
+        "mlflow-skinny<3.7",
+        "MLflow 3.9 and later save torch models with torch.export.Dim (torch "
+        "2.2); 3.6 is the last release supporting torch 2.1",
     ),
     CompatRule(
         "tensorflow<2.18",
@@ -121,14 +144,17 @@ def versions(pins: list[str]) -> dict[str, Version]:
 
 
 class CompileFailed(Exception):
-    """The resolver's refusal; `output` is what it said."""
+    """The resolver's refusal; `output` is what it said, `constraints` the
+    compatibility constraints in force when it said it."""
 
-    def __init__(self, output: str) -> None:
+    def __init__(self, output: str, constraints: tuple[str, ...] = ()) -> None:
         super().__init__(output)
         self.output = output
+        self.constraints = constraints
 
 
-Compile = Callable[[list[str]], list[str]]
+# (requirements, constraints) -> pins
+Compile = Callable[[list[str], list[str]], list[str]]
 
 
 @dataclass
@@ -142,8 +168,12 @@ def resolve(requirements: list[str], compile_: Compile) -> Resolution:
     resolver refuses)."""
     constraints: list[str] = []
     notes: list[str] = []
+    added_requirements: list[str] = []
     for _ in range(len(COMPAT_RULES) + 1):
-        pins = compile_([*requirements, *constraints])
+        try:
+            pins = compile_([*requirements, *added_requirements], constraints)
+        except CompileFailed as err:
+            raise CompileFailed(err.output, tuple(constraints)) from None
         found = versions(pins)
         added = [
             rule
@@ -153,13 +183,11 @@ def resolve(requirements: list[str], compile_: Compile) -> Resolution:
         if not added:
             return Resolution(pins, notes)
         for rule in added:
-            constraints.append(rule.require)
+            (added_requirements if rule.adds else constraints).append(rule.require)
             notes.append(
                 f"{rule.when} is in the set: {rule.require} is used ({rule.why})"
             )
-    raise CompileFailed(
-        "the compatibility rules did not converge: " + ", ".join(constraints)
-    )
+    raise CompileFailed("the compatibility rules did not converge", tuple(constraints))
 
 
 def _reason(output: str, lines: int = 6) -> str:
@@ -175,14 +203,19 @@ def _unpinned(spec: str) -> str:
 
 
 def diagnose(
-    deps: DependencySet, requirements: list[str], compile_: Compile, python: str
+    deps: DependencySet,
+    requirements: list[str],
+    compile_: Compile,
+    python: str,
+    constraints: tuple[str, ...] = (),
 ) -> ResolutionError:
-    """Every pin of the repo at fault, at once (see the module doc)."""
+    """Every pin of the repo at fault, at once (see the module doc);
+    `constraints` are the compatibility rules' bounds the refusal came under."""
     problems: list[str] = []
     alone_broken: set[str] = set()
     for spec in deps.requirements:
         try:
-            compile_([spec])
+            compile_([spec], [])
         except CompileFailed as err:
             alone_broken.add(spec)
             problems.append(
@@ -198,7 +231,7 @@ def diagnose(
     ]
     for _ in range(len(pinned) + 1):
         try:
-            compile_(current)
+            compile_(current, list(constraints))
             break
         except CompileFailed as err:
             failure = err.output
@@ -208,7 +241,7 @@ def diagnose(
                 continue
             trial = [_unpinned(s) if s == spec else s for s in current]
             try:
-                chosen = versions(compile_(trial)).get(_name(spec))
+                chosen = versions(compile_(trial, list(constraints))).get(_name(spec))
             except CompileFailed:
                 continue
             culprit = spec

@@ -140,8 +140,9 @@ def test_a_dependency_that_does_not_exist_fails_the_build(
     assert result.returncode == 1
     assert project["status"] == "failed"
     # Named with the platform, as the one problem it is.
-    assert "cannot be installed on Python 3.11 (linux/amd64): 1 problem" in (
-        project["error"]
+    assert (
+        "cannot be installed on Python 3.11 (linux/amd64): 1 problem"
+        in (project["error"])
     )
     assert "flops-no-such-package==1.0: does not install" in project["error"]
     assert _stages(project)["build"] == "failed"

@@ -35,13 +35,11 @@ def test_the_worker_needs_follow_the_repo_and_mlflow_is_the_repos_own() -> None:
     ]
 
 
-def fake_index(
-    reqs: list[str],
-) -> list[str]:
+def fake_index(reqs: list[str], constraints: list[str]) -> list[str]:
     """numpy 1.23.5 when pinned (else 2.4.6); pyarrow 26 unless held below 21."""
     names = {Requirement(r).name: r for r in reqs}
     numpy = "1.23.5" if names.get("numpy") == "numpy==1.23.5" else "2.4.6"
-    held = any(r == "pyarrow<21" for r in reqs)
+    held = "pyarrow<21" in constraints
     return [f"numpy=={numpy}", f"pyarrow=={'20.0.0' if held else '26.0.1'}"]
 
 
@@ -64,7 +62,7 @@ CONFLICTS = {
 }
 
 
-def conflicting_index(reqs: list[str]) -> list[str]:
+def conflicting_index(reqs: list[str], constraints: list[str]) -> list[str]:
     for spec, reason in CONFLICTS.items():
         alone = spec == "tqdm==4.65.0" and not any(
             r.startswith("datasets") for r in reqs
@@ -98,3 +96,30 @@ def test_every_conflicting_pin_is_named_at_once_with_who_asked_for_what() -> Non
     assert "datasets>=2.14 depends on tqdm>=4.66.3" in lines[1]
     assert "pandas" not in error.message
     assert error.hint is not None and "conda.yaml" in error.hint
+
+
+def test_a_constraint_never_brings_in_what_the_set_lacks() -> None:
+    """torch 2.1 bounds the worker's mlflow-skinny; a repo with its own MLflow 2
+    gets no mlflow-skinny beside it (both would write the `mlflow` package),
+    but gets the setuptools MLflow 2 imports."""
+    seen: list[tuple[list[str], list[str]]] = []
+
+    def index(reqs: list[str], constraints: list[str]) -> list[str]:
+        seen.append((reqs, constraints))
+        return sorted(
+            {"torch==2.1.1", "mlflow==2.12.1", "numpy==1.26.4"}
+            | ({"setuptools==80.9.0"} if "setuptools<81" in reqs else set())
+        )
+
+    result = resolution.resolve(["torch==2.1.1", "mlflow==2.12.1"], index)
+    assert "setuptools==80.9.0" in result.pins
+    assert not any("mlflow-skinny" in r for reqs, _ in seen for r in reqs)
+    assert seen[-1][1] == []  # no constraint: nothing bounded was there
+
+    def worker_mlflow(reqs: list[str], constraints: list[str]) -> list[str]:
+        skinny = "3.6.0" if "mlflow-skinny<3.7" in constraints else "3.17.2"
+        return ["numpy==1.26.4", "torch==2.1.1", f"mlflow-skinny=={skinny}"]
+
+    held = resolution.resolve(["torch==2.1.1", "mlflow-skinny"], worker_mlflow)
+    assert "mlflow-skinny==3.6.0" in held.pins
+    assert any("torch.export.Dim" in note for note in held.notes)
