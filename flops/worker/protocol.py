@@ -33,9 +33,8 @@ def encode(payload: dict[str, Any], arrays: Sequence[np.ndarray] = ()) -> bytes:
     parts = [HEADER.pack(len(body)), body]
     for array in arrays:
         buffer = io.BytesIO()
-        np.lib.format.write_array(
-            buffer, np.ascontiguousarray(array), allow_pickle=False
-        )
+        # As is: ascontiguousarray would turn a 0-d array into a 1-d one.
+        np.lib.format.write_array(buffer, np.asarray(array), allow_pickle=False)
         data = buffer.getvalue()
         parts += [ARRAY.pack(len(data)), data]
     return b"".join(parts)
