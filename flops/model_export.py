@@ -202,12 +202,17 @@ def installed_requirements(requirements: list[str] | tuple[str, ...]) -> list[st
 def loading_needs() -> list[str]:
     """What loading a model saved here needs beyond the repo's own packages.
 
-    MLflow 2 imports pkg_resources, which fresh environments no longer get from
-    setuptools unless asked: the recorded environment asks for it.
+    NumPy, at the version that trained it: a repo rarely names it, and a newer
+    major can break the framework (torch 2.1 cannot run on NumPy 2). MLflow 2
+    imports pkg_resources, which fresh environments no longer get from
+    setuptools unless asked.
     """
     import mlflow
 
-    return ["setuptools"] if int(mlflow.__version__.split(".")[0]) < 3 else []
+    needs = ["numpy"]
+    if int(mlflow.__version__.split(".")[0]) < 3:
+        needs.append("setuptools")
+    return needs
 
 
 def _flavor_module(flavor: str, model: Any) -> Any:

@@ -161,7 +161,7 @@ def test_mlflow_exported_sklearn_repo_runs_unchanged(
 
     # In the model's own recorded environment (MLflow 2.12.1, NumPy 1.26.4).
     recorded = predict_in_recorded_environment(
-        requirements, uri, tabular_file, tmp_path
+        requirements, uri, tabular_file, tmp_path, extra=(json.dumps(FEATURES),)
     )
     assert recorded["mlflow"] == "2.12.1"
     assert recorded["accuracy"] > 0.85
@@ -244,6 +244,8 @@ def test_pytorch_repo_pinning_torch_2_1_1_with_image_datasets(
     uri = f"models:/{project['mlflow']['model_name']}@champion"
     requirements = requirements_of(uri)
     assert "torch==2.1.1" in requirements, requirements
+    # The NumPy 1 it trained with (a NumPy 2 would break torch 2.1 where it loads).
+    assert any(r.startswith("numpy==1.") for r in requirements), requirements
     assert any(r.startswith("torchvision==0.16.") for r in requirements), requirements
     recorded = predict_in_recorded_environment(
         requirements, uri, digits_file, tmp_path, script=PREDICT_IMAGES
