@@ -14,7 +14,7 @@ class DataManagerTemplate(ABC):
     here, so a DataManager written without it still starts.
     """
 
-    def _prepare_data(self) -> Any:  # noqa: B027 - optional hook, no-op default
+    def _prepare_data(self) -> Any:
         """Load data with `load_dataset()` and preprocess it (optional)."""
         return None
 
