@@ -63,9 +63,12 @@ def test_the_arm64_image_runs_under_qemu_with_the_repo(
     probe = subprocess.run(
         ["podman", "run", "--rm", "--platform", "linux/arm64", "--runtime", "runc",
          "--ulimit", "nofile=1024:1024", "--ulimit", "nproc=1024:1024",
-         "--entrypoint", "python3", local, "-c",
-         "import platform, sklearn, flwr, datasets, flops_utils, model_manager; "
-         "print(platform.machine())"],
+         "--entrypoint", "sh", local, "-c",
+         # Flower's side, then the model worker's (the user's package folder).
+         "python3 -c 'import flwr, flops.app.client' && "
+         "PYTHONPATH=$FLOPS_WORKER_PATH python3 -c "
+         "'import platform, sklearn, datasets, flops_utils, model_manager; "
+         "print(platform.machine())'"],
         capture_output=True, text=True, timeout=900,
     )  # fmt: skip
     assert probe.returncode == 0, probe.stderr[-2000:]
