@@ -155,7 +155,12 @@ class ForkingExecutor:
 
 
 def serve(
-    role: str, address: str, repo: Path, poll: float, certificates: bytes | None
+    role: str,
+    address: str,
+    repo: Path,
+    poll: float,
+    certificates: bytes | None,
+    worker: Worker | None = None,
 ) -> None:
     from flwr.proto.runtime_pb2 import AcquireTaskRequest
     from flwr.supercore.constant import TaskType
@@ -196,6 +201,11 @@ def serve(
     unreachable_since: float | None = None
     while True:
         executor.reconcile()
+        if worker is not None and worker.exited() is not None:
+            # Every task would fail: stop, so the learner is reported as gone.
+            logger.error("The model worker exited (code %s)", worker.exited())
+            executor.close()
+            raise SystemExit(1)
         try:
             res = client.AcquireTask(
                 AcquireTaskRequest(supported_task_types=[task_type])
@@ -252,10 +262,15 @@ def main(argv: list[str] | None = None) -> None:
     certificates = (
         Path(args.root_certificates).read_bytes() if args.root_certificates else None
     )
-    with Worker(args.worker_python, repo, args.role, args.worker_path):
+    with Worker(args.worker_python, repo, args.role, args.worker_path) as worker:
         _preload_runtime(args.role)
         serve(
-            args.role, args.runtime_api_address, repo, args.poll_interval, certificates
+            args.role,
+            args.runtime_api_address,
+            repo,
+            args.poll_interval,
+            certificates,
+            worker,
         )
 
 

@@ -83,6 +83,10 @@ class Worker:
         os.environ[SOCKET_ENV] = str(self.socket_path)
         return self
 
+    def exited(self) -> int | None:
+        """The worker's exit code once it is gone, else None."""
+        return None if self.proc is None else self.proc.poll()
+
     def __exit__(
         self,
         exc_type: type[BaseException] | None,

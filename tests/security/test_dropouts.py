@@ -143,7 +143,15 @@ def test_a_killed_task_process_is_reported_by_learner_name(
     deadline = time.monotonic() + 120
     child = None
     while child is None and time.monotonic() < deadline:
-        child = next((p for p, ppid, _ in _processes() if ppid == executor), None)
+        # A forked task, not the model worker the executor keeps beside it.
+        child = next(
+            (
+                p
+                for p, ppid, argv in _processes()
+                if ppid == executor and "flops.worker" not in argv
+            ),
+            None,
+        )
         time.sleep(0.01)
     assert child is not None, "the learner's executor never forked a task"
     os.kill(child, signal.SIGKILL)
@@ -160,6 +168,33 @@ def test_a_killed_task_process_is_reported_by_learner_name(
         if e["type"] == "learner_task_failed"
     )
     assert task["learner"] == "learner-1" and task["code"] == -9
+    stack.flops("project", "cancel", project_id)
+    assert finished(stack, project_id)["status"] == "cancelled"
+
+
+def test_a_dead_model_worker_takes_its_learner_out_by_name(
+    stack: Stack, digits: str, tmp_path: Path, tolerant: str
+) -> None:
+    """The model worker (the user's code, its own environment) killed: its
+    executor stops at once, so the learner is named as lost, not waited for."""
+    project_id = submit_and_wait_for_round(
+        stack, tmp_path, digits, "--config", tolerant, rounds=30
+    )
+    executor = executor_of("learner-1")
+    worker = next(
+        p
+        for p, ppid, argv in _processes()
+        if ppid == executor and "flops.worker" in argv
+    )
+    os.kill(worker, signal.SIGKILL)
+    stack.wait_for(
+        project_id,
+        lambda _: any(
+            e["type"] == "learner_lost" and e["data"].get("learner") == "learner-1"
+            for e in stack.events(project_id)
+        ),
+        timeout=60,
+    )
     stack.flops("project", "cancel", project_id)
     assert finished(stack, project_id)["status"] == "cancelled"
 
