@@ -165,11 +165,7 @@ class SiteBuilder:
                 )
             except CommandError as err:
                 raise resolution.CompileFailed(err.output) from None
-            return sorted(
-                line.strip()
-                for line in output.splitlines()
-                if line.strip() and not line.startswith(("#", " ", "warning"))
-            )
+            return resolution.compiled_pins(output)
 
     def resolve(
         self,
@@ -203,17 +199,9 @@ class SiteBuilder:
         def compile_(requirements: list[str], constraints: list[str]) -> list[str]:
             return self.compile(platform, requirements, tenant, identity, constraints)
 
-        wanted = resolution.user_requirements(deps)
-        try:
-            result = resolution.resolve(wanted, compile_)
-        except resolution.CompileFailed as err:
-            raise resolution.diagnose(
-                deps,
-                wanted,
-                compile_,
-                f"{self.settings.base_python} ({platform})",
-                err.constraints,
-            ) from None
+        result = resolution.resolve_user(
+            deps, compile_, f"{self.settings.base_python} ({platform})"
+        )
         for note in result.notes:
             self.log(f"{platform}: note: {note}")
         return result.pins

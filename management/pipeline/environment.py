@@ -202,20 +202,11 @@ class EnvironmentBuilder:
                 output = self._run(target, args, extra=(scratch,))
             except CommandError as err:
                 raise resolution.CompileFailed(err.output) from None
-            return sorted(
-                line.strip()
-                for line in output.splitlines()
-                if line.strip() and not line.startswith(("#", " ", "warning"))
-            )
+            return resolution.compiled_pins(output)
 
-        wanted = resolution.user_requirements(deps)
+        python_version = f"{sys.version_info.major}.{sys.version_info.minor}"
         try:
-            result = resolution.resolve(wanted, compile_)
-        except resolution.CompileFailed as err:
-            python_version = f"{sys.version_info.major}.{sys.version_info.minor}"
-            raise resolution.diagnose(
-                deps, wanted, compile_, python_version, err.constraints
-            ) from None
+            result = resolution.resolve_user(deps, compile_, python_version)
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
         for note in result.notes:

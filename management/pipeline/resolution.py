@@ -163,6 +163,25 @@ class Resolution:
     notes: list[str] = field(default_factory=list)
 
 
+def compiled_pins(output: str) -> list[str]:
+    """The pins in `uv pip compile` output (no header, no annotations)."""
+    return sorted(
+        line.strip()
+        for line in output.splitlines()
+        if line.strip() and not line.startswith(("#", " ", "warning"))
+    )
+
+
+def resolve_user(deps: DependencySet, compile_: Compile, python: str) -> Resolution:
+    """The user's environment resolved, or ResolutionError naming every pin at
+    fault (`python` says where, for the message)."""
+    wanted = user_requirements(deps)
+    try:
+        return resolve(wanted, compile_)
+    except CompileFailed as err:
+        raise diagnose(deps, wanted, compile_, python, err.constraints) from None
+
+
 def resolve(requirements: list[str], compile_: Compile) -> Resolution:
     """The pinned set, with the compatibility rules applied (CompileFailed if the
     resolver refuses)."""
