@@ -9,10 +9,12 @@ with imports kept warm, so that costs milliseconds, not seconds.
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from flwr.app import (
     ArrayRecord,
@@ -43,7 +45,9 @@ def _prepare(msg: Message, context: Context, worker: WorkerSession) -> RunSettin
     settings = RunSettings.from_run_config(dict(context.run_config))
     data_dir = context.node_config.get(keys.NODE_DATA_DIR)
     worker.new(
-        Path(str(data_dir)) if data_dir else None, tuple(settings.config.data_tags)
+        Path(str(data_dir)) if data_dir else None,
+        tuple(settings.config.data_tags),
+        settings.requirements,
     )
     worker.set_parameters(msg.content.array_records["arrays"].to_numpy_ndarrays())
     return settings
@@ -51,6 +55,20 @@ def _prepare(msg: Message, context: Context, worker: WorkerSession) -> RunSettin
 
 def _meta(context: Context, **extra: str) -> ConfigRecord:
     return ConfigRecord({"learner": _learner_name(context), **extra})
+
+
+def _records(
+    context: Context, result: dict[str, Any], **extra: str
+) -> dict[str, ConfigRecord]:
+    """The reply's config records: who answered, and what the user's own MLflow
+    calls logged in the task (for the aggregator to log into this learner's run)."""
+    records = {keys.META_RECORD: _meta(context, **extra)}
+    if result.get("logged"):
+        logged = ConfigRecord({"logged": json.dumps(result["logged"])})
+        if result.get("artifacts"):
+            logged["artifacts"] = bytes(result["artifacts"])
+        records[keys.LOGGED_RECORD] = logged
+    return records
 
 
 class LearnerError(FlopsError):
@@ -88,15 +106,12 @@ def train(msg: Message, context: Context) -> Message:
         {
             "num-examples": int(fit["examples"]),
             "fit_seconds": float(fit["fit_seconds"]),
+            "mlflow_seconds": float(fit["mlflow_seconds"]),
             "learner_seconds": time.perf_counter() - started,
         }
     )
     content = RecordDict(
-        {
-            "arrays": ArrayRecord(params),
-            "metrics": metrics,
-            keys.META_RECORD: _meta(context),
-        }
+        {"arrays": ArrayRecord(params), "metrics": metrics, **_records(context, fit)}
     )
     return Message(content=content, reply_to=msg)
 
@@ -125,9 +140,7 @@ def evaluate(msg: Message, context: Context) -> Message:
             "learner_seconds": time.perf_counter() - started,
         }
     )
-    content = RecordDict(
-        {"metrics": metrics, keys.META_RECORD: _meta(context, **extra)}
-    )
+    content = RecordDict({"metrics": metrics, **_records(context, result, **extra)})
     return Message(content=content, reply_to=msg)
 
 

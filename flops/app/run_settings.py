@@ -32,6 +32,9 @@ NODE_LEARNER = "flops-learner"
 WANT_SIGNATURE = "flops-want-signature"
 # reply record names
 META_RECORD = "flops"
+# What the user's own MLflow calls logged in the task (flops.worker.autolog):
+# `logged` (JSON), `artifacts` (tar.gz bytes), when there was any.
+LOGGED_RECORD = "flops-logged"
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,8 @@ from flwr.serverapp import Grid, ServerApp
 from flops import events, usercode
 from flops.app.grid import FastPollGrid
 from flops.app.run_settings import RunSettings
-from flops.app.tracking import RunTracker, TrackedStrategy
+from flops.app.run_tracker import RunTracker
+from flops.app.tracking import TrackedStrategy
 from flops.errors import FlopsError
 from flops.strategies import build_strategy
 from flops.worker.client import WorkerSession

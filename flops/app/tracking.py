@@ -28,6 +28,7 @@ from flwr.app import ArrayRecord, ConfigRecord, Message, MetricRecord
 from flops import events
 from flops.app import run_settings as keys
 from flops.app.grid import FastPollGrid
+from flops.app.run_tracker import RunTracker
 from flops.errors import TrainingError
 
 logger = logging.getLogger(__name__)
@@ -50,52 +51,6 @@ def error_reason(msg: Message) -> tuple[str | None, str]:
         learner, _, message = match["msg"].partition(": ")
         return learner, message
     return None, f"{cls}: {match['msg']}"
-
-
-class RunTracker:
-    """Where round figures go: MLflow (parent and per-learner runs) and events."""
-
-    def __init__(self, client: Any | None, experiment_id: str, run_id: str) -> None:
-        self._client = client
-        self._experiment_id = experiment_id
-        self._run_id = run_id
-        self._children: dict[str, str] = {}
-
-    def _child(self, learner: str) -> str:
-        if learner not in self._children:
-            assert self._client is not None
-            run = self._client.create_run(
-                self._experiment_id,
-                run_name=learner,
-                tags={"mlflow.parentRunId": self._run_id, "flops.learner": learner},
-            )
-            self._children[learner] = run.info.run_id
-        return self._children[learner]
-
-    def _log(self, run_id: str, metrics: dict[str, float], step: int) -> None:
-        if self._client is None or not metrics:
-            return
-        from mlflow.entities import Metric
-
-        now = int(time.time() * 1000)
-        batch = [Metric(key, float(value), now, step) for key, value in metrics.items()]
-        self._client.log_batch(run_id, metrics=batch)
-
-    def log_round(
-        self,
-        server_round: int,
-        metrics: dict[str, float],
-        per_learner: dict[str, dict[str, float]],
-    ) -> None:
-        self._log(self._run_id, metrics, server_round)
-        for learner, values in per_learner.items():
-            self._log(self._child(learner), values, server_round)
-
-    def finish_children(self, status: str) -> None:
-        if self._client is None:
-            return
-        for run_id in self._children.values():
-            self._client.set_terminated(run_id, status=status)
 
 
 @dataclass
@@ -270,6 +225,11 @@ class TrackedStrategy:
             )
         return ok
 
+    def _log_captured(self, msg: Message, server_round: int, phase: str) -> None:
+        if keys.LOGGED_RECORD in msg.content.config_records:
+            record = msg.content.config_records[keys.LOGGED_RECORD]
+            self._tracker.log_captured(self._learner(msg), server_round, phase, record)
+
     @staticmethod
     def _learner(msg: Message) -> str:
         if not msg.has_error() and keys.META_RECORD in msg.content:
@@ -312,6 +272,7 @@ class TrackedStrategy:
             self._round.per_learner.setdefault(self._learner(msg), {}).update(
                 _metrics(record, "train_")
             )
+            self._log_captured(msg, server_round, "fit")
         started = time.perf_counter()
         arrays, metrics = super().aggregate_train(server_round, ok)  # type: ignore[misc]
         self._round.aggregation_seconds = time.perf_counter() - started
@@ -351,6 +312,7 @@ class TrackedStrategy:
             self._round.per_learner.setdefault(self._learner(msg), {}).update(
                 _metrics(msg.content.metric_records["metrics"], "eval_")
             )
+            self._log_captured(msg, server_round, "evaluate")
         metrics: MetricRecord | None = super().aggregate_evaluate(server_round, ok)  # type: ignore[misc]
         self._finish_round(_metrics(metrics, "eval_"))
         return metrics

@@ -158,9 +158,17 @@ class WorkerSession:
             raise UserCodeError(str(reply.get("error")))
         return dict(reply.get("result") or {}), out
 
-    def new(self, data_dir: Path | None = None, tags: Sequence[str] = ()) -> None:
+    def new(
+        self,
+        data_dir: Path | None = None,
+        tags: Sequence[str] = (),
+        requirements: Sequence[str] = (),
+    ) -> None:
         self.request(
-            "new", data_dir=str(data_dir) if data_dir else None, tags=list(tags)
+            "new",
+            data_dir=str(data_dir) if data_dir else None,
+            tags=list(tags),
+            requirements=list(requirements),
         )
 
     def set_parameters(self, arrays: Sequence[np.ndarray]) -> None:
@@ -169,11 +177,18 @@ class WorkerSession:
     def get_parameters(self) -> list[np.ndarray]:
         return self.request("get_parameters")[1]
 
+    def _with_logged(self, op: str) -> dict[str, Any]:
+        """The reply of a call into the user's code, with what its own MLflow
+        calls logged (`logged`, `artifacts` as a tar.gz; see worker.autolog)."""
+        result, out = self.request(op)
+        result["artifacts"] = out[0].tobytes() if out else None
+        return result
+
     def fit(self) -> dict[str, Any]:
-        return self.request("fit")[0]
+        return self._with_logged("fit")
 
     def evaluate(self) -> dict[str, Any]:
-        return self.request("evaluate")[0]
+        return self._with_logged("evaluate")
 
     def describe(self, flavor: str | None) -> dict[str, Any]:
         return self.request("describe", flavor=flavor)[0]

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from flops import usercode
 from flops.errors import FlopsError
-from flops.worker import protocol
+from flops.worker import autolog, protocol
 from flops.worker.session import Session
 
 logger = logging.getLogger("flops.worker")
@@ -37,6 +37,8 @@ def preload(role: str, repo: Path) -> None:
     except usercode.UserCodeError as err:
         # The task hits the same error and reports it through Flower.
         logger.warning("Could not preload the repo's code: %s", err)
+    if role == "learner":
+        autolog.preload(repo)
 
 
 def serve_connection(conn: socket.socket, repo: Path) -> None:

@@ -18,6 +18,7 @@ import numpy as np
 
 from flops import data, model_export, usercode
 from flops.usercode import UserCodeError
+from flops.worker.autolog import Capture
 
 Reply = tuple[dict[str, Any], list[np.ndarray]]
 
@@ -43,6 +44,7 @@ class Session:
     def __init__(self, repo: Path) -> None:
         self.repo = repo
         self.manager: Any = None
+        self.requirements: list[str] = []
 
     def _manager(self) -> Any:
         if self.manager is None:
@@ -57,8 +59,10 @@ class Session:
         return result
 
     def op_new(self, args: dict[str, Any], _: list[np.ndarray]) -> Reply:
-        """A fresh ModelManager; with `data_dir`, holding this learner's data."""
+        """A fresh ModelManager; with `data_dir`, holding this learner's data.
+        `requirements` (the repo's) are what a model the user's code logs records."""
         data_dir = args.get("data_dir")
+        self.requirements = [str(r) for r in args.get("requirements", ())]
         data.set_current(
             data.LearnerData(Path(data_dir), tuple(args.get("tags", ())))
             if data_dir
@@ -79,15 +83,22 @@ class Session:
         return {}, usercode.get_parameters(self._manager())
 
     def op_fit(self, _: dict[str, Any], __: list[np.ndarray]) -> Reply:
-        started = time.perf_counter()
-        examples = usercode.call(self._manager().fit_model, "fit_model()")
+        with Capture(self.requirements) as capture:
+            started = time.perf_counter()
+            examples = usercode.call(self._manager().fit_model, "fit_model()")
+            fit_seconds = time.perf_counter() - started
+            logged, artifacts = capture.collect()
         return {
             "examples": _count(examples, "fit_model()"),
-            "fit_seconds": time.perf_counter() - started,
-        }, []
+            "fit_seconds": fit_seconds,
+            "mlflow_seconds": time.perf_counter() - started - fit_seconds,
+            "logged": logged,
+        }, artifacts
 
     def op_evaluate(self, _: dict[str, Any], __: list[np.ndarray]) -> Reply:
-        result = usercode.call(self._manager().evaluate_model, "evaluate_model()")
+        with Capture(self.requirements) as capture:
+            result = usercode.call(self._manager().evaluate_model, "evaluate_model()")
+            logged, artifacts = capture.collect()
         if not isinstance(result, list | tuple) or len(result) != 3:
             raise UserCodeError(
                 "evaluate_model() must return (loss, accuracy, number of examples), "
@@ -98,7 +109,8 @@ class Session:
             "examples": _count(examples, "evaluate_model()[2]"),
             "loss": _number(loss, "evaluate_model()[0] (loss)"),
             "accuracy": _number(accuracy, "evaluate_model()[1] (accuracy)"),
-        }, []
+            "logged": logged,
+        }, artifacts
 
     def _flavor(self, args: dict[str, Any]) -> str:
         model = usercode.call(self._manager().get_model, "get_model()")

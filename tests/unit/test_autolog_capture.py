@@ -1,0 +1,201 @@
+"""A learner's own MLflow calls (autolog): captured by the model worker in the
+task, shipped in the reply, logged into the learner's run by the aggregator.
+
+The worker runs a real repo calling `mlflow.sklearn.autolog()` with the real
+MLflow; the aggregator side logs into a real MLflow store (SQLite).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import sys
+import tarfile
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import numpy as np
+import pytest
+from flwr.app import ConfigRecord
+
+from flops import events
+from flops.app.run_tracker import RunTracker
+from flops.worker.client import Worker, WorkerSession
+
+AUTOLOGGING_MANAGER = """
+import mlflow
+from sklearn.datasets import load_digits
+from sklearn.linear_model import LogisticRegression
+
+
+class ModelManager:
+    def __init__(self):
+        self.model = LogisticRegression(max_iter=20, C=0.5)
+        self.X, self.y = load_digits(return_X_y=True)
+        self.model.fit(self.X[:50], self.y[:50])
+
+    def get_model(self):
+        return self.model
+
+    def get_model_parameters(self):
+        return [self.model.coef_, self.model.intercept_]
+
+    def set_model_parameters(self, parameters):
+        self.model.coef_, self.model.intercept_ = parameters
+
+    def set_model_data(self):
+        pass
+
+    def fit_model(self):
+        mlflow.sklearn.autolog()
+        self.model.fit(self.X, self.y)
+        return len(self.X)
+
+    def evaluate_model(self):
+        mlflow.log_metric("hand_logged", 0.25)
+        return 0.1, float(self.model.score(self.X, self.y)), len(self.X)
+"""
+
+
+@pytest.fixture(scope="module")
+def captured(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """One fit and one evaluate of the autologging repo, through a real worker."""
+    repo = tmp_path_factory.mktemp("repo")
+    (repo / "model_manager.py").write_text(AUTOLOGGING_MANAGER)
+    with (
+        Worker(sys.executable, repo, "learner") as worker,
+        WorkerSession(worker.socket_path, timeout=120) as session,
+    ):
+        session.new(requirements=["scikit-learn>=1.0"])
+        return {"fit": session.fit(), "evaluate": session.evaluate()}
+
+
+def _record(result: dict[str, Any]) -> ConfigRecord:
+    record = ConfigRecord({"logged": json.dumps(result["logged"])})
+    if result["artifacts"]:
+        record["artifacts"] = result["artifacts"]
+    return record
+
+
+def test_the_worker_keeps_what_autolog_logged_in_the_task(
+    captured: dict[str, Any],
+) -> None:
+    fit = captured["fit"]
+    (run,) = fit["logged"]["runs"]
+    assert run["params"]["C"] == "0.5"
+    assert run["tags"]["estimator_name"] == "LogisticRegression"
+    assert "training_accuracy_score" in {key for key, *_ in run["metrics"]}
+    with tarfile.open(fileobj=io.BytesIO(fit["artifacts"]), mode="r:gz") as tar:
+        names = tar.getnames()
+        requirements = next(n for n in names if n.endswith("requirements.txt"))
+        pins = tar.extractfile(requirements).read().decode()  # type: ignore[union-attr]
+    assert any(n.endswith("MLmodel") for n in names)
+    # Requirement inference is answered from what is installed, not a subprocess.
+    import sklearn
+
+    assert f"scikit-learn=={sklearn.__version__}" in pins
+    (evaluated,) = captured["evaluate"]["logged"]["runs"]
+    assert [m[:2] for m in evaluated["metrics"]] == [["hand_logged", 0.25]]
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory: pytest.TempPathFactory) -> tuple[Any, str, Path]:
+    """One real MLflow store (creating its tables takes seconds) for the module."""
+    root = tmp_path_factory.mktemp("mlflow")
+    uri = f"sqlite:///{root / 'mlflow.db'}"
+    client = mlflow.MlflowClient(uri)
+    experiment = client.create_experiment("e", artifact_location=str(root / "a"))
+    return client, experiment, root
+
+
+@pytest.fixture
+def tracker(store: tuple[Any, str, Path]) -> tuple[RunTracker, Any, str]:
+    """A fresh job run, whose learners' runs are its children."""
+    client, experiment, root = store
+    run = client.create_run(experiment)
+    return RunTracker(client, experiment, run.info.run_id), client, str(root)
+
+
+def test_the_aggregator_logs_it_into_the_learners_run(
+    captured: dict[str, Any], tracker: tuple[RunTracker, Any, str]
+) -> None:
+    runs, client, _ = tracker
+    for server_round in (1, 2):
+        runs.log_captured("learner-0", server_round, "fit", _record(captured["fit"]))
+    runs.log_captured("learner-0", 2, "evaluate", _record(captured["evaluate"]))
+    child = client.get_run(runs._children["learner-0"])
+    assert child.data.params["C"] == "0.5"
+    assert child.data.tags["estimator_name"] == "LogisticRegression"
+    history = client.get_metric_history(child.info.run_id, "training_accuracy_score")
+    assert [m.step for m in history] == [1, 2]
+    assert child.data.metrics["hand_logged"] == 0.25
+    models = [
+        f.path
+        for f in client.list_artifacts(child.info.run_id, "autolog/round-2/fit/models")
+    ]
+    assert len(models) == 1
+    mlflow.set_tracking_uri(client.tracking_uri)
+    model = mlflow.pyfunc.load_model(f"runs:/{child.info.run_id}/{models[0]}")
+    from sklearn.datasets import load_digits
+
+    X, y = load_digits(return_X_y=True)
+    assert np.mean(model.predict(X) == y) > 0.8
+
+
+def _tar(name: str, size: int = 1, kind: bytes = tarfile.REGTYPE) -> bytes:
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz", compresslevel=1) as tar:
+        info = tarfile.TarInfo(name)
+        info.type = kind
+        if kind == tarfile.SYMTYPE:
+            info.linkname = "/etc/passwd"
+            tar.addfile(info)
+        else:
+            info.size = size
+            tar.addfile(info, io.BytesIO(bytes(size)))
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize(
+    "member",
+    [
+        {"name": "../../escaped.txt"},
+        {"name": "runs/0/link", "kind": tarfile.SYMTYPE},
+        {"name": "runs/0/big", "size": 257 * 2**20},
+    ],
+    ids=["parent-path", "symlink-out", "unpacks-too-big"],
+)
+def test_a_learners_hostile_artifacts_are_refused_with_a_warning(
+    member: dict[str, Any],
+    tracker: tuple[RunTracker, Any, str],
+    store: tuple[Any, str, Path],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    runs, client, _ = tracker
+    blob = _tar(**member)
+    record = ConfigRecord({"logged": json.dumps({"runs": []}), "artifacts": blob})
+    runs.log_captured("learner-1", 3, "fit", record)
+    warnings = [
+        e
+        for line in capsys.readouterr().out.splitlines()
+        if (e := events.parse_event(line)) and e["type"] == events.WARNING
+    ]
+    assert len(warnings) == 1
+    assert "learner-1, round 3 fit" in warnings[0]["message"]
+    assert "not logged" in warnings[0]["message"]
+    assert not list(store[2].rglob("escaped.txt"))
+    assert not list(store[2].rglob("big"))
+
+
+def test_an_absolute_path_in_a_learners_artifacts_stays_inside_the_run(
+    tracker: tuple[RunTracker, Any, str],
+) -> None:
+    runs, client, _ = tracker
+    blob = _tar("/tmp/flops-escaped.txt")
+    record = ConfigRecord({"logged": json.dumps({"runs": []}), "artifacts": blob})
+    runs.log_captured("learner-1", 1, "fit", record)
+    assert not Path("/tmp/flops-escaped.txt").exists()
+    child = runs._children["learner-1"]
+    names = [f.path for f in client.list_artifacts(child, "autolog/round-1/fit/tmp")]
+    assert names == ["autolog/round-1/fit/tmp/flops-escaped.txt"]
