@@ -172,7 +172,7 @@ def test_a_learners_hostile_artifacts_are_refused_with_a_warning(
     store: tuple[Any, str, Path],
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    runs, client, _ = tracker
+    runs, _, _ = tracker
     blob = _tar(**member)
     record = ConfigRecord({"logged": json.dumps({"runs": []}), "artifacts": blob})
     runs.log_captured("learner-1", 3, "fit", record)
