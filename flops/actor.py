@@ -66,11 +66,12 @@ def learner_commands(
     name: str,
     repo: str,
     poll_interval: float,
+    partition_id: int = 0,
+    num_partitions: int = 1,
 ) -> list[list[str]]:
+    node_config = node_config_args(Path(data_dir), name, partition_id, num_partitions)
     return [
-        actor_commands.supernode_args(
-            _in_image, superlink, port, node_config_args(Path(data_dir), name)
-        ),
+        actor_commands.supernode_args(_in_image, superlink, port, node_config),
         _executor("learner", f"127.0.0.1:{port}", repo, poll_interval),
     ]
 

@@ -53,10 +53,13 @@ def executor_args(
     poll_interval: float,
     worker_python: str | None = None,
     worker_path: str | None = None,
+    flower_app: str | None = None,
 ) -> list[str]:
     """The executor (FLOps' runtime) and where its model worker runs from: the
     user's environment's interpreter, or this one with `worker_path` as its
-    PYTHONPATH (an image's user-site folder)."""
+    PYTHONPATH (an image's user-site folder). For a Flower app (`flower_app`, the
+    role's component) the executor itself runs the app's code: `python` is then
+    the user's environment's, and there is no model worker."""
     args = [
         python,
         "-m",
@@ -69,6 +72,8 @@ def executor_args(
         "--poll-interval",
         str(poll_interval),
     ]
+    if flower_app:
+        return [*args, "--flower-app", flower_app]
     if worker_python:
         args += ["--worker-python", worker_python]
     if worker_path:

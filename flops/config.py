@@ -119,6 +119,8 @@ class ProjectConfig(_Strict):
     round_timeout: float = Field(default=600.0, gt=0, description="seconds")
     post_training: PostTraining = Field(default_factory=PostTraining)
     model_flavor: Flavor | None = None
+    # A Flower app's `[tool.flwr.app.config]` values to override (keys it declares).
+    app_config: dict[str, StrategyParam] = Field(default_factory=dict, max_length=256)
 
     @model_validator(mode="after")
     def _check_consistency(self) -> ProjectConfig:
@@ -216,3 +218,18 @@ def merge_configs(*layers: dict[str, Any]) -> dict[str, Any]:
             else:
                 merged[key] = value
     return merged
+
+
+def parse_assignment(text: str) -> tuple[str, StrategyParam]:
+    """`key=value` from a command line, the value read as TOML (`epochs=2` is an
+    int, `lr=0.1` a float, `on=true` a bool) and as a plain string otherwise."""
+    key, sep, value = text.partition("=")
+    if not sep or not key.strip():
+        raise ConfigError(f"'{text}' is not KEY=VALUE")
+    try:
+        parsed = tomllib.loads(f"v = {value.strip()}")["v"]
+    except tomllib.TOMLDecodeError:
+        parsed = value.strip()
+    if not isinstance(parsed, bool | int | float | str):
+        raise ConfigError(f"'{text}': the value must be a string, number or boolean")
+    return key.strip(), parsed

@@ -10,9 +10,11 @@ inside the project's own environment.
 from __future__ import annotations
 
 import ast
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
+from flops import flower_repo
 from flops.dependencies import DependencySet, read_dependencies
 from flops.errors import ContractError
 from flops.repo_files import RepoPathError, RepoRoot
@@ -38,6 +40,8 @@ _TEMPLATE_BASES = {"ModelManagerTemplate", "DataManagerTemplate", "ABC", "object
 class ContractReport:
     dependencies: DependencySet
     notes: tuple[str, ...]
+    # Set when the repo is a Flower app, run as it is (flops/flower_repo.py).
+    flower_app: flower_repo.FlowerApp | None = None
 
 
 @dataclass
@@ -161,11 +165,50 @@ def _check_class(
             )
 
 
-def check_repo(repo: Path) -> ContractReport:
-    """Check the contract; raise ContractError listing every problem found."""
+def _check_flower_app(root: RepoRoot, flwr_version: str) -> ContractReport:
+    problems: list[str] = []
+    app: flower_repo.FlowerApp | None = None
+    dependencies: DependencySet | None = None
+    try:
+        app = flower_repo.read_flower_app(root)
+    except ContractError as err:
+        problems += err.problems
+    try:
+        dependencies = read_dependencies(root.root)
+    except ContractError as err:
+        problems += err.problems
+    if problems or app is None or dependencies is None:
+        raise ContractError(problems)
+    requirements, notes = flower_repo.runtime_requirements(
+        dependencies.requirements, flwr_version
+    )
+    dependencies = dataclasses.replace(
+        dependencies,
+        requirements=tuple(requirements),
+        notes=(*dependencies.notes, *notes),
+    )
+    return ContractReport(
+        dependencies=dependencies,
+        notes=(
+            f"a Flower app: {app.serverapp} and {app.clientapp} run as they are",
+            *dependencies.notes,
+        ),
+        flower_app=app,
+    )
+
+
+def check_repo(repo: Path, flwr_version: str | None = None) -> ContractReport:
+    """Check the contract (or read the Flower app, with `flwr_version` the Flower
+    FLOps runs); raise ContractError listing every problem found."""
     problems: list[str] = []
     notes: list[str] = []
     root = RepoRoot(repo)
+    if flower_repo.is_flower_app(root):
+        if flwr_version is None:
+            import flwr
+
+            flwr_version = flwr.__version__
+        return _check_flower_app(root, flwr_version)
     _check_class(
         root, "model_manager.py", "ModelManager", MODEL_MANAGER_METHODS, problems, notes
     )

@@ -37,11 +37,23 @@ TASK_EXITED = "task_exited"
 UNREACHABLE_LIMIT_S = 30.0
 
 
-def _preload_runtime(role: str) -> None:
-    """Import what every task of `role` needs, so forked children start warm."""
+def _preload_runtime(role: str, flower_app: str | None = None) -> None:
+    """Import what every task of `role` needs, so forked children start warm:
+    for a Flower app, its own component's module (it runs in this process)."""
     import flwr.superlink.runtime.run_serverapp
     import flwr.supernode.runtime.run_clientapp  # noqa: F401
 
+    if flower_app:
+        import importlib
+
+        import flops.app.flower_app
+
+        usercode.ensure_on_path(usercode.repo_dir())
+        try:
+            importlib.import_module(flower_app.partition(":")[0])
+        except Exception as exc:  # the task reports the same error, named
+            logger.warning("Could not preload %s: %s", flower_app, exc)
+        return
     if role == "learner":
         import flops.app.client
     else:
@@ -244,6 +256,12 @@ def main(argv: list[str] | None = None) -> None:
         default=None,
         help="PYTHONPATH of the model worker (images: the user's site folder)",
     )
+    parser.add_argument(
+        "--flower-app",
+        default=None,
+        metavar="MODULE:ATTR",
+        help="a Flower app's component for this role: run here, no model worker",
+    )
     parser.add_argument("--poll-interval", type=float, default=0.05)
     parser.add_argument("--root-certificates", help="PEM CA bundle; omit for no TLS")
     args = parser.parse_args(argv)
@@ -262,6 +280,12 @@ def main(argv: list[str] | None = None) -> None:
     certificates = (
         Path(args.root_certificates).read_bytes() if args.root_certificates else None
     )
+    if args.flower_app:
+        _preload_runtime(args.role, args.flower_app)
+        serve(
+            args.role, args.runtime_api_address, repo, args.poll_interval, certificates
+        )
+        return
     with Worker(args.worker_python, repo, args.role, args.worker_path) as worker:
         _preload_runtime(args.role)
         serve(

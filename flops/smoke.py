@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -55,6 +56,25 @@ def check(repo: Path, flavor: str | None, requirements: list[str]) -> dict[str, 
     return {**described, "notes": saved["notes"], "saved_files": saved_files}
 
 
+def check_flower_app(
+    repo: Path, serverapp: str, clientapp: str, model_export: str | None
+) -> dict[str, Any]:
+    """A Flower app's components import, from its repo, and are what they say."""
+    from flwr.clientapp import ClientApp
+    from flwr.serverapp import ServerApp
+
+    from flops.app.flower_app import load_component
+
+    os.environ[usercode.REPO_DIR_ENV] = str(repo)
+    load_component(serverapp, ServerApp)
+    load_component(clientapp, ClientApp)
+    if model_export:
+        hook = load_component(model_export, object)
+        if not callable(hook):
+            raise FlopsError(f"{model_export} (the model-export hook) is not callable")
+    return {"flavor": None, "arrays": 0, "parameter_bytes": 0, "notes": []}
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repo", required=True, type=Path)
@@ -62,9 +82,20 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--requirements", default="[]", help="the repo's requirements, JSON list"
     )
+    parser.add_argument(
+        "--flower-app",
+        nargs=3,
+        metavar=("SERVERAPP", "CLIENTAPP", "MODEL_EXPORT"),
+        help="check a Flower app's components instead (MODEL_EXPORT may be '')",
+    )
     args = parser.parse_args(argv)
     try:
-        result = check(args.repo.resolve(), args.flavor, json.loads(args.requirements))
+        if args.flower_app:
+            server, client, hook = args.flower_app
+            result = check_flower_app(args.repo.resolve(), server, client, hook or None)
+        else:
+            requirements = json.loads(args.requirements)
+            result = check(args.repo.resolve(), args.flavor, requirements)
     except FlopsError as err:
         print(ERROR_PREFIX + json.dumps(str(err)), flush=True)
         raise SystemExit(1) from None

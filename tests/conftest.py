@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from tests.fixtures.tabular import make_tabular
 from tests.git_https import make_certificate
 from tests.helpers import EXAMPLES
 from tests.stack import Stack, free_port
@@ -87,6 +88,22 @@ def digits(stack: Stack, digits_file: Path) -> str:
     )
     assert pushed.returncode == 0, pushed.stderr
     return "digits"
+
+
+@pytest.fixture(scope="session")
+def tabular_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An iris-like table (tests/fixtures/tabular.py), made offline."""
+    return make_tabular(tmp_path_factory.mktemp("tabular") / "iris.parquet")
+
+
+@pytest.fixture(scope="session")
+def tabular(stack: Stack, tabular_file: Path) -> str:
+    """The `iris` data tag, two learner partitions."""
+    pushed = stack.flops(
+        "data", "push", str(tabular_file), "--tag", "iris", "--partitions", "2"
+    )
+    assert pushed.returncode == 0, pushed.stderr
+    return "iris"
 
 
 @pytest.fixture(scope="session")

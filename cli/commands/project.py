@@ -11,7 +11,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from flops.config import merge_configs, read_toml
+from flops.config import merge_configs, parse_assignment, read_toml
 from flops_cli import display
 from flops_cli.client import ApiClient
 
@@ -85,6 +85,13 @@ def submit(
     orchestrator: Annotated[
         str | None, typer.Option(help="local (default), ...")
     ] = None,
+    app_config: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--app-config",
+            help="a Flower app's run config value, KEY=VALUE (repeatable)",
+        ),
+    ] = None,
     name: Annotated[
         str | None, typer.Option(help="project name (default: repo name)")
     ] = None,
@@ -105,6 +112,7 @@ def submit(
             "data_tags": data_tag,
             "orchestrator": orchestrator,
             "name": name,
+            "app_config": dict(parse_assignment(a) for a in app_config or []) or None,
         },
     )
     client = ApiClient()

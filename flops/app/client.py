@@ -57,7 +57,7 @@ def _meta(context: Context, **extra: str) -> ConfigRecord:
     return ConfigRecord({"learner": _learner_name(context), **extra})
 
 
-def _records(
+def reply_records(
     context: Context, result: dict[str, Any], **extra: str
 ) -> dict[str, ConfigRecord]:
     """The reply's config records: who answered, and what the user's own MLflow
@@ -111,7 +111,11 @@ def train(msg: Message, context: Context) -> Message:
         }
     )
     content = RecordDict(
-        {"arrays": ArrayRecord(params), "metrics": metrics, **_records(context, fit)}
+        {
+            "arrays": ArrayRecord(params),
+            "metrics": metrics,
+            **reply_records(context, fit),
+        }
     )
     return Message(content=content, reply_to=msg)
 
@@ -140,7 +144,9 @@ def evaluate(msg: Message, context: Context) -> Message:
             "learner_seconds": time.perf_counter() - started,
         }
     )
-    content = RecordDict({"metrics": metrics, **_records(context, result, **extra)})
+    content = RecordDict(
+        {"metrics": metrics, **reply_records(context, result, **extra)}
+    )
     return Message(content=content, reply_to=msg)
 
 

@@ -27,6 +27,11 @@ CONNECT_TIMEOUT = "flops-connect-timeout"
 # node config keys
 NODE_DATA_DIR = "flops-data-dir"
 NODE_LEARNER = "flops-learner"
+# Flower's conventional node config, for Flower apps: this learner's partition,
+# how many there are, and its local data (a folder per data tag of parquet files).
+NODE_PARTITION_ID = "partition-id"
+NODE_NUM_PARTITIONS = "num-partitions"
+NODE_DATA_PATH = "data-path"
 
 # message config keys
 WANT_SIGNATURE = "flops-want-signature"
@@ -64,6 +69,12 @@ class RunSettings:
         )
 
 
-def node_config_args(data_dir: Path, learner: str) -> str:
+def node_config_args(
+    data_dir: Path, learner: str, partition_id: int = 0, num_partitions: int = 1
+) -> str:
     """The value of `flower-supernode --node-config` for one learner."""
-    return f'{NODE_DATA_DIR}="{data_dir}" {NODE_LEARNER}="{learner}"'
+    return (
+        f'{NODE_DATA_DIR}="{data_dir}" {NODE_LEARNER}="{learner}" '
+        f"{NODE_PARTITION_ID}={partition_id} {NODE_NUM_PARTITIONS}={num_partitions} "
+        f'{NODE_DATA_PATH}="{data_dir}"'
+    )

@@ -29,7 +29,7 @@ from flops.worker.client import WorkerSession
 logger = logging.getLogger(__name__)
 
 
-def _log_model_folder(
+def log_model_folder(
     client: Any, settings: RunSettings, folder: Path, flavor: str
 ) -> str:
     """Log an MLflow model folder (saved by the worker) as this run's model;
@@ -109,7 +109,7 @@ def _train_and_export(grid: Grid, settings: RunSettings, client: Any) -> None:
         for note in saved.get("notes", []):
             events.emit(events.WARNING, message=str(note))
         flavor = str(saved["flavor"])
-        model_uri = _log_model_folder(client, settings, Path(tmp) / "model", flavor)
+        model_uri = log_model_folder(client, settings, Path(tmp) / "model", flavor)
     mlflow.set_tag("flops.flavor", flavor)
     tracker.finish_children("FINISHED")
     events.emit(

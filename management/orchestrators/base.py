@@ -48,6 +48,9 @@ class DeploymentSpec:
     runtime_environment: Path | None = None
     image: str | None = None
     poll_interval: float = 0.05
+    # A Flower app's own (serverapp, clientapp) as `module:attribute`: its tasks
+    # run in the user's environment (executor and all), with no model worker.
+    flower_app: tuple[str, str] | None = None
     # Extra variables for every actor, and for the aggregator alone (its MLflow
     # credential, scoped to the job's experiment: learners never see it).
     env: dict[str, str] = field(default_factory=dict)

@@ -272,6 +272,7 @@ class LocalOrchestrator(Orchestrator):
                 spec.repo_dir,
                 spec.poll_interval,
                 worker_python,
+                spec.flower_app[0] if spec.flower_app else None,
             ),
             extra=spec.aggregator_env,
         )
@@ -282,7 +283,10 @@ class LocalOrchestrator(Orchestrator):
             start(
                 f"{learner.name}{SUPERNODE_SUFFIX}",
                 supernode_args(
-                    bin_dir, link, node_port, node_config_args(data_dir, learner.name)
+                    bin_dir,
+                    link,
+                    node_port,
+                    node_config_args(data_dir, learner.name, index, len(spec.learners)),
                 ),
             )
             pinned = learner_cores(spec.resources, index, cores)
@@ -298,6 +302,7 @@ class LocalOrchestrator(Orchestrator):
                     spec.repo_dir,
                     spec.poll_interval,
                     worker_python,
+                    spec.flower_app[1] if spec.flower_app else None,
                 ),
                 threads=len(pinned)
                 if pinned

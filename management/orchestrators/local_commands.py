@@ -39,9 +39,20 @@ def executor_args(
     repo: Path,
     poll_interval: float,
     worker_python: Path,
+    flower_app: str | None = None,
 ) -> list[str]:
     """The executor from FLOps' runtime environment (`bin_dir`), its model worker
-    from the user's environment (`worker_python`)."""
+    from the user's environment (`worker_python`); for a Flower app's component
+    (`flower_app`), the executor from the user's environment, running it."""
+    if flower_app:
+        return actor_commands.executor_args(
+            str(worker_python),
+            role,
+            runtime_address,
+            str(repo),
+            poll_interval,
+            flower_app=flower_app,
+        )
     return actor_commands.executor_args(
         str(bin_dir / "python"),
         role,

@@ -34,6 +34,7 @@ from flops import subprocesses
 from flops.config import Flavor
 from flops.dependencies import DependencySet
 from flops.errors import CommandError, EnvironmentBuildError
+from flops.flower_repo import FlowerApp
 from flops.smoke import ERROR_PREFIX, RESULT_PREFIX
 from flops_management.file_lock import file_lock
 from flops_management.pipeline import resolution
@@ -67,9 +68,10 @@ class SmokeResult(BaseModel):
 
     model_config = ConfigDict(extra="ignore")
 
-    flavor: Flavor
-    arrays: int = Field(ge=1)
-    parameter_bytes: int = Field(ge=0)
+    # None for a Flower app, whose model has no flavor FLOps knows of.
+    flavor: Flavor | None = None
+    arrays: int = Field(default=0, ge=0)
+    parameter_bytes: int = Field(default=0, ge=0)
     notes: list[str] = Field(default_factory=list, max_length=20)
 
 
@@ -282,6 +284,7 @@ def smoke_test(
     flavor: str | None,
     requirements: list[str],
     timeout: float,
+    flower_app: FlowerApp | None = None,
 ) -> SmokeResult:
     """Run flops.smoke in the user's environment, in the tenant's sandbox (it
     imports the repo's code); EnvironmentBuildError with its reason."""
@@ -289,6 +292,9 @@ def smoke_test(
     args += ["--requirements", json.dumps(requirements)]
     if flavor:
         args += ["--flavor", flavor]
+    if flower_app is not None:
+        args += ["--flower-app", flower_app.serverapp, flower_app.clientapp]
+        args.append(flower_app.model_export or "")
     mounts = Mounts(read_only=(env, repo), chdir=repo)
     try:
         output = subprocesses.run(

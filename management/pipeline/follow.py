@@ -51,8 +51,9 @@ class RunFollower:
             time.monotonic() + self.ctx.settings.learner_connect_timeout + budget + 300
         )
 
-    def follow(self) -> str:
-        """Block until the run ends; return the logged model's URI or raise."""
+    def follow(self, model_expected: bool = True) -> str | None:
+        """Block until the run ends; return the logged model's URI (None when
+        none was expected: a Flower app without an export hook) or raise."""
         connect_deadline = time.monotonic() + self.ctx.settings.learner_connect_timeout
         deadline = self._deadline()
         while True:
@@ -61,7 +62,7 @@ class RunFollower:
             if self.failure:
                 raise TrainingError(self.failure)
             if self.finished:
-                if self.model_uri is None:
+                if self.model_uri is None and model_expected:
                     raise TrainingError("The run finished without logging a model.")
                 return self.model_uri
             exited = [

@@ -14,11 +14,11 @@ from typing import Literal
 
 import flwr
 
-from flops import strategies, subprocesses
+from flops import flower_repo, strategies, subprocesses
 from flops.app import run_settings as keys
-from flops.config import loads_toml, merge_configs, parse_config
+from flops.config import ProjectConfig, loads_toml, merge_configs, parse_config
 from flops.contract import check_repo
-from flops.errors import TrainingError
+from flops.errors import ConfigError, TrainingError
 from flops.repo_files import RepoRoot
 from flops_management import datasets, limits, serving
 from flops_management.images.fl_actor import ActorImageRequest, FlActorImages
@@ -96,10 +96,9 @@ def check(ctx: JobContext) -> StageResult:
         text = root.read_text(REPO_CONFIG_FILE)
         layers.append(loads_toml(text, f"the repo's {REPO_CONFIG_FILE}"))
         ctx.log(f"using defaults from the repo's {REPO_CONFIG_FILE}")
-    config = parse_config(
-        merge_configs(*layers, ctx.project.requested_config),
-        f"the repo's {REPO_CONFIG_FILE} and the submission",
-    )
+    raw = merge_configs(*layers, ctx.project.requested_config)
+    config = parse_config(raw, f"the repo's {REPO_CONFIG_FILE} and the submission")
+    config = _with_flower_app(ctx, config, rounds_given="rounds" in raw)
     strategies.validate_strategy(config)
     limits.check_config(config, ctx.settings)  # the repo's flops.toml counts too
     check_orchestrator(
@@ -117,6 +116,39 @@ def check(ctx: JobContext) -> StageResult:
     return None
 
 
+def _with_flower_app(
+    ctx: JobContext, config: ProjectConfig, rounds_given: bool
+) -> ProjectConfig:
+    """The config as it applies to a Flower app, or a ConfigError for app
+    settings on a contract repo. `rounds`, when given, sets the app's
+    `num-server-rounds`; else the app's value is the job's rounds."""
+    assert ctx.report is not None
+    app = ctx.report.flower_app
+    if app is None:
+        if config.app_config:
+            raise ConfigError(
+                "app_config sets a Flower app's [tool.flwr.app.config] values, and "
+                "this repo is not a Flower app (no [tool.flwr.app] in pyproject.toml)"
+            )
+        return config
+    key = flower_repo.ROUNDS_KEY
+    if rounds_given and key in app.config and key not in config.app_config:
+        config = config.model_copy(
+            update={"app_config": {**config.app_config, key: config.rounds}}
+        )
+    merged = flower_repo.merged_config(app, config.app_config)
+    rounds = merged.get(key)
+    if isinstance(rounds, int) and not isinstance(rounds, bool) and rounds >= 1:
+        ctx.log(f"rounds: {rounds}, the app's {key}")
+        config = config.model_copy(update={"rounds": rounds})
+    if config.strategy != "fedavg" or config.strategy_params:
+        ctx.log(
+            "note: strategy and strategy_params are not used: a Flower app runs "
+            "its own strategy (set its run config through app_config)"
+        )
+    return config
+
+
 def augment(ctx: JobContext) -> StageResult:
     config = ctx.require_config()
     assert ctx.report is not None
@@ -127,7 +159,15 @@ def augment(ctx: JobContext) -> StageResult:
         keys.POLL_INTERVAL: ctx.settings.poll_interval,
         keys.CONNECT_TIMEOUT: ctx.settings.learner_connect_timeout,
     }
-    for path in augment_mod.write_app(ctx.workspace.app, ctx.project.name, run_config):
+    app = ctx.report.flower_app
+    written = augment_mod.write_app(
+        ctx.workspace.app,
+        ctx.project.name,
+        run_config,
+        app,
+        flower_repo.merged_config(app, config.app_config) if app else None,
+    )
+    for path in written:
         ctx.log(f"wrote {path.relative_to(ctx.workspace.root)}")
     return None
 
@@ -155,12 +195,16 @@ def build(ctx: JobContext) -> StageResult:
         config.model_flavor,
         list(ctx.report.dependencies.requirements),
         timeout=600,
+        flower_app=ctx.report.flower_app,
     )
-    ctx.log(
-        f"smoke test: ModelManager() gives {result.arrays} arrays "
-        f"({result.parameter_bytes} bytes), flavor {result.flavor}; the initial "
-        "model saves with that flavor"
-    )
+    if ctx.report.flower_app is not None:
+        ctx.log("smoke test: the app's ServerApp and ClientApp import in its env")
+    else:
+        ctx.log(
+            f"smoke test: ModelManager() gives {result.arrays} arrays "
+            f"({result.parameter_bytes} bytes), flavor {result.flavor}; the initial "
+            "model saves with that flavor"
+        )
     for note in result.notes:
         ctx.log(f"note: {note}")
         ctx.event("note", message=note)
@@ -225,6 +269,7 @@ def _job_user(ctx: JobContext) -> MlflowCredentials:
 
 def schedule(ctx: JobContext) -> StageResult:
     config = ctx.require_config()
+    app = ctx.report.flower_app if ctx.report is not None else None
     orchestrator = get_orchestrator(config.orchestrator, ctx.settings)
     learners = []
     for index in range(config.learners):
@@ -247,6 +292,7 @@ def schedule(ctx: JobContext) -> StageResult:
         poll_interval=ctx.settings.poll_interval,
         identity=ctx.identity,
         aggregator_env=_job_user(ctx).as_env(),
+        flower_app=(app.serverapp, app.clientapp) if app is not None else None,
     )
     for note in orchestrator.notes(spec):
         ctx.log(note)
@@ -359,12 +405,27 @@ def train(ctx: JobContext) -> StageResult:
         "flower_run_started", flower_run_id=ctx.flower_run_id, mlflow_run_id=run_id
     )
     follower = RunFollower(ctx, config)
-    ctx.model_uri = follower.follow()
+    app = ctx.report.flower_app if ctx.report is not None else None
+    ctx.model_uri = follower.follow(
+        model_expected=app is None or app.model_export is not None
+    )
     return None
 
 
+NO_MODEL = (
+    "no model to {what}: a Flower app's model has no MLflow flavor FLOps knows; "
+    "its final arrays are the run's 'final_arrays' artifact. Name a "
+    "[tool.flops] model-export hook in its pyproject.toml to get a model (README, "
+    "'Flower apps as they are')."
+)
+
+
 def register(ctx: JobContext) -> StageResult:
-    assert ctx.model_uri is not None and ctx.mlflow_run_id is not None
+    if ctx.model_uri is None:
+        ctx.log(NO_MODEL.format(what="register"))
+        ctx.event("note", message=NO_MODEL.format(what="register"))
+        return "skipped"
+    assert ctx.mlflow_run_id is not None
     project = ctx.store.get_project(ctx.project_id)
     client = tracking.Tracking(ctx.settings.tracking_uri)
     assert project.mlflow is not None and project.mlflow.experiment_id is not None
@@ -417,7 +478,9 @@ def inference_image(ctx: JobContext) -> StageResult:
         ctx.log("no inference image requested (post_training.build_inference_image)")
         return "skipped"
     project = ctx.store.get_project(ctx.project_id)
-    assert project.mlflow is not None and project.mlflow.model_version is not None
+    if project.mlflow is None or project.mlflow.model_version is None:
+        ctx.log(NO_MODEL.format(what="serve"))
+        return "skipped"
     name, version = str(project.mlflow.model_name), project.mlflow.model_version
     client = tracking.Tracking(ctx.settings.tracking_uri)
     model_dir = client.download_model(name, version, ctx.workspace.root / "model")

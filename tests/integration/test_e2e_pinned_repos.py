@@ -19,7 +19,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from tests.fixtures.images import make_digit_images
-from tests.fixtures.tabular import FEATURES, make_tabular
+from tests.fixtures.tabular import FEATURES
 from tests.helpers import make_repo
 from tests.stack import Stack
 
@@ -27,20 +27,6 @@ pytestmark = pytest.mark.integration
 
 FIXTURES = Path(__file__).parents[1] / "fixtures" / "repos"
 UV = Path(sys.executable).parent / "uv"
-
-
-@pytest.fixture(scope="module")
-def tabular_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return make_tabular(tmp_path_factory.mktemp("tabular") / "iris.parquet")
-
-
-@pytest.fixture(scope="module")
-def tabular(stack: Stack, tabular_file: Path) -> str:
-    pushed = stack.flops(
-        "data", "push", str(tabular_file), "--tag", "iris", "--partitions", "2"
-    )
-    assert pushed.returncode == 0, pushed.stderr
-    return "iris"
 
 
 @pytest.fixture(scope="module")

@@ -24,8 +24,12 @@ def test_superlink_args() -> None:
 
 
 def test_supernode_args() -> None:
-    config = node_config_args(Path("/data/l0"), "learner-0")
-    assert config == 'flops-data-dir="/data/l0" flops-learner="learner-0"'
+    config = node_config_args(Path("/data/l0"), "learner-0", 1, 3)
+    # FLOps' own keys, and Flower's conventional ones for Flower apps.
+    assert config == (
+        'flops-data-dir="/data/l0" flops-learner="learner-0" '
+        'partition-id=1 num-partitions=3 data-path="/data/l0"'
+    )
     assert local.supernode_args(BIN, "127.0.0.1:9000", 9100, config) == [
         "/envs/abc/bin/flower-supernode",
         "--insecure",
