@@ -35,7 +35,9 @@ DEFAULT_RUNTIME_PORT = 9094
 WORKER_PATH_ENV = "FLOPS_WORKER_PATH"
 
 
-def _executor(role: str, address: str, repo: str, poll_interval: float) -> list[str]:
+def _executor(
+    role: str, address: str, repo: str, poll_interval: float, flower_app: str | None
+) -> list[str]:
     return actor_commands.executor_args(
         sys.executable,
         role,
@@ -43,7 +45,16 @@ def _executor(role: str, address: str, repo: str, poll_interval: float) -> list[
         repo,
         poll_interval,
         worker_path=os.environ.get(WORKER_PATH_ENV),
+        flower_app=flower_app,
     )
+
+
+def executor_env(flower_app: str | None) -> dict[str, str] | None:
+    """A Flower app's executor runs its code: on the user's packages (the
+    worker's path), not the Flower runtime's; None: this process's own."""
+    if not flower_app or WORKER_PATH_ENV not in os.environ:
+        return None
+    return {**os.environ, "PYTHONPATH": os.environ[WORKER_PATH_ENV]}
 
 
 def _in_image(name: str) -> list[str]:
@@ -51,11 +62,11 @@ def _in_image(name: str) -> list[str]:
 
 
 def aggregator_commands(
-    host: str, port: int, repo: str, poll_interval: float
+    host: str, port: int, repo: str, poll_interval: float, flower_app: str | None = None
 ) -> list[list[str]]:
     return [
         actor_commands.superlink_args(_in_image, host, port),
-        _executor("aggregator", f"127.0.0.1:{port}", repo, poll_interval),
+        _executor("aggregator", f"127.0.0.1:{port}", repo, poll_interval, flower_app),
     ]
 
 
@@ -68,11 +79,12 @@ def learner_commands(
     poll_interval: float,
     partition_id: int = 0,
     num_partitions: int = 1,
+    flower_app: str | None = None,
 ) -> list[list[str]]:
     node_config = node_config_args(Path(data_dir), name, partition_id, num_partitions)
     return [
         actor_commands.supernode_args(_in_image, superlink, port, node_config),
-        _executor("learner", f"127.0.0.1:{port}", repo, poll_interval),
+        _executor("learner", f"127.0.0.1:{port}", repo, poll_interval, flower_app),
     ]
 
 
@@ -93,7 +105,11 @@ def _wait_port(port: int, server: subprocess.Popen[bytes]) -> bool:
     return False
 
 
-def supervise(commands: list[list[str]], ready_port: int) -> int:
+def supervise(
+    commands: list[list[str]],
+    ready_port: int,
+    executor_environment: dict[str, str] | None = None,
+) -> int:
     """Start the server, then (once its port answers) the executor; see module doc."""
     children: list[subprocess.Popen[bytes]] = []
 
@@ -112,7 +128,7 @@ def supervise(commands: list[list[str]], ready_port: int) -> int:
         )
         stop(signal.SIGTERM, None)
         return children[0].wait() or 1
-    children.append(subprocess.Popen(executor_cmd))
+    children.append(subprocess.Popen(executor_cmd, env=executor_environment))
     while all(child.poll() is None for child in children):
         time.sleep(0.2)
     code = next(child.returncode for child in children if child.poll() is not None)
@@ -143,11 +159,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--superlink", help="learner: the SuperLink's host:port")
     parser.add_argument("--data-dir", default="/data", help="learner: its data")
     parser.add_argument("--name", default=socket.gethostname(), help="learner name")
+    parser.add_argument("--partition-id", type=int, default=0, help="learner: index")
+    parser.add_argument("--num-partitions", type=int, default=1, help="learners")
+    parser.add_argument(
+        "--flower-app", metavar="MODULE:ATTR", help="a Flower app's component"
+    )
     args = parser.parse_args(argv)
     if args.role == "aggregator":
         port = args.port or DEFAULT_SUPERLINK_PORT
         commands = aggregator_commands(
-            args.host, port, args.repo_dir, args.poll_interval
+            args.host, port, args.repo_dir, args.poll_interval, args.flower_app
         )
     else:
         if not args.superlink:
@@ -160,8 +181,11 @@ def main(argv: list[str] | None = None) -> None:
             args.name,
             args.repo_dir,
             args.poll_interval,
+            args.partition_id,
+            args.num_partitions,
+            args.flower_app,
         )
-    sys.exit(supervise(commands, port))
+    sys.exit(supervise(commands, port, executor_env(args.flower_app)))
 
 
 if __name__ == "__main__":

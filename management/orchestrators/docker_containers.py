@@ -84,6 +84,7 @@ def container_specs(
                 str(port),
                 "--poll-interval",
                 poll,
+                *(["--flower-app", spec.flower_app[0]] if spec.flower_app else []),
             ],
             environment={**BASE_ENVIRONMENT, **spec.env, **spec.aggregator_env},
             ports={} if on_host else {f"{port}/tcp": ("127.0.0.1", superlink_port)},
@@ -93,7 +94,9 @@ def container_specs(
     superlink = f"127.0.0.1:{port}" if on_host else f"{aggregator_name}:{port}"
     threads = str(learner_threads(spec.resources, len(spec.learners)))
     memory = spec.resources.memory_bytes()
-    for learner, runtime_port in zip(spec.learners, learner_ports, strict=True):
+    for index, (learner, runtime_port) in enumerate(
+        zip(spec.learners, learner_ports, strict=True)
+    ):
         command = [
             "learner",
             "--superlink",
@@ -104,6 +107,11 @@ def container_specs(
             LEARNER_DATA,
             "--poll-interval",
             poll,
+            "--partition-id",
+            str(index),
+            "--num-partitions",
+            str(len(spec.learners)),
+            *(["--flower-app", spec.flower_app[1]] if spec.flower_app else []),
         ]
         if on_host:
             command += ["--port", str(runtime_port)]

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 from pathlib import Path
 
-from flops.actor import aggregator_commands, learner_commands
+import pytest
+
+from flops.actor import aggregator_commands, executor_env, learner_commands
 from flops.config import Resources
 from flops_management.orchestrators.base import DeploymentSpec, LearnerSpec
 from flops_management.orchestrators.docker_containers import container_specs
@@ -42,7 +45,8 @@ def test_on_the_host_network_learners_use_loopback_ports_and_publish_nothing() -
     assert aggregator.ports == {} and aggregator.mem_limit is None
     assert first.command == [
         "learner", "--superlink", "127.0.0.1:41000", "--name", "learner-0",
-        "--data-dir", "/data", "--poll-interval", "0.05", "--port", "42000",
+        "--data-dir", "/data", "--poll-interval", "0.05",
+        "--partition-id", "0", "--num-partitions", "2", "--port", "42000",
     ]  # fmt: skip
     assert first.volumes == {"/w/l0": {"bind": "/data", "mode": "ro"}}
     assert second.volumes == {}
@@ -85,10 +89,30 @@ def test_the_image_entrypoint_runs_flower_and_the_warm_executor() -> None:
         "--runtime-api-address", "127.0.0.1:8000", "--repo-dir", "/opt/flops/repo",
         "--poll-interval", "0.05",
     ]  # fmt: skip
-    node, learner = learner_commands("agg:8000", 9094, "/data", "l0", "/r", 0.1)
+    node, learner = learner_commands("agg:8000", 9094, "/data", "l0", "/r", 0.1, 1, 2)
     assert node[4:] == [
         "flower-supernode", "--insecure", "--superlink", "agg:8000",
         "--isolation", "process", "--host", "127.0.0.1", "--port", "9094",
-        "--node-config", 'flops-data-dir="/data" flops-learner="l0"',
+        "--node-config", 'flops-data-dir="/data" flops-learner="l0" '
+        'partition-id=1 num-partitions=2 data-path="/data"',
     ]  # fmt: skip
     assert learner[3:6] == ["learner", "--runtime-api-address", "127.0.0.1:9094"]
+
+
+def test_a_flower_apps_executor_runs_its_component_on_the_users_packages(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    spec = dataclasses.replace(_spec(), flower_app=("app.server:app", "app.client:app"))
+    aggregator, learner, _ = container_specs(spec, "flops-net", 41000, [1, 2])
+    assert aggregator.command[-2:] == ["--flower-app", "app.server:app"]
+    assert learner.command[-2:] == ["--flower-app", "app.client:app"]
+    _, executor = learner_commands(
+        "agg:8000", 9094, "/data", "l0", "/r", 0.1, flower_app="app.client:app"
+    )
+    assert executor[-2:] == ["--flower-app", "app.client:app"]
+    assert "--worker-path" not in executor
+    monkeypatch.setenv("FLOPS_WORKER_PATH", "/opt/flops/runtime:/opt/flops/user-site")
+    env = executor_env("app.client:app")
+    assert env is not None
+    assert env["PYTHONPATH"] == "/opt/flops/runtime:/opt/flops/user-site"
+    assert executor_env(None) is None
