@@ -16,55 +16,131 @@ Two things keep it cheap (the benchmark is `bench/autolog.py`):
 
 from __future__ import annotations
 
+import ast
 import contextlib
+import functools
 import importlib
 import io
+import logging
 import os
 import re
 import shutil
 import sys
 import tarfile
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+logger = logging.getLogger(__name__)
+
 # A task's artifacts travel in its Flower reply; past this they are left out,
 # and the reply says so.
 ARTIFACT_LIMIT_BYTES = 64 * 1024 * 1024
-_FLAVOR_CALL = re.compile(r"\bmlflow\.(\w+)\.autolog\b")
 _MENTION = re.compile(r"\bmlflow\b")
 _SKIPPED_DIRS = {".git", ".venv", "venv", "__pycache__", "node_modules"}
 
 
-def names_mlflow(repo: Path) -> set[str] | None:
-    """The flavor modules whose autolog the repo's code calls, or None when the
-    code never names mlflow (an empty set: it names it, no flavor's autolog)."""
-    flavors: set[str] | None = None
-    for path in repo.rglob("*.py"):
+@dataclass(frozen=True)
+class AutologCall:
+    """A `mlflow[.<flavor>].autolog(...)` call in the repo's code; `kwargs` when
+    every argument is a literal keyword (so the worker can make it itself)."""
+
+    module: str
+    kwargs: tuple[tuple[str, Any], ...] | None
+
+
+def _autolog_module(func: ast.expr) -> str | None:
+    parts: list[str] = []
+    while isinstance(func, ast.Attribute):
+        parts.append(func.attr)
+        func = func.value
+    if parts[:1] != ["autolog"] or not isinstance(func, ast.Name):
+        return None
+    if func.id != "mlflow":
+        return None
+    return ".".join(["mlflow", *reversed(parts[1:])])
+
+
+def _literal_kwargs(call: ast.Call) -> tuple[tuple[str, Any], ...] | None:
+    if call.args or any(k.arg is None for k in call.keywords):
+        return None
+    try:
+        return tuple((str(k.arg), ast.literal_eval(k.value)) for k in call.keywords)
+    except ValueError:
+        return None
+
+
+def autolog_calls(repo: Path) -> tuple[bool, list[AutologCall]]:
+    """(whether the repo's code names mlflow at all, its autolog calls)."""
+    mentions = False
+    calls: list[AutologCall] = []
+    for path in sorted(repo.rglob("*.py")):
         if _SKIPPED_DIRS & set(path.relative_to(repo).parts):
             continue
-        with contextlib.suppress(OSError, UnicodeDecodeError):
+        try:
             text = path.read_text()
-            if _MENTION.search(text):
-                flavors = (flavors or set()) | set(_FLAVOR_CALL.findall(text))
-    return flavors
+            if not _MENTION.search(text):
+                continue
+            mentions = True
+            tree = ast.parse(text)
+        except (OSError, UnicodeDecodeError, SyntaxError):
+            continue
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Call) and (module := _autolog_module(node.func)):
+                call = AutologCall(module, _literal_kwargs(node))
+                if call not in calls:
+                    calls.append(call)
+    return mentions, calls
 
 
 def preload(repo: Path) -> None:
-    """Import mlflow and the flavors the repo autologs, in the worker before it
-    forks, so that no task pays for the import."""
-    flavors = names_mlflow(repo)
-    if flavors is None:
+    """Before the worker forks: import mlflow when the repo's code names it, and
+    make the repo's literal autolog calls here, so that no task pays for the
+    import or for autolog patching its framework (a second of patching every
+    scikit-learn estimator). The repo's own call, made again in each task with
+    the same arguments, then changes nothing (`_once`)."""
+    mentions, calls = autolog_calls(repo)
+    if not mentions:
         return
+    os.environ["MLFLOW_DISABLE_TELEMETRY"] = "true"
     try:
         importlib.import_module("mlflow")
-        for flavor in sorted(flavors):
-            with contextlib.suppress(ImportError):
-                importlib.import_module(f"mlflow.{flavor}")
     except ImportError:
         return  # the task's own import will say so
+    # MLflow maps every installed package to its modules (seconds: it reads
+    # each distribution's file list) the first time a model is logged, to warn
+    # about mismatched requirements; a cache it fills once, here, not per task.
+    with contextlib.suppress(Exception):
+        requirements_utils: Any = importlib.import_module(
+            "mlflow.utils.requirements_utils"
+        )
+        requirements_utils._init_packages_to_modules_map()
+    for call in calls:
+        try:
+            module: Any = importlib.import_module(call.module)
+            if call.kwargs is not None:
+                kwargs = dict(call.kwargs)
+                module.autolog(**kwargs)
+                module.autolog = _once(module.autolog, kwargs)
+        except Exception as exc:  # the task makes the same call and reports it
+            logger.warning("Could not prepare %s.autolog: %s", call.module, exc)
+
+
+def _once(autolog: Any, applied: dict[str, Any]) -> Any:
+    """`autolog`, skipping a call with the arguments it was already made with."""
+
+    @functools.wraps(autolog)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        nonlocal applied
+        if not args and kwargs == applied:
+            return None
+        applied = {"<changed>": True}  # any later call goes through
+        return autolog(*args, **kwargs)
+
+    return wrapper
 
 
 def _answer_inference(requirements: list[str]) -> None:

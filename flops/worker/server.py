@@ -10,6 +10,7 @@ that task. It exits when the process that started it is gone.
 from __future__ import annotations
 
 import contextlib
+import importlib
 import logging
 import os
 import signal
@@ -62,13 +63,41 @@ def serve_connection(conn: socket.socket, repo: Path) -> None:
         protocol.send(conn, {"ok": True, "result": result}, out)
 
 
-def _reap(children: set[int]) -> None:
+def _imports_file(folder: Path, pid: int) -> Path:
+    return folder / f"imported-{pid}.txt"
+
+
+def _record_imports(folder: Path, before: set[str]) -> None:
+    """In a task's process: the modules it imported that the worker had not."""
+    new = sorted(set(sys.modules) - before)
+    with contextlib.suppress(OSError):
+        _imports_file(folder, os.getpid()).write_text("\n".join(new))
+
+
+def _learn_imports(folder: Path, pid: int) -> None:
+    """In the worker: import what a finished task imported, so the next tasks
+    start with it (MLflow's logging paths, a framework's lazy submodules); the
+    first task pays for an import, not every task."""
+    path = _imports_file(folder, pid)
+    try:
+        names = path.read_text().split()
+        path.unlink()
+    except OSError:
+        return
+    for name in names:
+        if name not in sys.modules and name != "__main__":
+            with contextlib.suppress(Exception):
+                importlib.import_module(name)
+
+
+def _reap(children: set[int], folder: Path) -> None:
     for pid in list(children):
         with contextlib.suppress(ChildProcessError):
             done, _ = os.waitpid(pid, os.WNOHANG)
             if not done:
                 continue
         children.discard(pid)
+        _learn_imports(folder, pid)
 
 
 def serve(socket_path: Path, repo: Path, role: str) -> None:
@@ -83,14 +112,16 @@ def serve(socket_path: Path, repo: Path, role: str) -> None:
     listener.settimeout(ACCEPT_TIMEOUT_S)
     children: set[int] = set()
     logger.info("model worker (%s) ready on %s", role, socket_path)
+    folder = socket_path.parent
     while os.getppid() == owner:  # the executor died: nobody will connect again
-        _reap(children)
+        _reap(children, folder)
         try:
             conn, _ = listener.accept()
         except TimeoutError:
             continue
         sys.stdout.flush()
         sys.stderr.flush()
+        before = set(sys.modules)
         pid = os.fork()
         if pid == 0:  # child: this task's process
             listener.close()
@@ -106,6 +137,7 @@ def serve(socket_path: Path, repo: Path, role: str) -> None:
                 logger.exception("task failed")
                 code = 1
             finally:
+                _record_imports(folder, before)
                 sys.stdout.flush()
                 sys.stderr.flush()
             os._exit(code)
