@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import logging
 import os
 from pathlib import Path
@@ -19,8 +20,15 @@ def warm() -> None:
     import pyarrow  # noqa: F401
 
     import flops.data
-    import flops.worker.session  # noqa: F401
+    import flops.worker.session
     import flops_utils.ml_repo_building_blocks  # noqa: F401
+
+    if importlib.util.find_spec("flwr") is not None:
+        # A Flower app's environment: its executor and tasks run from here.
+        import flwr.superlink.runtime.run_serverapp
+        import flwr.supernode.runtime.run_clientapp  # noqa: F401
+
+        import flops.app.flower_app  # noqa: F401
 
 
 def main(argv: list[str] | None = None) -> None:

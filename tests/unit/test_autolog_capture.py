@@ -21,6 +21,7 @@ from flwr.app import ConfigRecord
 
 from flops import events
 from flops.app.run_tracker import RunTracker
+from flops.worker.autolog import AutologCall, _once, autolog_calls
 from flops.worker.client import Worker, WorkerSession
 
 AUTOLOGGING_MANAGER = """
@@ -199,3 +200,39 @@ def test_an_absolute_path_in_a_learners_artifacts_stays_inside_the_run(
     child = runs._children["learner-1"]
     names = [f.path for f in client.list_artifacts(child, "autolog/round-1/fit/tmp")]
     assert names == ["autolog/round-1/fit/tmp/flops-escaped.txt"]
+
+
+def test_the_repos_literal_autolog_calls_are_found_without_importing_it(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "model_manager.py").write_text(
+        "import mlflow\n"
+        "def fit():\n"
+        "    mlflow.sklearn.autolog(log_models=False, silent=True)\n"
+        "    mlflow.autolog()\n"
+        "    mlflow.pytorch.autolog(registered_model_name=NAME)\n"
+    )
+    (tmp_path / "plain.py").write_text("x = 1\n")
+    mentions, calls = autolog_calls(tmp_path)
+    assert mentions
+    assert calls == [
+        AutologCall("mlflow.sklearn", (("log_models", False), ("silent", True))),
+        AutologCall("mlflow", ()),
+        AutologCall("mlflow.pytorch", None),  # not a literal: the task makes it
+    ]
+    (tmp_path / "model_manager.py").write_text("import numpy\n")
+    assert autolog_calls(tmp_path) == (False, [])
+
+
+def test_a_repeated_autolog_call_with_the_same_arguments_changes_nothing() -> None:
+    made: list[dict[str, Any]] = []
+
+    def autolog(**kwargs: Any) -> None:
+        made.append(kwargs)
+
+    once = _once(autolog, {"log_models": False})
+    once(log_models=False)
+    assert made == []
+    once(disable=True)
+    once(log_models=False)  # after a change, every call goes through
+    assert made == [{"disable": True}, {"log_models": False}]

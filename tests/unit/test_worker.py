@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import socket
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -138,3 +139,30 @@ def test_a_task_that_kills_its_process_fails_alone(worker: Worker) -> None:
     with WorkerSession(worker.socket_path, timeout=60) as session:  # still serving
         session.new()
         assert session.fit()["examples"] == 10
+
+
+def test_the_worker_learns_what_its_tasks_import(tmp_path: Path) -> None:
+    """A module a task imports lazily is imported by the worker once the task
+    ends, so later tasks find it loaded (they are forked from the worker)."""
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    (repo / "lazy_helper.py").write_text("VALUE = 3\n")
+    (repo / "model_manager.py").write_text(
+        MODEL_MANAGER.replace(
+            "    def fit_model(self):\n",
+            "    def fit_model(self):\n"
+            "        import sys\n"
+            "        self.b = self.b + ('lazy_helper' in sys.modules)\n"
+            "        import lazy_helper  # noqa: F401\n",
+        )
+    )
+    seen = []
+    with Worker(sys.executable, repo, "learner") as worker:
+        for _ in range(3):
+            with WorkerSession(worker.socket_path, timeout=60) as session:
+                session.new()
+                session.fit()
+                seen.append(int(session.get_parameters()[1][0]))
+            time.sleep(1.5)  # the worker reaps the task and learns its imports
+    assert seen[0] == 0  # the first task imported it itself
+    assert seen[-1] == 1  # a later one found it already there
