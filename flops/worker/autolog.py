@@ -185,6 +185,9 @@ class Capture:
         # that needs neither a server nor SQLAlchemy (mlflow-skinny has none).
         os.environ["MLFLOW_ALLOW_FILE_STORE"] = "true"
         os.environ["MLFLOW_DISABLE_TELEMETRY"] = "true"
+        # MLflow tags each run with the user, from the password database unless
+        # LOGNAME says; a sandbox's uid has no entry there.
+        os.environ.setdefault("LOGNAME", "flops-learner")
         mlflow = sys.modules.get("mlflow")
         if mlflow is not None:
             mlflow.set_tracking_uri(self.uri)
