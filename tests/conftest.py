@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from tests.fixtures.images import make_digit_images
 from tests.fixtures.tabular import make_tabular
 from tests.git_https import make_certificate
 from tests.helpers import EXAMPLES
@@ -104,6 +105,17 @@ def tabular(stack: Stack, tabular_file: Path) -> str:
     )
     assert pushed.returncode == 0, pushed.stderr
     return "iris"
+
+
+@pytest.fixture(scope="session")
+def digit_images(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> str:
+    """The `digit-images` tag: PNG digits as HF `Image` structs, two partitions."""
+    path = make_digit_images(tmp_path_factory.mktemp("images") / "digits.parquet")
+    pushed = stack.flops(
+        "data", "push", str(path), "--tag", "digit-images", "--partitions", "2"
+    )
+    assert pushed.returncode == 0, pushed.stderr
+    return "digit-images"
 
 
 @pytest.fixture(scope="session")

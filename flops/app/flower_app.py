@@ -19,6 +19,7 @@ those of the last message it sent (with federated evaluation, the final model).
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import json
 import tempfile
 from pathlib import Path
@@ -121,7 +122,9 @@ class ObservedServerApp(ServerApp):
 
             mlflow.set_tracking_uri(settings.tracking_uri)
             client = mlflow.MlflowClient(settings.tracking_uri)
-            with mlflow.start_run(run_id=settings.run_id, log_system_metrics=True):
+            # System metrics need psutil, which the app's environment may lack.
+            system = importlib.util.find_spec("psutil") is not None
+            with mlflow.start_run(run_id=settings.run_id, log_system_metrics=system):
                 self._run(grid, context, settings, client)
         except FlopsError as exc:
             events.emit(events.RUN_FAILED, message=str(exc))

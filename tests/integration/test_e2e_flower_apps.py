@@ -83,3 +83,30 @@ def test_a_flower_app_override_of_an_undeclared_key_is_refused(
     assert project["status"] == "failed"
     assert "learning-rate" in project["error"]
     assert "it declares: data-tag, fraction-train" in project["error"]
+
+
+def test_a_flower_pytorch_app_with_an_export_hook_is_registered(
+    stack: Stack, digit_images: str, digits_file: Path, mlflow_client: Any
+) -> None:
+    import mlflow
+    import pyarrow.parquet as pq
+
+    repo = make_repo(Path(stack.home) / "flower-pytorch", FIXTURES / "flower-pytorch")
+    result, project = stack.submit(
+        str(repo), "--learners", "2", "--data-tag", digit_images, "--rounds", "3"
+    )
+    assert result.returncode == 0, result.stderr + result.stdout
+    assert project["status"] == "succeeded", project.get("error")
+    run_id = project["mlflow"]["run_id"]
+    accuracy = mlflow_client.get_metric_history(run_id, "eval_eval_acc")
+    assert sorted(m.step for m in accuracy) == [1, 2, 3]
+    # The hook's model, registered as any: it predicts digits.
+    assert stage(project, "register")["status"] == "succeeded"
+    name = project["mlflow"]["model_name"]
+    model = mlflow.pyfunc.load_model(f"models:/{name}@champion")
+    table = pq.read_table(digits_file)
+    images = np.asarray(table.column("image").to_pylist(), dtype=np.float32)[:200]
+    x = ((images / 16.0 - 0.5) / 0.5).reshape(-1, 1, 8, 8)
+    y = np.asarray(table.column("label").to_pylist())[:200]
+    scores = np.asarray(model.predict(x))
+    assert float((scores.argmax(axis=1) == y).mean()) > 0.5

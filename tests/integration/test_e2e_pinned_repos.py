@@ -18,7 +18,6 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from tests.fixtures.images import make_digit_images
 from tests.fixtures.tabular import FEATURES
 from tests.helpers import make_repo
 from tests.stack import Stack
@@ -27,16 +26,6 @@ pytestmark = pytest.mark.integration
 
 FIXTURES = Path(__file__).parents[1] / "fixtures" / "repos"
 UV = Path(sys.executable).parent / "uv"
-
-
-@pytest.fixture(scope="module")
-def digit_images(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> str:
-    path = make_digit_images(tmp_path_factory.mktemp("images") / "digits.parquet")
-    pushed = stack.flops(
-        "data", "push", str(path), "--tag", "digit-images", "--partitions", "2"
-    )
-    assert pushed.returncode == 0, pushed.stderr
-    return "digit-images"
 
 
 def stage_log(project: dict[str, Any], name: str) -> str:
