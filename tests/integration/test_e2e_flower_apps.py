@@ -86,12 +86,16 @@ def test_a_flower_app_override_of_an_undeclared_key_is_refused(
 
 
 def test_a_flower_pytorch_app_with_an_export_hook_is_registered(
-    stack: Stack, digit_images: str, digits_file: Path, mlflow_client: Any
+    stack: Stack,
+    digit_images: str,
+    digits_file: Path,
+    mlflow_client: Any,
+    tmp_path: Path,
 ) -> None:
     import mlflow
     import pyarrow.parquet as pq
 
-    repo = make_repo(Path(stack.home) / "flower-pytorch", FIXTURES / "flower-pytorch")
+    repo = make_repo(tmp_path / "repo", FIXTURES / "flower-pytorch")
     result, project = stack.submit(
         str(repo), "--learners", "2", "--data-tag", digit_images, "--rounds", "3"
     )
