@@ -25,12 +25,16 @@ def stage(project: dict[str, Any], name: str) -> dict[str, Any]:
     return dict(next(s for s in project["stages"] if s["name"] == name))
 
 
-def test_a_flower_sklearn_app_runs_as_it_is(
+def test_a_flower_sklearn_app_runs_as_it_is_in_containers(
     stack: Stack, tabular: str, mlflow_client: Any, tmp_path: Path
 ) -> None:
+    """On the docker backend: the app's own code in the FL-actor image's user
+    packages (with FLOps' Flower), tracked like any run."""
     repo = make_repo(tmp_path / "repo", FIXTURES / "flower-sklearn-tabular")
     result, project = stack.submit(
         str(repo),
+        "--orchestrator",
+        "docker",
         "--learners",
         "2",
         "--data-tag",
@@ -47,6 +51,7 @@ def test_a_flower_sklearn_app_runs_as_it_is(
     # FLOps' Flower, without Ray: said in the build log.
     assert "'simulation' extra (Ray) is left out" in stage(project, "check")["log"]
     assert project["config"]["rounds"] == 4
+    assert project["images"]["fl_actor"]["reference"]
     for name in ("register", "inference_image"):
         assert stage(project, name)["status"] == "skipped"
     assert "model-export hook" in stage(project, "register")["log"]
