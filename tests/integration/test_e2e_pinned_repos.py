@@ -62,6 +62,19 @@ print(json.dumps({"mlflow": mlflow.__version__,
 """
 
 
+def installer_cache(stack: Stack, tmp_path: Path) -> Path:
+    """A copy, hard-linked (instant, no disk), of the uv cache the service built
+    the user's environments with: the recorded environment's packages are the
+    same versions, so they are not downloaded again (TensorFlow, CUDA torch are
+    gigabytes). A copy, so that this root process never writes into the cache
+    the tenant's sandboxed builds own."""
+    copy = tmp_path / "uv-cache"
+    source = stack.home / "cache" / "installer" / "local"
+    if source.is_dir():
+        subprocess.run(["cp", "-al", str(source), str(copy)], check=True)
+    return copy
+
+
 def predict_in_recorded_environment(
     requirements: list[str],
     model_uri: str,
@@ -69,6 +82,7 @@ def predict_in_recorded_environment(
     tmp_path: Path,
     script: str = "",
     extra: tuple[str, ...] = (),
+    cache: Path | None = None,
 ) -> dict[str, Any]:
     """A fresh environment from the model's own requirements.txt, as MLflow's
     `env_manager` would make it, loading the registered model from MLflow."""
@@ -77,10 +91,12 @@ def predict_in_recorded_environment(
         [str(UV), "venv", "-q", "--python", sys.executable, str(venv)], check=True
     )
     python = venv / "bin" / "python"
+    env = {**os.environ, "UV_CACHE_DIR": str(cache)} if cache else None
     installed = subprocess.run(
         [str(UV), "pip", "install", "-q", "--python", str(python), *requirements],
         capture_output=True,
         text=True,
+        env=env,
     )
     assert installed.returncode == 0, installed.stderr
     ran = subprocess.run(
@@ -109,10 +125,29 @@ def test_mlflow_exported_sklearn_repo_runs_unchanged(
     assert "asks for Python 3.10.14" in build
     assert f"Python {sys.version.split()[0]} is used" in build
 
-    accuracy = mlflow_client.get_metric_history(
-        project["mlflow"]["run_id"], "eval_accuracy"
-    )
+    run_id = project["mlflow"]["run_id"]
+    accuracy = mlflow_client.get_metric_history(run_id, "eval_accuracy")
     assert max(accuracy, key=lambda m: m.step).value > 0.85
+    # What autolog logged in each learner's fit, in that learner's run.
+    run = mlflow_client.get_run(run_id)
+    (learner,) = mlflow_client.search_runs(
+        [run.info.experiment_id],
+        filter_string=f"tags.mlflow.parentRunId = '{run_id}' "
+        "and tags.`flops.learner` = 'learner-0'",
+    )
+    assert learner.data.params["max_iter"] == "30"
+    assert learner.data.tags["estimator_name"] == "LogisticRegression"
+    scores = mlflow_client.get_metric_history(
+        learner.info.run_id, "training_accuracy_score"
+    )
+    assert sorted(m.step for m in scores) == [1, 2, 3]
+    logged = [
+        f.path
+        for f in mlflow_client.list_artifacts(
+            learner.info.run_id, "autolog/round-3/fit/runs/0"
+        )
+    ]
+    assert "autolog/round-3/fit/runs/0/model" in logged  # MLflow 2: a run artifact
 
     uri = f"models:/{project['mlflow']['model_name']}@champion"
     requirements = requirements_of(uri)
@@ -136,7 +171,12 @@ def test_mlflow_exported_sklearn_repo_runs_unchanged(
 
     # In the model's own recorded environment (MLflow 2.12.1, NumPy 1.26.4).
     recorded = predict_in_recorded_environment(
-        requirements, uri, tabular_file, tmp_path, extra=(json.dumps(FEATURES),)
+        requirements,
+        uri,
+        tabular_file,
+        tmp_path,
+        extra=(json.dumps(FEATURES),),
+        cache=installer_cache(stack, tmp_path),
     )
     assert recorded["mlflow"] == "2.12.1"
     assert recorded["accuracy"] > 0.85
@@ -166,7 +206,12 @@ def test_keras_repo_on_tensorflow_2_12_and_numpy_1_23(
     for pin in ("tensorflow==2.12.0", "numpy==1.23.5", "protobuf==3.20.3"):
         assert pin in requirements, requirements
     recorded = predict_in_recorded_environment(
-        requirements, uri, digits_file, tmp_path, script=PREDICT_DIGITS
+        requirements,
+        uri,
+        digits_file,
+        tmp_path,
+        script=PREDICT_DIGITS,
+        cache=installer_cache(stack, tmp_path),
     )
     assert recorded["accuracy"] > 0.8
 
@@ -223,6 +268,11 @@ def test_pytorch_repo_pinning_torch_2_1_1_with_image_datasets(
     assert any(r.startswith("numpy==1.") for r in requirements), requirements
     assert any(r.startswith("torchvision==0.16.") for r in requirements), requirements
     recorded = predict_in_recorded_environment(
-        requirements, uri, digits_file, tmp_path, script=PREDICT_IMAGES
+        requirements,
+        uri,
+        digits_file,
+        tmp_path,
+        script=PREDICT_IMAGES,
+        cache=installer_cache(stack, tmp_path),
     )
     assert recorded["accuracy"] > 0.8
