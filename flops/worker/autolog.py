@@ -98,10 +98,9 @@ def autolog_calls(repo: Path) -> tuple[bool, list[AutologCall]]:
 
 def preload(repo: Path) -> None:
     """Before the worker forks: import mlflow when the repo's code names it, and
-    make the repo's literal autolog calls here, so that no task pays for the
-    import or for autolog patching its framework (a second of patching every
-    scikit-learn estimator). The repo's own call, made again in each task with
-    the same arguments, then changes nothing (`_once`)."""
+    prepare the repo's literal flavor autolog calls (`_prepare`), so that no
+    task pays for the import or for autolog patching its framework (a second
+    of patching every scikit-learn estimator, in every task's process)."""
     mentions, calls = autolog_calls(repo)
     if not mentions:
         return
@@ -121,23 +120,44 @@ def preload(repo: Path) -> None:
     for call in calls:
         try:
             module: Any = importlib.import_module(call.module)
-            if call.kwargs is not None:
-                kwargs = dict(call.kwargs)
-                module.autolog(**kwargs)
-                module.autolog = _once(module.autolog, kwargs)
+            if call.kwargs is not None and call.module != "mlflow":
+                _prepare(module, dict(call.kwargs))
         except Exception as exc:  # the task makes the same call and reports it
             logger.warning("Could not prepare %s.autolog: %s", call.module, exc)
 
 
-def _once(autolog: Any, applied: dict[str, Any]) -> Any:
-    """`autolog`, skipping a call with the arguments it was already made with."""
+def _prepare(module: Any, kwargs: dict[str, Any]) -> None:
+    """Make `module.autolog(**kwargs)` here, then switch it off again without
+    undoing its patches (patched methods pass through while an integration is
+    disabled), and have the repo's own identical call switch it back on: the
+    code logs exactly what it logged before, from where it calls autolog."""
+    from mlflow.utils import autologging_utils
+
+    name = getattr(module.autolog, "integration_name", None)
+    configs = autologging_utils.AUTOLOGGING_INTEGRATIONS
+    if name is None:
+        return
+    module.autolog(**kwargs)
+    enabled = dict(configs[name])
+    configs[name] = {**enabled, "disable": True}
+
+    def enable() -> None:
+        configs[name] = dict(enabled)
+
+    module.autolog = _once(module.autolog, kwargs, enable)
+
+
+def _once(autolog: Any, prepared: dict[str, Any], enable: Any) -> Any:
+    """`autolog`, whose call with the prepared arguments only switches the
+    prepared integration on; any other call (and every one after it) is made."""
 
     @functools.wraps(autolog)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        nonlocal applied
-        if not args and kwargs == applied:
+        nonlocal prepared
+        if not args and kwargs == prepared:
+            enable()
             return None
-        applied = {"<changed>": True}  # any later call goes through
+        prepared = {"<changed>": True}
         return autolog(*args, **kwargs)
 
     return wrapper

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import sys
 import tarfile
 from pathlib import Path
@@ -64,12 +65,22 @@ def captured(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     """One fit and one evaluate of the autologging repo, through a real worker."""
     repo = tmp_path_factory.mktemp("repo")
     (repo / "model_manager.py").write_text(AUTOLOGGING_MANAGER)
-    with (
-        Worker(sys.executable, repo, "learner") as worker,
-        WorkerSession(worker.socket_path, timeout=120) as session,
-    ):
-        session.new(requirements=["scikit-learn>=1.0"])
-        return {"fit": session.fit(), "evaluate": session.evaluate()}
+    workdir = tmp_path_factory.mktemp("workdir")
+    here = Path.cwd()
+    os.chdir(workdir)  # where MLflow's default store would land
+    try:
+        with (
+            Worker(sys.executable, repo, "learner") as worker,
+            WorkerSession(worker.socket_path, timeout=120) as session,
+        ):
+            session.new(requirements=["scikit-learn>=1.0"])
+            return {
+                "fit": session.fit(),
+                "evaluate": session.evaluate(),
+                "workdir": sorted(p.name for p in workdir.iterdir()),
+            }
+    finally:
+        os.chdir(here)
 
 
 def _record(result: dict[str, Any]) -> ConfigRecord:
@@ -83,7 +94,10 @@ def test_the_worker_keeps_what_autolog_logged_in_the_task(
     captured: dict[str, Any],
 ) -> None:
     fit = captured["fit"]
+    # One run: the constructor's fit, before the repo calls autolog, logs
+    # nothing (as without FLOps), and nothing lands in the working directory.
     (run,) = fit["logged"]["runs"]
+    assert captured["workdir"] == []
     assert run["params"]["C"] == "0.5"
     assert run["tags"]["estimator_name"] == "LogisticRegression"
     assert "training_accuracy_score" in {key for key, *_ in run["metrics"]}
@@ -226,13 +240,14 @@ def test_the_repos_literal_autolog_calls_are_found_without_importing_it(
 
 def test_a_repeated_autolog_call_with_the_same_arguments_changes_nothing() -> None:
     made: list[dict[str, Any]] = []
+    enabled: list[bool] = []
 
     def autolog(**kwargs: Any) -> None:
         made.append(kwargs)
 
-    once = _once(autolog, {"log_models": False})
+    once = _once(autolog, {"log_models": False}, lambda: enabled.append(True))
     once(log_models=False)
-    assert made == []
+    assert made == [] and enabled == [True]  # prepared: only switched on
     once(disable=True)
     once(log_models=False)  # after a change, every call goes through
     assert made == [{"disable": True}, {"log_models": False}]
