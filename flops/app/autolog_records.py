@@ -1,7 +1,7 @@
 """What a learner's own MLflow calls logged, into that learner's run.
 
 The model worker captures what the user's code logs in a task (autolog, or
-`mlflow.log_metric` by hand; see `flops.worker.autolog`) and the reply carries
+`mlflow.log_metric` by hand; see `flops.worker.capture`) and the reply carries
 it. Here it lands in the learner's child run, as a user reading MLflow expects:
 
 - metrics under their own names at `step = round` (the last value of each in

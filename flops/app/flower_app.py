@@ -6,7 +6,7 @@ they run in the app's environment, whose Flower is FLOps' version. Nothing of
 the app is changed:
 
 - the ClientApp answers each message itself; FLOps adds the learner's name to
-  the reply and what the app's own MLflow calls logged (flops.worker.autolog);
+  the reply and what the app's own MLflow calls logged (flops.worker.capture);
 - the ServerApp runs the app's main with a Grid that FLOps observes
   (flops.app.round_observer) inside the job's MLflow run; then the final arrays
   are logged as an artifact, and saved as an MLflow model through the app's
@@ -37,7 +37,7 @@ from flops.app.round_observer import ObservedGrid, RoundObserver
 from flops.app.run_settings import RunSettings
 from flops.app.run_tracker import RunTracker
 from flops.errors import FlopsError
-from flops.worker.autolog import Capture
+from flops.worker.capture import Capture
 
 FINAL_ARRAYS = "flops-final-arrays"
 ARRAYS_ARTIFACT = "final_arrays"

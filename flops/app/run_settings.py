@@ -37,7 +37,7 @@ NODE_DATA_PATH = "data-path"
 WANT_SIGNATURE = "flops-want-signature"
 # reply record names
 META_RECORD = "flops"
-# What the user's own MLflow calls logged in the task (flops.worker.autolog):
+# What the user's own MLflow calls logged in the task (flops.worker.capture):
 # `logged` (JSON), `artifacts` (tar.gz bytes), when there was any.
 LOGGED_RECORD = "flops-logged"
 

@@ -1,17 +1,12 @@
-"""What the user's own MLflow calls log in a task, kept for the job's run.
+"""The repo's own autolog calls, prepared in the model worker before it forks.
 
-MLflow-exported repos call `mlflow.<flavor>.autolog()` in their training code,
-and some log metrics by hand. A learner has no tracking server of its own (the
-tenant's code gets no credentials), so the model worker points MLflow at a file
-store local to the task and ships what landed there with the task's reply; the
-aggregator logs it into the learner's run (`flops.app.autolog_records`).
-
-Two things keep it cheap (the benchmark is `bench/autolog.py`):
-- mlflow is imported once, in the worker before it forks, when the repo's code
-  names it, rather than in every task's process;
-- MLflow's requirement inference, which loads each logged model again in a
-  fresh interpreter (seconds per model), is answered with the versions
-  installed in this environment, which is what FLOps records for its own model.
+MLflow-exported repos call `mlflow.<flavor>.autolog()` in their training code.
+What that costs each task (the worker forks a fresh process per task) is the
+import of mlflow and autolog patching the framework, a second for every
+scikit-learn estimator; both are done once here, in the worker, from the
+repo's source read with `ast`, and the repo's own call then only switches the
+prepared integration on. What the calls log is captured per task
+(`flops.worker.capture`); the benchmark is `bench/autolog.py`.
 """
 
 from __future__ import annotations
@@ -20,25 +15,15 @@ import ast
 import contextlib
 import functools
 import importlib
-import io
 import logging
 import os
 import re
-import shutil
-import sys
-import tarfile
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 logger = logging.getLogger(__name__)
 
-# A task's artifacts travel in its Flower reply; past this they are left out,
-# and the reply says so.
-ARTIFACT_LIMIT_BYTES = 64 * 1024 * 1024
 _MENTION = re.compile(r"\bmlflow\b")
 _SKIPPED_DIRS = {".git", ".venv", "venv", "__pycache__", "node_modules"}
 
@@ -161,127 +146,3 @@ def _once(autolog: Any, prepared: dict[str, Any], enable: Any) -> Any:
         return autolog(*args, **kwargs)
 
     return wrapper
-
-
-def _answer_inference(requirements: list[str]) -> None:
-    """Replace `mlflow.models.infer_pip_requirements` (what every flavor's
-    save_model calls unless given pip_requirements) by the installed versions
-    of the repo's requirements and of the flavor's defaults (its fallback)."""
-    from flops import model_export
-
-    mlflow_models = sys.modules.get("mlflow.models")
-    if mlflow_models is None or getattr(mlflow_models, "_flops_answered", False):
-        return
-
-    def installed(
-        model_uri: Any, flavor: Any, fallback: list[str] | None = None, **_: Any
-    ) -> list[str]:
-        names = [*requirements, *(fallback or [])]
-        return model_export.installed_requirements(
-            [r for r in names if not r.startswith("mlflow")]
-        )
-
-    mlflow_models.infer_pip_requirements = installed  # type: ignore[attr-defined]
-    environment = sys.modules.get("mlflow.utils.environment")
-    if environment is not None:
-        environment.infer_pip_requirements = installed  # type: ignore[attr-defined]
-    mlflow_models._flops_answered = True  # type: ignore[attr-defined]
-
-
-class Capture:
-    """A task-local MLflow file store around one call into the user's code."""
-
-    def __init__(self, requirements: list[str]) -> None:
-        self.requirements = requirements
-        self.scratch = Path(tempfile.mkdtemp(prefix="flops-mlruns-"))
-        # Absent until MLflow makes it: the file store creates its default
-        # experiment only in a root it creates.
-        self.root = self.scratch / "mlruns"
-        self.uri = self.root.as_uri()
-
-    def __enter__(self) -> Capture:
-        os.environ["MLFLOW_TRACKING_URI"] = self.uri
-        # MLflow 3 refuses the file store unless asked; it is the one store
-        # that needs neither a server nor SQLAlchemy (mlflow-skinny has none).
-        os.environ["MLFLOW_ALLOW_FILE_STORE"] = "true"
-        os.environ["MLFLOW_DISABLE_TELEMETRY"] = "true"
-        # MLflow tags each run with the user, from the password database unless
-        # LOGNAME says; a sandbox's uid has no entry there.
-        os.environ.setdefault("LOGNAME", "flops-learner")
-        mlflow = sys.modules.get("mlflow")
-        if mlflow is not None:
-            mlflow.set_tracking_uri(self.uri)
-            _answer_inference(self.requirements)
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        shutil.rmtree(self.scratch, ignore_errors=True)
-
-    def collect(self) -> tuple[dict[str, Any] | None, list[np.ndarray]]:
-        """(what the user's MLflow logged, [its artifacts as a tar]) or (None, [])."""
-        mlflow = sys.modules.get("mlflow")
-        if mlflow is None or not self.root.is_dir():
-            return None, []
-        with contextlib.suppress(Exception):
-            mlflow.end_run()  # a run the user's code left open
-        client = mlflow.MlflowClient(self.uri)
-        runs: list[dict[str, Any]] = []
-        folders: dict[str, Path] = {}
-        for experiment in client.search_experiments():
-            for run in client.search_runs([experiment.experiment_id]):
-                index = str(len(runs))
-                runs.append(_describe_run(client, run))
-                folders[f"runs/{index}"] = _local(run.info.artifact_uri)
-            # MLflow 3 logs models as LoggedModels, outside the run's artifacts.
-            search_models = getattr(client, "search_logged_models", None)
-            models = search_models([experiment.experiment_id]) if search_models else []
-            for model in models:
-                folders[f"models/{model.name}-{model.model_id}"] = _local(
-                    model.artifact_location
-                )
-        payload: dict[str, Any] = {"runs": runs, "note": None}
-        blob = _tar(folders)
-        if len(blob) > ARTIFACT_LIMIT_BYTES:
-            payload["note"] = (
-                f"artifacts of {len(blob) / 2**20:.0f} MiB left out "
-                f"(more than {ARTIFACT_LIMIT_BYTES / 2**20:.0f} MiB per task)"
-            )
-            return payload, []
-        return payload, [np.frombuffer(blob, dtype=np.uint8)] if blob else []
-
-
-def _local(uri: str) -> Path:
-    from urllib.parse import unquote, urlparse
-
-    return Path(unquote(urlparse(uri).path)) if uri.startswith("file:") else Path(uri)
-
-
-def _describe_run(client: Any, run: Any) -> dict[str, Any]:
-    metrics = [
-        [key, m.value, m.step, m.timestamp]
-        for key in run.data.metrics
-        for m in client.get_metric_history(run.info.run_id, key)
-    ]
-    return {
-        "name": run.info.run_name,
-        "run_id": run.info.run_id,
-        "parent": run.data.tags.get("mlflow.parentRunId"),
-        "params": dict(run.data.params),
-        "tags": {
-            k: v
-            for k, v in run.data.tags.items()
-            if not k.startswith("mlflow.") or k == "mlflow.autologging"
-        },
-        "metrics": metrics,
-    }
-
-
-def _tar(folders: dict[str, Path]) -> bytes:
-    buffer = io.BytesIO()
-    count = 0
-    with tarfile.open(fileobj=buffer, mode="w:gz", compresslevel=1) as tar:
-        for name, folder in folders.items():
-            if folder.is_dir() and any(folder.iterdir()):
-                tar.add(folder, arcname=name)
-                count += 1
-    return buffer.getvalue() if count else b""

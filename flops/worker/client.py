@@ -179,7 +179,7 @@ class WorkerSession:
 
     def _with_logged(self, op: str) -> dict[str, Any]:
         """The reply of a call into the user's code, with what its own MLflow
-        calls logged (`logged`, `artifacts` as a tar.gz; see worker.autolog)."""
+        calls logged (`logged`, `artifacts` as a tar.gz; see worker.capture)."""
         result, out = self.request(op)
         result["artifacts"] = out[0].tobytes() if out else None
         return result

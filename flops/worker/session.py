@@ -18,7 +18,7 @@ import numpy as np
 
 from flops import data, model_export, usercode
 from flops.usercode import UserCodeError
-from flops.worker.autolog import Capture
+from flops.worker.capture import Capture
 
 Reply = tuple[dict[str, Any], list[np.ndarray]]
 
