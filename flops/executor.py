@@ -21,12 +21,13 @@ import logging
 import os
 import signal
 import sys
+import tempfile
 import time
 from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from flops import events, usercode
+from flops import events, learned_imports, usercode
 from flops.worker.client import Worker
 
 logger = logging.getLogger("flops.executor")
@@ -119,10 +120,15 @@ def _run_task(role: str, address: str, token: str, certificates: bytes | None) -
 class ForkingExecutor:
     """Implements Flower's SuperExec `Executor` protocol by forking this process."""
 
-    def __init__(self, role: str, certificates: bytes | None) -> None:
+    def __init__(
+        self, role: str, certificates: bytes | None, learn_in: Path | None = None
+    ) -> None:
         self.role = role
         self.certificates = certificates
         self.children: dict[int, int] = {}  # pid -> task id
+        # Where tasks write what they imported, for this process to import too
+        # (flops.learned_imports): a Flower app's tasks run the app's own code.
+        self.learn_in = learn_in
 
     def get_eligible_capacity(
         self, supported_task_types: set[Any], **_: Any
@@ -137,12 +143,15 @@ class ForkingExecutor:
 
         sys.stdout.flush()
         sys.stderr.flush()
+        before = set(sys.modules)
         pid = os.fork()
         if pid == 0:  # child
             signal.signal(signal.SIGTERM, signal.SIG_DFL)
             code = _run_task(
                 self.role, spec.runtime_api_address, spec.token, self.certificates
             )
+            if self.learn_in is not None:
+                learned_imports.record(self.learn_in, before)
             sys.stdout.flush()
             sys.stderr.flush()
             os._exit(code)
@@ -159,6 +168,8 @@ class ForkingExecutor:
                 del self.children[pid]
                 code = os.waitstatus_to_exitcode(status)
                 events.emit(TASK_EXITED, role=self.role, task_id=task_id, code=code)
+                if self.learn_in is not None:
+                    learned_imports.learn(self.learn_in, pid)
 
     def close(self) -> None:
         for pid in self.children:
@@ -173,6 +184,7 @@ def serve(
     poll: float,
     certificates: bytes | None,
     worker: Worker | None = None,
+    learn_in: Path | None = None,
 ) -> None:
     from flwr.proto.runtime_pb2 import AcquireTaskRequest
     from flwr.supercore.constant import TaskType
@@ -185,7 +197,7 @@ def serve(
     class Plugin(BaseExecPlugin):
         supported_task_types = frozenset({task_type})
 
-    executor = ForkingExecutor(role, certificates)
+    executor = ForkingExecutor(role, certificates, learn_in)
     plugin = Plugin(
         runtime_api_address=address,
         insecure=certificates is None,
@@ -282,9 +294,15 @@ def main(argv: list[str] | None = None) -> None:
     )
     if args.flower_app:
         _preload_runtime(args.role, args.flower_app)
-        serve(
-            args.role, args.runtime_api_address, repo, args.poll_interval, certificates
-        )
+        with tempfile.TemporaryDirectory(prefix="flops-executor-") as learn_in:
+            serve(
+                args.role,
+                args.runtime_api_address,
+                repo,
+                args.poll_interval,
+                certificates,
+                learn_in=Path(learn_in),
+            )
         return
     with Worker(args.worker_python, repo, args.role, args.worker_path) as worker:
         _preload_runtime(args.role)

@@ -10,7 +10,6 @@ that task. It exits when the process that started it is gone.
 from __future__ import annotations
 
 import contextlib
-import importlib
 import logging
 import os
 import signal
@@ -18,7 +17,7 @@ import socket
 import sys
 from pathlib import Path
 
-from flops import usercode
+from flops import learned_imports, usercode
 from flops.errors import FlopsError
 from flops.worker import autolog, protocol
 from flops.worker.session import Session
@@ -63,33 +62,6 @@ def serve_connection(conn: socket.socket, repo: Path) -> None:
         protocol.send(conn, {"ok": True, "result": result}, out)
 
 
-def _imports_file(folder: Path, pid: int) -> Path:
-    return folder / f"imported-{pid}.txt"
-
-
-def _record_imports(folder: Path, before: set[str]) -> None:
-    """In a task's process: the modules it imported that the worker had not."""
-    new = sorted(set(sys.modules) - before)
-    with contextlib.suppress(OSError):
-        _imports_file(folder, os.getpid()).write_text("\n".join(new))
-
-
-def _learn_imports(folder: Path, pid: int) -> None:
-    """In the worker: import what a finished task imported, so the next tasks
-    start with it (MLflow's logging paths, a framework's lazy submodules); the
-    first task pays for an import, not every task."""
-    path = _imports_file(folder, pid)
-    try:
-        names = path.read_text().split()
-        path.unlink()
-    except OSError:
-        return
-    for name in names:
-        if name not in sys.modules and name != "__main__":
-            with contextlib.suppress(Exception):
-                importlib.import_module(name)
-
-
 def _reap(children: set[int], folder: Path) -> None:
     for pid in list(children):
         with contextlib.suppress(ChildProcessError):
@@ -97,7 +69,7 @@ def _reap(children: set[int], folder: Path) -> None:
             if not done:
                 continue
         children.discard(pid)
-        _learn_imports(folder, pid)
+        learned_imports.learn(folder, pid)
 
 
 def serve(socket_path: Path, repo: Path, role: str) -> None:
@@ -137,7 +109,7 @@ def serve(socket_path: Path, repo: Path, role: str) -> None:
                 logger.exception("task failed")
                 code = 1
             finally:
-                _record_imports(folder, before)
+                learned_imports.record(folder, before)
                 sys.stdout.flush()
                 sys.stderr.flush()
             os._exit(code)

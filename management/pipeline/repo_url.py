@@ -143,7 +143,13 @@ def parse(source: str, base: Path | None = None) -> RepoSource:
     elif "://" in location:
         clean, credentials = _remote(location)
         return RepoSource(clean, subdir, local=False, credentials=credentials)
-    path = Path(location).expanduser()
+    try:
+        path = Path(location).expanduser()
+    except RuntimeError:  # `~name` of a user this host does not have
+        raise SourceError(
+            f"'{location}' names the home of a user this host does not have.",
+            hint="Give an https URL, or an absolute path.",
+        ) from None
     if not path.is_absolute():
         path = (base or Path.cwd()) / path
     return RepoSource(str(path.resolve()), subdir, local=True)

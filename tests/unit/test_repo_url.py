@@ -39,6 +39,7 @@ def test_credentials_are_taken_out_of_https_urls() -> None:
         ("https://host/x.git#subdirectory=/etc", "relative path inside"),
         ("https://host/x\n.git", "control character"),
         ("https://host/" + "x" * 3000, "longer than 2048"),
+        ("~no-such-user-here/repo", "home of a user this host does not have"),
     ],
 )
 def test_locations_git_could_misread_are_refused(source: str, expected: str) -> None:
