@@ -292,20 +292,20 @@ def main(argv: list[str] | None = None) -> None:
     certificates = (
         Path(args.root_certificates).read_bytes() if args.root_certificates else None
     )
-    if args.flower_app:
-        _preload_runtime(args.role, args.flower_app)
-        with tempfile.TemporaryDirectory(prefix="flops-executor-") as learn_in:
-            serve(
-                args.role,
-                args.runtime_api_address,
-                repo,
-                args.poll_interval,
-                certificates,
-                learn_in=Path(learn_in),
+    with contextlib.ExitStack() as stack:
+        # A Flower app's code runs in the tasks themselves: no model worker, and
+        # a folder where they write what they imported (flops.learned_imports).
+        worker, learn_in = None, None
+        if args.flower_app:
+            folder = stack.enter_context(
+                tempfile.TemporaryDirectory(prefix="flops-executor-")
             )
-        return
-    with Worker(args.worker_python, repo, args.role, args.worker_path) as worker:
-        _preload_runtime(args.role)
+            learn_in = Path(folder)
+        else:
+            worker = stack.enter_context(
+                Worker(args.worker_python, repo, args.role, args.worker_path)
+            )
+        _preload_runtime(args.role, args.flower_app)
         serve(
             args.role,
             args.runtime_api_address,
@@ -313,6 +313,7 @@ def main(argv: list[str] | None = None) -> None:
             args.poll_interval,
             certificates,
             worker,
+            learn_in,
         )
 
 

@@ -81,14 +81,17 @@ def digits_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
+def push_tag(stack: Stack, path: Path, tag: str) -> str:
+    """`flops data push PATH --tag TAG --partitions 2` through the CLI."""
+    pushed = stack.flops("data", "push", str(path), "--tag", tag, "--partitions", "2")
+    assert pushed.returncode == 0, pushed.stderr
+    return tag
+
+
 @pytest.fixture(scope="session")
 def digits(stack: Stack, digits_file: Path) -> str:
     """The `digits` data tag, two learner partitions, pushed through the CLI."""
-    pushed = stack.flops(
-        "data", "push", str(digits_file), "--tag", "digits", "--partitions", "2"
-    )
-    assert pushed.returncode == 0, pushed.stderr
-    return "digits"
+    return push_tag(stack, digits_file, "digits")
 
 
 @pytest.fixture(scope="session")
@@ -100,22 +103,14 @@ def tabular_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def tabular(stack: Stack, tabular_file: Path) -> str:
     """The `iris` data tag, two learner partitions."""
-    pushed = stack.flops(
-        "data", "push", str(tabular_file), "--tag", "iris", "--partitions", "2"
-    )
-    assert pushed.returncode == 0, pushed.stderr
-    return "iris"
+    return push_tag(stack, tabular_file, "iris")
 
 
 @pytest.fixture(scope="session")
 def digit_images(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> str:
     """The `digit-images` tag: PNG digits as HF `Image` structs, two partitions."""
     path = make_digit_images(tmp_path_factory.mktemp("images") / "digits.parquet")
-    pushed = stack.flops(
-        "data", "push", str(path), "--tag", "digit-images", "--partitions", "2"
-    )
-    assert pushed.returncode == 0, pushed.stderr
-    return "digit-images"
+    return push_tag(stack, path, "digit-images")
 
 
 @pytest.fixture(scope="session")

@@ -33,6 +33,7 @@ from flwr.serverapp import Grid, ServerApp
 from flops import events, usercode
 from flops.app import run_settings as keys
 from flops.app.client import LearnerError, reply_records
+from flops.app.grid import connection_reporter
 from flops.app.round_observer import ObservedGrid, RoundObserver
 from flops.app.run_settings import RunSettings
 from flops.app.run_tracker import RunTracker
@@ -140,16 +141,7 @@ class ObservedServerApp(ServerApp):
         config = settings.config
         tracker = RunTracker(client, settings.experiment_id, settings.run_id)
         observer = RoundObserver(tracker, config.rounds)
-        connected: set[int] = set()
-
-        def on_new_node(node_id: int) -> None:
-            connected.add(node_id)
-            events.emit(
-                events.LEARNER_CONNECTED,
-                node_id=node_id,
-                connected=len(connected),
-                needed=config.learners,
-            )
+        on_new_node = connection_reporter(config.learners)
 
         inner = load_component(self.ref, ServerApp)
         try:

@@ -20,6 +20,25 @@ from flwr.app import Message, RecordDict
 from flwr.serverapp import Grid
 from flwr.supercore.run import Run
 
+from flops import events
+
+
+def connection_reporter(needed: int) -> Callable[[int], None]:
+    """`on_new_node` for FastPollGrid: a `learner_connected` event per node,
+    with how many are connected and how many the run needs."""
+    connected: set[int] = set()
+
+    def on_new_node(node_id: int) -> None:
+        connected.add(node_id)
+        events.emit(
+            events.LEARNER_CONNECTED,
+            node_id=node_id,
+            connected=len(connected),
+            needed=needed,
+        )
+
+    return on_new_node
+
 
 class FastPollGrid(Grid):
     """Delegates to Flower's grid; polls replies at `interval` seconds."""

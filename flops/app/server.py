@@ -18,7 +18,7 @@ from flwr.app import ArrayRecord, Context
 from flwr.serverapp import Grid, ServerApp
 
 from flops import events, usercode
-from flops.app.grid import FastPollGrid
+from flops.app.grid import FastPollGrid, connection_reporter
 from flops.app.run_settings import RunSettings
 from flops.app.run_tracker import RunTracker
 from flops.app.tracking import TrackedStrategy
@@ -71,16 +71,7 @@ def _train_and_export(grid: Grid, settings: RunSettings, client: Any) -> None:
         wait_timeout=config.round_timeout,
         connect_timeout=settings.connect_timeout,
     )
-    connected: set[int] = set()
-
-    def on_new_node(node_id: int) -> None:
-        connected.add(node_id)
-        events.emit(
-            events.LEARNER_CONNECTED,
-            node_id=node_id,
-            connected=len(connected),
-            needed=config.learners,
-        )
+    on_new_node = connection_reporter(config.learners)
 
     result = strategy.start(  # type: ignore[attr-defined]
         grid=FastPollGrid(grid, settings.poll_interval, on_new_node),
