@@ -66,6 +66,25 @@ def stack(
         yield stack
     finally:
         stack.flops("down", timeout=120)
+        remove_local_images(stack.registry)
+
+
+def remove_local_images(registry: str) -> None:
+    """The images the session built stay in this host's container storage after
+    their registry is gone: tens of gigabytes over a few runs on a CI host."""
+    listed = subprocess.run(
+        ["podman", "images", "--format", "{{.ID}} {{.Repository}}"],
+        capture_output=True,
+        text=True,
+    )
+    ids = {
+        line.split()[0]
+        for line in listed.stdout.splitlines()
+        if line.split()[1:] and line.split()[1].startswith(f"{registry}/")
+    }
+    if ids:
+        subprocess.run(["podman", "rmi", "--force", *sorted(ids)], capture_output=True)
+    subprocess.run(["podman", "image", "prune", "--force"], capture_output=True)
 
 
 @pytest.fixture(scope="session")

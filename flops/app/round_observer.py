@@ -26,8 +26,8 @@ from flwr.serverapp import Grid
 from flops import events
 from flops.app import run_settings as keys
 from flops.app.grid import FastPollGrid
+from flops.app.learner_roster import LearnerRoster
 from flops.app.run_tracker import RunTracker
-from flops.app.tracking import error_reason
 
 PHASES = {"train": "train_", "evaluate": "eval_"}
 EXAMPLES_KEY = "num-examples"
@@ -75,8 +75,7 @@ class RoundObserver:
         self.round: _Round | None = None
         self.counted = 0
         self.last_arrays: ArrayRecord | None = None
-        self.names: dict[int, str] = {}
-        self.seen: set[str] = set()
+        self.roster = LearnerRoster()
 
     def _round_of(self, batch: list[Message], phase: str) -> int:
         for msg in batch:
@@ -108,15 +107,6 @@ class RoundObserver:
                 self.round.bytes_sent += arrays.count_bytes()
         return phase
 
-    def _learner(self, msg: Message) -> str:
-        if keys.META_RECORD in msg.content.config_records:
-            name = str(msg.content.config_records[keys.META_RECORD].get("learner"))
-            self.names[msg.metadata.src_node_id] = name
-            return name
-        return self.names.get(
-            msg.metadata.src_node_id, f"node-{msg.metadata.src_node_id}"
-        )
-
     def after(
         self,
         phase: str,
@@ -128,22 +118,11 @@ class RoundObserver:
         current = self.round
         assert current is not None
         prefix = PHASES[phase]
+        batch = self.roster.sort(replies, destination, unanswered)
+        for learner, reason in batch.failures:
+            self._failed(learner, phase, reason)
         ok: list[dict[str, float]] = []
-        for msg in replies:
-            if msg.has_error():
-                named, reason = error_reason(msg)
-                node = destination(msg.metadata.reply_to_message_id)
-                learner = named or self.names.get(node or -1, f"node-{node}")
-                self._failed(learner, phase, reason)
-                continue
-            learner = self._learner(msg)
-            if learner not in self.seen:
-                self.seen.add(learner)
-                events.emit(
-                    events.LEARNER_JOINED,
-                    learner=learner,
-                    node_id=msg.metadata.src_node_id,
-                )
+        for learner, msg in batch.ok:
             metrics = _numbers(msg)
             ok.append(metrics)
             current.bytes_received += sum(
@@ -155,10 +134,6 @@ class RoundObserver:
             if keys.LOGGED_RECORD in msg.content.config_records:
                 record = msg.content.config_records[keys.LOGGED_RECORD]
                 self.tracker.log_captured(learner, current.number, phase, record)
-        for node in sorted(set(unanswered) - {-1}):
-            self._failed(
-                self.names.get(node, f"node-{node}"), phase, "no reply in time"
-            )
         current.figures.update(
             {f"{prefix}{k.replace('-', '_')}": v for k, v in weighted_means(ok).items()}
         )

@@ -17,7 +17,6 @@ message went to names the learner) and counted in the round's
 from __future__ import annotations
 
 import logging
-import re
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -28,29 +27,11 @@ from flwr.app import ArrayRecord, ConfigRecord, Message, MetricRecord
 from flops import events
 from flops.app import run_settings as keys
 from flops.app.grid import FastPollGrid
+from flops.app.learner_roster import LearnerRoster
 from flops.app.run_tracker import RunTracker
 from flops.errors import TrainingError
 
 logger = logging.getLogger(__name__)
-
-_FLOWER_REASON = re.compile(r"^<class '(?P<cls>[^']+)'>:<'(?P<msg>.*)'>$", re.DOTALL)
-
-
-def error_reason(msg: Message) -> tuple[str | None, str]:
-    """(learner, reason) from an error reply.
-
-    Flower wraps a ClientApp exception as `<class 'X'>:<'message'>`; FLOps'
-    LearnerError messages start with the learner's name.
-    """
-    reason = msg.error.reason or "unknown error"
-    match = _FLOWER_REASON.match(reason)
-    if not match:
-        return None, reason
-    cls = match["cls"].rsplit(".", 1)[-1]
-    if cls == "LearnerError":
-        learner, _, message = match["msg"].partition(": ")
-        return learner, message
-    return None, f"{cls}: {match['msg']}"
 
 
 @dataclass
@@ -87,8 +68,7 @@ class TrackedStrategy:
     _wait_timeout: float
     _connect_timeout: float
     _round: _Round
-    _seen: set[str]
-    _names: dict[int, str]
+    _roster: LearnerRoster
     _gone: set[int]
     _grid: FastPollGrid
     signature: dict[str, str] | None = None
@@ -110,14 +90,10 @@ class TrackedStrategy:
         self._learners = learners or max(min_fit, min_evaluate)
         self._wait_timeout = wait_timeout
         self._connect_timeout = connect_timeout
-        self._seen = set()
-        self._names = {}  # node id -> learner name, from its replies
+        self._roster = LearnerRoster()
         self._gone = set()  # nodes reported as having left
 
     # -- helpers -------------------------------------------------------------
-
-    def _name(self, node_id: int) -> str:
-        return self._names.get(node_id, f"node-{node_id}")
 
     def _failed(self, learner: str, phase: str, reason: str) -> str:
         events.emit(
@@ -141,7 +117,8 @@ class TrackedStrategy:
                 if connected >= needed:
                     return
                 gone = sorted(
-                    self._name(n) for n in grid.known_nodes - set(grid.get_node_ids())
+                    self._roster.name(n)
+                    for n in grid.known_nodes - set(grid.get_node_ids())
                 )
                 raise TrainingError(
                     f"Round {self._round.number} {phase}: {connected} of "
@@ -181,60 +158,38 @@ class TrackedStrategy:
         for node in sorted(grid.known_nodes - snapshot - self._gone):
             self._gone.add(node)
             self._round.failed += 1
-            self._failed(self._name(node), phase, "left the federation (disconnected)")
+            self._failed(
+                self._roster.name(node), phase, "left the federation (disconnected)"
+            )
         return messages
 
     def _sort_replies(
         self, replies: Iterable[Message], phase: str, sampled: int
-    ) -> list[Message]:
-        ok: list[Message] = []
-        failures: list[str] = []
-        answered: set[int] = set()
-        for msg in replies:
-            learner = self._learner(msg)
-            if msg.has_error():
-                named, reason = error_reason(msg)
-                node = self._grid.destination(msg.metadata.reply_to_message_id)
-                if node is not None:
-                    answered.add(node)
-                learner = named or (self._name(node) if node is not None else learner)
-                failures.append(self._failed(learner, phase, reason))
-                continue
-            self._names[msg.metadata.src_node_id] = learner
-            answered.add(msg.metadata.src_node_id)
-            if learner not in self._seen:
-                self._seen.add(learner)
-                events.emit(
-                    events.LEARNER_JOINED,
-                    learner=learner,
-                    node_id=msg.metadata.src_node_id,
-                )
-            ok.append(msg)
-        silent = sorted(self._grid.unanswered - answered - {-1})
-        for node in silent:
-            failures.append(self._failed(self._name(node), phase, "no reply in time"))
-        missing = sampled - len(ok) - len(failures)
+    ) -> list[tuple[str, Message]]:
+        batch = self._roster.sort(
+            replies, self._grid.destination, self._grid.unanswered
+        )
+        failures = [
+            self._failed(learner, phase, why) for learner, why in batch.failures
+        ]
+        missing = sampled - len(batch.ok) - len(failures)
         if missing > 0:
             failures.append(f"{missing} learner(s) sent no reply in time")
         self._round.failed += len(failures)
         needed = self._min_fit if phase == "train" else self._min_evaluate
-        if len(ok) < needed:
+        if len(batch.ok) < needed:
             raise TrainingError(
-                f"Round {self._round.number} {phase}: {len(ok)} of {sampled} learners "
-                f"succeeded, {needed} needed.\n" + "\n".join(failures)
+                f"Round {self._round.number} {phase}: {len(batch.ok)} of {sampled} "
+                f"learners succeeded, {needed} needed.\n" + "\n".join(failures)
             )
-        return ok
+        return batch.ok
 
-    def _log_captured(self, msg: Message, server_round: int, phase: str) -> None:
+    def _log_captured(
+        self, learner: str, msg: Message, server_round: int, phase: str
+    ) -> None:
         if keys.LOGGED_RECORD in msg.content.config_records:
             record = msg.content.config_records[keys.LOGGED_RECORD]
-            self._tracker.log_captured(self._learner(msg), server_round, phase, record)
-
-    @staticmethod
-    def _learner(msg: Message) -> str:
-        if not msg.has_error() and keys.META_RECORD in msg.content:
-            return str(msg.content.config_records[keys.META_RECORD].get("learner"))
-        return f"node-{msg.metadata.src_node_id}"
+            self._tracker.log_captured(learner, server_round, phase, record)
 
     # -- Strategy hooks --------------------------------------------------------
 
@@ -260,7 +215,7 @@ class TrackedStrategy:
         self, server_round: int, replies: Iterable[Message]
     ) -> tuple[ArrayRecord | None, MetricRecord | None]:
         ok = self._sort_replies(replies, "train", self._train_sampled)
-        for msg in ok:
+        for learner, msg in ok:
             record = msg.content.metric_records["metrics"]
             self._round.bytes_received += sum(
                 a.count_bytes() for a in msg.content.array_records.values()
@@ -269,12 +224,13 @@ class TrackedStrategy:
                 self._round.slowest_learner_seconds,
                 _metrics(record, "").get("learner_seconds", 0.0),
             )
-            self._round.per_learner.setdefault(self._learner(msg), {}).update(
+            self._round.per_learner.setdefault(learner, {}).update(
                 _metrics(record, "train_")
             )
-            self._log_captured(msg, server_round, "fit")
+            self._log_captured(learner, msg, server_round, "fit")
         started = time.perf_counter()
-        arrays, metrics = super().aggregate_train(server_round, ok)  # type: ignore[misc]
+        replies_ok = [msg for _, msg in ok]
+        arrays, metrics = super().aggregate_train(server_round, replies_ok)  # type: ignore[misc]
         self._round.aggregation_seconds = time.perf_counter() - started
         if arrays is None:
             raise TrainingError(f"Round {server_round}: aggregation produced no model.")
@@ -301,7 +257,7 @@ class TrackedStrategy:
         self, server_round: int, replies: Iterable[Message]
     ) -> MetricRecord | None:
         ok = self._sort_replies(replies, "evaluate", self._evaluate_sampled)
-        for msg in ok:
+        for learner, msg in ok:
             meta = msg.content.config_records[keys.META_RECORD]
             if self.signature is None and "signature-inputs" in meta:
                 self.signature = {
@@ -309,11 +265,14 @@ class TrackedStrategy:
                     for part in ("inputs", "outputs")
                     if f"signature-{part}" in meta
                 }
-            self._round.per_learner.setdefault(self._learner(msg), {}).update(
+            self._round.per_learner.setdefault(learner, {}).update(
                 _metrics(msg.content.metric_records["metrics"], "eval_")
             )
-            self._log_captured(msg, server_round, "evaluate")
-        metrics: MetricRecord | None = super().aggregate_evaluate(server_round, ok)  # type: ignore[misc]
+            self._log_captured(learner, msg, server_round, "evaluate")
+        parent: Any = super()
+        metrics: MetricRecord | None = parent.aggregate_evaluate(
+            server_round, [msg for _, msg in ok]
+        )
         self._finish_round(_metrics(metrics, "eval_"))
         return metrics
 

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import logging
+import re
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from flops.config import ProjectConfig
 from flops.contract import ContractReport
@@ -21,7 +22,16 @@ from flops_management.store import Store
 
 logger = logging.getLogger(__name__)
 
+# What a stage returns: None when it did its work, "skipped" when it had none.
+StageResult = Literal["skipped"] | None
+
 STAGE_LOG_LIMIT = 64 * 1024  # the store keeps the tail; the full log is on disk
+# The lines of an image build worth showing while a user follows the job:
+# FLOps' own milestones and Buildah's steps.
+IMAGE_PROGRESS = re.compile(
+    r"STEP \d+/\d+:|: building |: built in |^pushed |build skipped|packages "
+    r"(reused|installed)|no wheel for|^base |enabling QEMU"
+)
 
 
 class CancelSignal(threading.Event):
@@ -128,6 +138,15 @@ class JobContext:
 
     def event(self, kind: str, **data: Any) -> None:
         self.store.append_event(self.project.id, kind, data)
+
+    def image_log(self, line: str) -> None:
+        """A line of an image build: into the stage log and the job's events, the
+        milestones flagged as progress, which the CLI shows while following."""
+        self.log(line)
+        if IMAGE_PROGRESS.search(line):
+            self.event("build_log", line=line, progress=True)
+        else:
+            self.event("build_log", line=line)
 
     def check_cancelled(self) -> None:
         if self.cancel_event.is_set():
