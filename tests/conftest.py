@@ -71,19 +71,19 @@ def stack(
 
 def remove_local_images(registry: str) -> None:
     """The images the session built stay in this host's container storage after
-    their registry is gone: tens of gigabytes over a few runs on a CI host."""
+    their registry is gone: tens of gigabytes over a few runs on a CI host. By
+    name, so that an image also tagged otherwise (the base images' local cache,
+    which spares the next session a debootstrap) only loses this tag."""
     listed = subprocess.run(
-        ["podman", "images", "--format", "{{.ID}} {{.Repository}}"],
+        ["podman", "images", "--format", "{{.Repository}}:{{.Tag}}"],
         capture_output=True,
         text=True,
     )
-    ids = {
-        line.split()[0]
-        for line in listed.stdout.splitlines()
-        if line.split()[1:] and line.split()[1].startswith(f"{registry}/")
-    }
-    if ids:
-        subprocess.run(["podman", "rmi", "--force", *sorted(ids)], capture_output=True)
+    names = sorted(
+        {name for name in listed.stdout.split() if name.startswith(f"{registry}/")}
+    )
+    if names:
+        subprocess.run(["podman", "rmi", *names], capture_output=True)
     subprocess.run(["podman", "image", "prune", "--force"], capture_output=True)
 
 
