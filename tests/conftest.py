@@ -35,7 +35,9 @@ def tls(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path]:
 
 @pytest.fixture(scope="session")
 def stack(
-    tmp_path_factory: pytest.TempPathFactory, tls: tuple[Path, Path, Path]
+    request: pytest.FixtureRequest,
+    tmp_path_factory: pytest.TempPathFactory,
+    tls: tuple[Path, Path, Path],
 ) -> Iterator[Stack]:
     home = tmp_path_factory.mktemp("flops-home")
     api_port, mlflow_port, registry_port = free_port(), free_port(), free_port()
@@ -62,11 +64,57 @@ def stack(
     )
     up = stack.flops("up", timeout=600)
     assert up.returncode == 0, up.stdout + up.stderr
+    prebuild = prebuild_base_images(stack, request.session.items)
     try:
         yield stack
     finally:
+        if prebuild is not None:
+            prebuild.kill()
+            prebuild.wait()
         stack.flops("down", timeout=120)
         remove_local_images(stack.registry)
+
+
+# Platforms whose base image the session's tests will need, by test module.
+BASE_USERS = {
+    "test_e2e_docker": ["linux/amd64"],
+    "test_e2e_examples": ["linux/amd64"],
+    "test_e2e_flower_apps": ["linux/amd64"],
+    "test_e2e_inference": ["linux/amd64"],
+    "test_e2e_multiarch": ["linux/amd64", "linux/arm64"],
+}
+PREBUILD = """
+import sys
+from flops_management.images.parts import ImageParts
+from flops_management.settings import Settings
+parts = ImageParts(Settings(), lambda line: print(line, flush=True))
+for platform in sys.argv[1:]:
+    parts.bases.ensure(platform)
+"""
+
+
+def prebuild_base_images(
+    stack: Stack, items: list[pytest.Item]
+) -> subprocess.Popen[bytes] | None:
+    """On a fresh host the base images are bootstrapped once (debootstrap: about
+    80 s for amd64, 280 s for arm64 under QEMU); started now, in the background,
+    that overlaps the tests before the first image build instead of adding to
+    them. The jobs' own `ensure` waits on the same lock, then finds them."""
+    modules = {item.path.stem for item in items}
+    platforms = sorted(
+        {p for module, needs in BASE_USERS.items() if module in modules for p in needs}
+    )
+    if not platforms:
+        return None
+    log = (stack.home / "logs").joinpath("prebuild-base-images.log")
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with log.open("wb") as output:
+        return subprocess.Popen(
+            [sys.executable, "-c", PREBUILD, *platforms],
+            env=stack.env,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+        )
 
 
 def remove_local_images(registry: str) -> None:
@@ -75,15 +123,16 @@ def remove_local_images(registry: str) -> None:
     name, so that an image also tagged otherwise (the base images' local cache,
     which spares the next session a debootstrap) only loses this tag."""
     listed = subprocess.run(
-        ["podman", "images", "--format", "{{.Repository}}:{{.Tag}}"],
+        ["podman", "images", "--format", "{{.ID}} {{.Repository}} {{.Tag}}"],
         capture_output=True,
         text=True,
     )
-    names = sorted(
-        {name for name in listed.stdout.split() if name.startswith(f"{registry}/")}
-    )
-    if names:
-        subprocess.run(["podman", "rmi", *names], capture_output=True)
+    for line in listed.stdout.splitlines():
+        image, repository, tag = line.split()
+        if repository.startswith(f"{registry}/"):
+            # An untagged one (a manifest list's member) goes by its ID.
+            name = image if tag == "<none>" else f"{repository}:{tag}"
+            subprocess.run(["podman", "rmi", name], capture_output=True)
     subprocess.run(["podman", "image", "prune", "--force"], capture_output=True)
 
 

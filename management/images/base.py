@@ -23,6 +23,7 @@ from pathlib import Path
 
 from flops import subprocesses
 from flops.errors import CommandError, FlopsError
+from flops_management.file_lock import file_lock
 from flops_management.images import commands as cmd
 from flops_management.images.containerfiles import BASE, render
 from flops_management.images.registry import Registry
@@ -143,6 +144,14 @@ class BaseImages:
                 f"Unsupported platform {platform!r}.",
                 hint=f"Use one of {', '.join(cmd.PLATFORMS)}.",
             )
+        # Two jobs (or a job and a prebuild) asking for the same new base would
+        # both bootstrap it, in the same work folder.
+        with file_lock(
+            self.settings.images_dir / "base" / f"{cmd.arch(platform)}.lock"
+        ):
+            return self._ensure(platform)
+
+    def _ensure(self, platform: str) -> str:
         reference = self.reference(platform)
         cached = f"{LOCAL_CACHE}:{base_tag(self.settings, platform)}"
         local = self._local(reference)
