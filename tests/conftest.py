@@ -71,8 +71,10 @@ def stack(
         if prebuild is not None:
             prebuild.kill()
             prebuild.wait()
-        stack.flops("down", timeout=120)
-        remove_local_images(stack.registry)
+        try:
+            stack.flops("down", timeout=300)
+        finally:
+            remove_local_images(stack.registry)
 
 
 # Platforms whose base image the session's tests will need, by test module.
@@ -122,17 +124,32 @@ def remove_local_images(registry: str) -> None:
     their registry is gone: tens of gigabytes over a few runs on a CI host. By
     name, so that an image also tagged otherwise (the base images' local cache,
     which spares the next session a debootstrap) only loses this tag."""
-    listed = subprocess.run(
-        ["podman", "images", "--format", "{{.ID}} {{.Repository}} {{.Tag}}"],
+    # A container still running one (an inference server the session deployed)
+    # would keep it: the session is over, so is the container.
+    containers = subprocess.run(
+        ["podman", "ps", "--all", "--format", "{{.ID}} {{.Image}}"],
         capture_output=True,
         text=True,
     )
-    for line in listed.stdout.splitlines():
-        image, repository, tag = line.split()
-        if repository.startswith(f"{registry}/"):
-            # An untagged one (a manifest list's member) goes by its ID.
-            name = image if tag == "<none>" else f"{repository}:{tag}"
-            subprocess.run(["podman", "rmi", name], capture_output=True)
+    for line in containers.stdout.splitlines():
+        container, image = line.split(maxsplit=1)
+        if image.startswith(f"{registry}/"):
+            subprocess.run(["podman", "rm", "--force", container], capture_output=True)
+    # Tagged ones (manifest lists first: they hold their members) by name, then
+    # what is left untagged by ID.
+    for untagged in (False, True):
+        listed = subprocess.run(
+            ["podman", "images", "--format", "{{.ID}} {{.Repository}} {{.Tag}}"],
+            capture_output=True,
+            text=True,
+        )
+        for line in listed.stdout.splitlines():
+            image, repository, tag = line.split()
+            if not repository.startswith(f"{registry}/"):
+                continue
+            if (tag == "<none>") == untagged:
+                name = image if untagged else f"{repository}:{tag}"
+                subprocess.run(["podman", "rmi", name], capture_output=True)
     subprocess.run(["podman", "image", "prune", "--force"], capture_output=True)
 
 
