@@ -12,7 +12,9 @@ seconds as the learners measured them (`fit_seconds`, rounds 2..N):
   autolog-mlflow2  the same with `mlflow==2.12.1` pinned, as an MLflow 2 export
                    pins it (the full package, whose default store is ./mlruns)
 
-and, for each, what autolog wrote where the learner could keep it.
+their seconds per round (`round_seconds`, rounds 2..N), and, for the autolog
+variants, whether every round's post-fit metrics and plots reached MLflow
+(FLOps computes those after the fit has replied; flops/worker/deferred.py).
 """
 
 from __future__ import annotations
@@ -64,6 +66,36 @@ def fit_seconds(client: Any, run_id: str) -> list[float]:
     return values
 
 
+def round_seconds(client: Any, run_id: str) -> list[float]:
+    history = client.get_metric_history(run_id, "round_seconds")
+    return [m.value for m in history if m.step > 1]
+
+
+def post_fit_content(client: Any, run_id: str) -> str:
+    """What MLflow's post-fit step logged for learner-0 (metrics, plots), which
+    FLOps logs after the fit's reply: rounds that have it / rounds run."""
+    run = client.get_run(run_id)
+    (child,) = client.search_runs(
+        [run.info.experiment_id],
+        filter_string=f"tags.mlflow.parentRunId = '{run_id}' "
+        "and tags.`flops.learner` = 'learner-0'",
+    )
+    metric = client.get_metric_history(child.info.run_id, "training_f1_score")
+    plots = 0
+    for folder in client.list_artifacts(child.info.run_id, "autolog"):
+        path = f"{folder.path}/fit/runs/0/training_confusion_matrix.png"
+        plots += any(
+            f.path == path
+            for f in client.list_artifacts(
+                child.info.run_id, f"{folder.path}/fit/runs/0"
+            )
+        )
+    rounds = len(client.get_metric_history(run_id, "round_seconds"))
+    return (
+        f"training_f1_score {len(metric)}/{rounds}, confusion matrix {plots}/{rounds}"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=4)
@@ -72,6 +104,8 @@ def main() -> None:
 
     stack = Stack.start()
     results: dict[str, list[float]] = {}
+    rounds: dict[str, list[float]] = {}
+    content: dict[str, str] = {}
     try:
         stack.push_digits(partitions=2)
         client = mlflow.MlflowClient(stack.tracking_uri)
@@ -85,7 +119,11 @@ def main() -> None:
                 }
             )
             project = stack.wait(project_id)
-            results[name] = fit_seconds(client, project["mlflow"]["run_id"])
+            run_id = project["mlflow"]["run_id"]
+            results[name] = fit_seconds(client, run_id)
+            rounds[name] = round_seconds(client, run_id)
+            if autolog:
+                content[name] = post_fit_content(client, run_id)
     finally:
         stack.stop()
     print(f"seconds per fit, mnist-sklearn, 2 learners, rounds 2..{args.rounds}")
@@ -93,6 +131,14 @@ def main() -> None:
     for name, values in results.items():
         mean = statistics.mean(values)
         print(f"  {name:<16} {mean:6.2f}s mean  (+{mean - plain:.2f}s over plain)")
+    print(f"seconds per round, rounds 2..{args.rounds}")
+    plain = statistics.mean(rounds["plain"])
+    for name, values in rounds.items():
+        mean = statistics.mean(values)
+        print(f"  {name:<16} {mean:6.2f}s mean  (+{mean - plain:.2f}s over plain)")
+    print("what autolog's post-fit step logged (learner-0)")
+    for name, text in content.items():
+        print(f"  {name:<16} {text}")
 
 
 if __name__ == "__main__":

@@ -64,8 +64,8 @@ def wait_ready(
     deadline = time.monotonic() + timeout
     while not _answers(ping):
         state = orchestrator.server_status(handle)
-        if state != "running" or time.monotonic() > deadline:
-            why = state if state != "running" else f"no answer in {timeout:.0f}s"
+        if not state.alive or time.monotonic() > deadline:
+            why = str(state) if not state.alive else f"no answer in {timeout:.0f}s"
             raise FlopsError(
                 f"The inference server did not come up ({why}):\n"
                 + orchestrator.server_logs(handle),
@@ -173,7 +173,7 @@ def reconcile(settings: Settings, store: Store) -> None:
         except FlopsError as err:
             logger.warning("Cannot tell the state of %s's server: %s", project.id, err)
             continue
-        if state != "running":
+        if not state.alive:
             _record_stopped(store, project.id, server, f"found {state}")
 
 

@@ -125,8 +125,9 @@ def evaluate(msg: Message, context: Context) -> Message:
     extra: dict[str, str] = {}
     with WorkerSession() as worker:
         settings = _prepare(msg, context, worker)
-        result = worker.evaluate()
-        if msg.content.config_records["config"].get(keys.WANT_SIGNATURE):
+        config = msg.content.config_records["config"]
+        result = worker.evaluate(final=bool(config.get(keys.FINAL_ROUND)))
+        if config.get(keys.WANT_SIGNATURE):
             derived = worker.signature(settings.config.model_flavor)
             if derived.get("warning"):
                 logger.warning("%s", derived["warning"])

@@ -35,6 +35,8 @@ NODE_DATA_PATH = "data-path"
 
 # message config keys
 WANT_SIGNATURE = "flops-want-signature"
+# The job's last evaluate: learners ship what they still log after replying.
+FINAL_ROUND = "flops-final-round"
 # reply record names
 META_RECORD = "flops"
 # What the user's own MLflow calls logged in the task (flops.worker.capture):

@@ -22,7 +22,7 @@ class RunTracker:
         self._experiment_id = experiment_id
         self._run_id = run_id
         self._children: dict[str, str] = {}
-        self._params: dict[str, dict[str, str]] = {}  # learner -> params logged
+        self._logs: dict[str, autolog_records.LearnerLog] = {}
 
     def _child(self, learner: str) -> str:
         if learner not in self._children:
@@ -68,7 +68,7 @@ class RunTracker:
                 server_round,
                 phase,
                 record,
-                self._params.setdefault(learner, {}),
+                self._logs.setdefault(learner, autolog_records.LearnerLog()),
             )
         except Exception as exc:  # what a learner sent is untrusted input
             note = f"not logged ({type(exc).__name__}: {exc})"

@@ -241,7 +241,9 @@ class TrackedStrategy:
         self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Any
     ) -> Iterable[Message]:
         if server_round == self._total_rounds:
-            config = ConfigRecord({**config, keys.WANT_SIGNATURE: True})
+            config = ConfigRecord(
+                {**config, keys.WANT_SIGNATURE: True, keys.FINAL_ROUND: True}
+            )
         parent = super()
         messages = self._configure(
             server_round,

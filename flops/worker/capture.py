@@ -20,10 +20,14 @@ import shutil
 import sys
 import tarfile
 import tempfile
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from flops.worker.deferred import Spooled
 
 # A task's artifacts travel in its Flower reply; past this they are left out,
 # and the reply says so.
@@ -65,6 +69,10 @@ class Capture:
         # experiment only in a root it creates.
         self.root = self.scratch / "mlruns"
         self.uri = self.root.as_uri()
+        # Each captured run's place in the reply (`runs/<index>`), for content
+        # logged into it later (flops.worker.deferred).
+        self.indexes: dict[str, int] = {}
+        self._kept = False
 
     def __enter__(self) -> Capture:
         os.environ["MLFLOW_TRACKING_URI"] = self.uri
@@ -82,31 +90,54 @@ class Capture:
         return self
 
     def __exit__(self, *_: object) -> None:
+        if not self._kept:
+            self.discard()
+
+    def keep(self) -> None:
+        """Keep the store past the block, for content logged after the reply."""
+        self._kept = True
+
+    def discard(self) -> None:
         shutil.rmtree(self.scratch, ignore_errors=True)
 
-    def collect(self) -> tuple[dict[str, Any] | None, list[np.ndarray]]:
-        """(what the user's MLflow logged, [its artifacts as a tar]) or (None, [])."""
+    @contextlib.contextmanager
+    def reopened(self) -> Iterator[Any]:
+        """The user's MLflow pointed at this store again (a kept one)."""
+        with self:
+            yield sys.modules["mlflow"]
+
+    def collect(
+        self, later: Sequence[Spooled] = ()
+    ) -> tuple[dict[str, Any] | None, list[np.ndarray]]:
+        """(what the user's MLflow logged, [its artifacts as a tar]) or (None, []).
+
+        `later`: what earlier tasks' postponed MLflow calls logged, shipped in
+        this reply (`later` in the payload, `later/<i>/` in the tar)."""
         mlflow = sys.modules.get("mlflow")
-        if mlflow is None or not self.root.is_dir():
-            return None, []
-        with contextlib.suppress(Exception):
-            mlflow.end_run()  # a run the user's code left open
-        client = mlflow.MlflowClient(self.uri)
         runs: list[dict[str, Any]] = []
         folders: dict[str, Path] = {}
-        for experiment in client.search_experiments():
-            for run in client.search_runs([experiment.experiment_id]):
-                index = str(len(runs))
-                runs.append(_describe_run(client, run))
-                folders[f"runs/{index}"] = _local(run.info.artifact_uri)
-            # MLflow 3 logs models as LoggedModels, outside the run's artifacts.
-            search_models = getattr(client, "search_logged_models", None)
-            models = search_models([experiment.experiment_id]) if search_models else []
-            for model in models:
-                folders[f"models/{model.name}-{model.model_id}"] = _local(
-                    model.artifact_location
-                )
+        if mlflow is not None and self.root.is_dir():
+            with contextlib.suppress(Exception):
+                mlflow.end_run()  # a run the user's code left open
+            client = mlflow.MlflowClient(self.uri)
+            for experiment in client.search_experiments():
+                for run in client.search_runs([experiment.experiment_id]):
+                    self.indexes[run.info.run_id] = len(runs)
+                    folders[f"runs/{len(runs)}"] = local_path(run.info.artifact_uri)
+                    runs.append(describe_run(client, run))
+                # MLflow 3 logs models as LoggedModels, outside the run's artifacts.
+                search = getattr(client, "search_logged_models", None)
+                for model in search([experiment.experiment_id]) if search else []:
+                    folders[f"models/{model.name}-{model.model_id}"] = local_path(
+                        model.artifact_location
+                    )
+        elif not later:
+            return None, []
         payload: dict[str, Any] = {"runs": runs, "note": None}
+        if later:
+            payload["later"] = [entry.content for entry in later]
+            for i, entry in enumerate(later):
+                folders[f"later/{i}"] = entry.files
         blob = _tar(folders)
         if len(blob) > ARTIFACT_LIMIT_BYTES:
             payload["note"] = (
@@ -117,13 +148,13 @@ class Capture:
         return payload, [np.frombuffer(blob, dtype=np.uint8)] if blob else []
 
 
-def _local(uri: str) -> Path:
+def local_path(uri: str) -> Path:
     from urllib.parse import unquote, urlparse
 
     return Path(unquote(urlparse(uri).path)) if uri.startswith("file:") else Path(uri)
 
 
-def _describe_run(client: Any, run: Any) -> dict[str, Any]:
+def describe_run(client: Any, run: Any) -> dict[str, Any]:
     metrics = [
         [key, m.value, m.step, m.timestamp]
         for key in run.data.metrics

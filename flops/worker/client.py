@@ -177,18 +177,19 @@ class WorkerSession:
     def get_parameters(self) -> list[np.ndarray]:
         return self.request("get_parameters")[1]
 
-    def _with_logged(self, op: str) -> dict[str, Any]:
+    def _with_logged(self, op: str, **args: Any) -> dict[str, Any]:
         """The reply of a call into the user's code, with what its own MLflow
         calls logged (`logged`, `artifacts` as a tar.gz; see worker.capture)."""
-        result, out = self.request(op)
+        result, out = self.request(op, **args)
         result["artifacts"] = out[0].tobytes() if out else None
         return result
 
     def fit(self) -> dict[str, Any]:
         return self._with_logged("fit")
 
-    def evaluate(self) -> dict[str, Any]:
-        return self._with_logged("evaluate")
+    def evaluate(self, final: bool = False) -> dict[str, Any]:
+        """`final`: the learner's last task of the job (flops.worker.deferred)."""
+        return self._with_logged("evaluate", final=final)
 
     def describe(self, flavor: str | None) -> dict[str, Any]:
         return self.request("describe", flavor=flavor)[0]

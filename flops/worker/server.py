@@ -19,7 +19,7 @@ from pathlib import Path
 
 from flops import learned_imports, usercode
 from flops.errors import FlopsError
-from flops.worker import autolog, protocol
+from flops.worker import autolog, deferred, protocol
 from flops.worker.session import Session
 
 logger = logging.getLogger("flops.worker")
@@ -41,9 +41,9 @@ def preload(role: str, repo: Path) -> None:
         autolog.preload(repo)
 
 
-def serve_connection(conn: socket.socket, repo: Path) -> None:
+def serve_connection(conn: socket.socket, repo: Path, spool: Path) -> None:
     """Answer one task's requests until it hangs up."""
-    session = Session(repo)
+    session = Session(repo, spool)
     while True:
         message = protocol.receive(conn)
         if message is None:
@@ -101,7 +101,9 @@ def serve(socket_path: Path, repo: Path, role: str) -> None:
             conn.settimeout(None)
             code = 0
             try:
-                serve_connection(conn, repo)
+                serve_connection(conn, repo, deferred.spool_folder(folder))
+                conn.close()  # the task has its reply: what follows is ours
+                deferred.run_queued(deferred.spool_folder(folder))
             except protocol.ProtocolError as err:
                 logger.error("task connection broken: %s", err)
                 code = 1

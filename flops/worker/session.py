@@ -9,6 +9,7 @@ through `usercode.call`, so a failure names the method and the repo's line.
 
 from __future__ import annotations
 
+import contextlib
 import numbers
 import time
 from pathlib import Path
@@ -18,6 +19,7 @@ import numpy as np
 
 from flops import data, model_export, usercode
 from flops.usercode import UserCodeError
+from flops.worker import deferred
 from flops.worker.capture import Capture
 
 Reply = tuple[dict[str, Any], list[np.ndarray]]
@@ -41,8 +43,10 @@ def _number(value: Any, label: str) -> float:
 
 
 class Session:
-    def __init__(self, repo: Path) -> None:
+    def __init__(self, repo: Path, spool: Path) -> None:
         self.repo = repo
+        # Where earlier tasks' postponed MLflow content waits to be shipped.
+        self.spool = spool
         self.manager: Any = None
         self.requirements: list[str] = []
 
@@ -82,12 +86,24 @@ class Session:
     def op_get_parameters(self, _: dict[str, Any], __: list[np.ndarray]) -> Reply:
         return {}, usercode.get_parameters(self._manager())
 
+    def _collect(
+        self, capture: Capture, final: bool
+    ) -> tuple[dict[str, Any] | None, list[np.ndarray]]:
+        """What this task logged, with what earlier tasks of this learner logged
+        after their replies (all of it, in the final round's last reply)."""
+        later = deferred.take(self.spool, deferred.FINAL_WAIT_S if final else 0.0)
+        try:
+            return capture.collect(later)
+        finally:
+            deferred.release(later)
+
     def op_fit(self, _: dict[str, Any], __: list[np.ndarray]) -> Reply:
         with Capture(self.requirements) as capture:
-            started = time.perf_counter()
-            examples = usercode.call(self._manager().fit_model, "fit_model()")
-            fit_seconds = time.perf_counter() - started
-            logged, artifacts = capture.collect()
+            with deferred.postponing(capture, self.spool):
+                started = time.perf_counter()
+                examples = usercode.call(self._manager().fit_model, "fit_model()")
+                fit_seconds = time.perf_counter() - started
+            logged, artifacts = self._collect(capture, final=False)
         return {
             "examples": _count(examples, "fit_model()"),
             "fit_seconds": fit_seconds,
@@ -95,10 +111,20 @@ class Session:
             "logged": logged,
         }, artifacts
 
-    def op_evaluate(self, _: dict[str, Any], __: list[np.ndarray]) -> Reply:
+    def op_evaluate(self, args: dict[str, Any], __: list[np.ndarray]) -> Reply:
+        """`final`: the job's last task for this learner; nothing is postponed,
+        and it ships what earlier tasks are still computing."""
+        final = bool(args.get("final"))
         with Capture(self.requirements) as capture:
-            result = usercode.call(self._manager().evaluate_model, "evaluate_model()")
-            logged, artifacts = capture.collect()
+            with (
+                contextlib.nullcontext()
+                if final
+                else deferred.postponing(capture, self.spool)
+            ):
+                result = usercode.call(
+                    self._manager().evaluate_model, "evaluate_model()"
+                )
+            logged, artifacts = self._collect(capture, final)
         if not isinstance(result, list | tuple) or len(result) != 3:
             raise UserCodeError(
                 "evaluate_model() must return (loss, accuracy, number of examples), "

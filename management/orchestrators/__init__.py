@@ -18,6 +18,15 @@ from flops_management.orchestrators.base import (
     LogLine,
     Orchestrator,
 )
+from flops_management.orchestrators.topology import (
+    Capability,
+    Component,
+    ComponentState,
+    ComponentStatus,
+    Placement,
+    Role,
+    Unsupported,
+)
 from flops_management.settings import Settings
 
 ENTRY_POINT_GROUP = "flops.orchestrators"
@@ -44,15 +53,25 @@ def check_orchestrator(name: str, *, serving: bool = False) -> None:
     """ConfigError for an unknown name, or when `serving` asks for inference
     servers from a backend that cannot run them."""
     cls = _orchestrator_class(name)
-    if serving and not cls.serves_models:
-        servers = [
-            n for n in orchestrator_names() if _orchestrator_class(n).serves_models
-        ]
-        raise ConfigError(
+    if serving and Capability.INFERENCE_SERVERS not in cls.capabilities:
+        servers = able()[Capability.INFERENCE_SERVERS]
+        raise Unsupported(
             f"post_training.deploy_inference_server: the {name} orchestrator cannot "
             f"run inference servers (these can: {', '.join(servers)}).",
             hint="Drop the option and serve the inference image yourself.",
         )
+
+
+def able() -> dict[Capability, list[str]]:
+    """Which backends have each capability (to name in an Unsupported error)."""
+    return {
+        capability: [
+            n
+            for n in orchestrator_names()
+            if capability in _orchestrator_class(n).capabilities
+        ]
+        for capability in Capability
+    }
 
 
 def _orchestrator_class(name: str) -> type[Orchestrator]:
@@ -74,11 +93,19 @@ def get_orchestrator(name: str, settings: Settings) -> Orchestrator:
 
 
 __all__ = [
+    "Capability",
+    "Component",
+    "ComponentState",
+    "ComponentStatus",
     "Deployment",
     "DeploymentSpec",
     "LearnerSpec",
     "LogLine",
     "Orchestrator",
+    "Placement",
+    "Role",
+    "Unsupported",
+    "able",
     "check_orchestrator",
     "get_orchestrator",
     "orchestrator_names",

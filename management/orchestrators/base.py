@@ -19,6 +19,14 @@ from typing import Any, ClassVar
 
 from flops.config import Resources
 from flops.errors import FlopsError
+from flops_management.orchestrators.topology import (
+    Capability,
+    Component,
+    ComponentStatus,
+    Placement,
+    Role,
+    missing,
+)
 from flops_management.sandbox import Identity
 from flops_management.settings import Settings
 
@@ -33,6 +41,7 @@ class LearnerSpec:
     name: str
     # Folder with <tag>/*.parquet for this learner (None: the repo loads its own data).
     data_dir: Path | None
+    placement: Placement = field(default_factory=Placement)
 
 
 @dataclass(frozen=True)
@@ -94,8 +103,12 @@ class Deployment(ABC):
         """host:port where `flwr run` reaches the SuperLink's Control API."""
 
     @abstractmethod
-    def status(self) -> dict[str, str]:
-        """Component name -> 'running' or 'exited (code N)'."""
+    def components(self) -> list[Component]:
+        """What this deployment placed, each with its role and learner."""
+
+    @abstractmethod
+    def status(self) -> dict[str, ComponentStatus]:
+        """Component name -> its state (and exit code, once it exited)."""
 
     @abstractmethod
     def logs(self) -> Iterator[LogLine]:
@@ -123,13 +136,33 @@ class Deployment(ABC):
 
     def exited(self) -> list[str]:
         """Components that are no longer running."""
-        return [name for name, state in self.status().items() if state != "running"]
+        return [name for name, state in self.status().items() if not state.alive]
 
     def learner_of(self, component: str) -> str | None:
         """The learner a component belongs to; None for the SuperLink/aggregator."""
-        if component in (AGGREGATOR, SUPERLINK):
-            return None
-        return component.removesuffix(SUPERNODE_SUFFIX)
+        for placed in self.components():
+            if placed.name == component:
+                return placed.learner
+        return None
+
+
+def job_components(
+    learners: tuple[LearnerSpec, ...], separate: bool
+) -> list[Component]:
+    """A job's components as a backend places them. `separate`: the SuperLink
+    and each SuperNode are components of their own (processes); otherwise they
+    share a container with the aggregator and with their learner's tasks."""
+    placed = [
+        Component(SUPERLINK, Role.SUPERLINK) if separate else None,
+        Component(AGGREGATOR, Role.AGGREGATOR),
+    ]
+    for learner in learners:
+        if separate:
+            placed.append(
+                Component(learner.name + SUPERNODE_SUFFIX, Role.SUPERNODE, learner.name)
+            )
+        placed.append(Component(learner.name, Role.LEARNER, learner.name))
+    return [c for c in placed if c is not None]
 
 
 class Orchestrator(ABC):
@@ -137,8 +170,8 @@ class Orchestrator(ABC):
     # True: actors run from the project's FL-actor image (the build stage builds
     # and pushes it); False: from a Python environment on this host.
     needs_image: ClassVar[bool] = False
-    # True: implements the inference-server methods below.
-    serves_models: ClassVar[bool] = False
+    # What it can do beyond placing learners anywhere it likes (Capability).
+    capabilities: ClassVar[frozenset[Capability]] = frozenset()
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
@@ -151,11 +184,21 @@ class Orchestrator(ABC):
     def cleanup(self, runtime_info: dict[str, Any]) -> None:
         """Remove what a deployment left behind when the service died mid-job."""
 
+    def check(
+        self, spec: DeploymentSpec, able: dict[Capability, list[str]] | None = None
+    ) -> None:
+        """Unsupported, before anything starts, for what this backend cannot do
+        (`able`: the backends that can, to name in the error)."""
+        placements = [(learner.name, learner.placement) for learner in spec.learners]
+        error = missing(self.name, self.capabilities, placements, able or {})
+        if error is not None:
+            raise error
+
     def notes(self, spec: DeploymentSpec) -> list[str]:
         """What the user should know about how the spec is applied (limits...)."""
         return []
 
-    # -- inference servers (backends with serves_models) -------------------------
+    # -- inference servers (backends with Capability.INFERENCE_SERVERS) ----------
 
     # False: servers are processes of the service and stop with it (`flops down`).
     servers_outlive_service: ClassVar[bool] = True
@@ -171,8 +214,8 @@ class Orchestrator(ABC):
         """Start serving; return what the other server methods need to find it."""
         raise self._cannot_serve()
 
-    def server_status(self, handle: dict[str, Any]) -> str:
-        """'running', or why not ('exited (code N)', 'removed')."""
+    def server_status(self, handle: dict[str, Any]) -> ComponentStatus:
+        """Running, or why not (exited with its code, removed)."""
         raise self._cannot_serve()
 
     def server_logs(self, handle: dict[str, Any], lines: int = 20) -> str:

@@ -27,9 +27,11 @@ from flops_management.images.commands import arch
 from flops_management.orchestrators.base import (
     Deployment,
     DeploymentSpec,
+    LearnerSpec,
     LogLine,
     Orchestrator,
     ServerSpec,
+    job_components,
 )
 from flops_management.orchestrators.docker_containers import (
     HOST_NETWORK,
@@ -41,6 +43,12 @@ from flops_management.orchestrators.local import (
     READY_TIMEOUT_S,
     free_port,
     port_open,
+)
+from flops_management.orchestrators.topology import (
+    Capability,
+    Component,
+    ComponentState,
+    ComponentStatus,
 )
 from flops_management.sandbox import sandbox_for
 from flops_management.settings import Settings
@@ -67,8 +75,15 @@ def connect(settings: Settings) -> docker.DockerClient:
 
 
 class DockerDeployment(Deployment):
-    def __init__(self, client: docker.DockerClient, job_id: str, control: str) -> None:
+    def __init__(
+        self,
+        client: docker.DockerClient,
+        job_id: str,
+        control: str,
+        learners: tuple[LearnerSpec, ...],
+    ) -> None:
         self.client = client
+        self._components = job_components(learners, separate=False)
         self.job_id = job_id
         self._control = control
         self.containers: dict[str, Any] = {}
@@ -91,20 +106,18 @@ class DockerDeployment(Deployment):
         except DockerException:
             pass  # the container was removed: its output ends here
 
-    def status(self) -> dict[str, str]:
+    def components(self) -> list[Component]:
+        return list(self._components)
+
+    def status(self) -> dict[str, ComponentStatus]:
         states = {}
         for role, container in self.containers.items():
             try:
                 container.reload()
             except NotFound:
-                states[role] = "exited (removed)"
+                states[role] = ComponentStatus(ComponentState.REMOVED)
                 continue
-            state = container.attrs["State"]
-            states[role] = (
-                "running"
-                if state.get("Status") in ("running", "created")
-                else f"exited (code {state.get('ExitCode')})"
-            )
+            states[role] = container_status(container.attrs["State"])
         return states
 
     def logs(self) -> Iterator[LogLine]:
@@ -113,7 +126,7 @@ class DockerDeployment(Deployment):
 
     def wait(self, timeout: float | None = None) -> bool:
         deadline = None if timeout is None else time.monotonic() + timeout
-        while any(state == "running" for state in self.status().values()):
+        while any(state.alive for state in self.status().values()):
             if deadline is not None and time.monotonic() > deadline:
                 return False
             time.sleep(0.2)
@@ -144,6 +157,18 @@ class DockerDeployment(Deployment):
         }
 
 
+def container_status(state: dict[str, Any]) -> ComponentStatus:
+    """A container's `State` (as the engine inspects it) as a component's."""
+    status = state.get("Status")
+    if status == "created":
+        return ComponentStatus(ComponentState.PENDING)
+    if status in ("running", "restarting", "paused"):
+        return ComponentStatus.running()
+    if status == "removing":
+        return ComponentStatus(ComponentState.REMOVED)
+    return ComponentStatus.exited(state.get("ExitCode"))
+
+
 def remove_job(client: docker.DockerClient, job_id: str) -> None:
     for container in client.containers.list(
         all=True, filters={"label": f"{JOB_LABEL}={job_id}"}
@@ -155,7 +180,7 @@ def remove_job(client: docker.DockerClient, job_id: str) -> None:
 class DockerOrchestrator(Orchestrator):
     name = "docker"
     needs_image = True
-    serves_models = True
+    capabilities = frozenset({Capability.INFERENCE_SERVERS})
 
     def __init__(self, settings: Settings) -> None:
         super().__init__(settings)
@@ -235,7 +260,7 @@ class DockerOrchestrator(Orchestrator):
             spec, network, link_port, [free_port() for _ in spec.learners]
         )
         deployment = DockerDeployment(
-            self.client, spec.job_id, f"127.0.0.1:{link_port}"
+            self.client, spec.job_id, f"127.0.0.1:{link_port}", spec.learners
         )
         labels = {JOB_LABEL: spec.job_id}
         try:
@@ -259,7 +284,7 @@ class DockerOrchestrator(Orchestrator):
         """Learners connect only once the SuperLink answers (as `flwr run` does)."""
         deadline = time.monotonic() + READY_TIMEOUT_S
         while not port_open(port):
-            exited = deployment.status()[aggregator.role] != "running"
+            exited = not deployment.status()[aggregator.role].alive
             if exited or time.monotonic() > deadline:
                 raise FlopsError(
                     f"The aggregator container {aggregator.name} did not start "
@@ -340,14 +365,11 @@ class DockerOrchestrator(Orchestrator):
         except (KeyError, NotFound):
             return None
 
-    def server_status(self, handle: dict[str, Any]) -> str:
+    def server_status(self, handle: dict[str, Any]) -> ComponentStatus:
         container = self._server(handle)
         if container is None:
-            return "removed"
-        state = container.attrs["State"]
-        if state.get("Status") == "running":
-            return "running"
-        return f"exited (code {state.get('ExitCode')})"
+            return ComponentStatus(ComponentState.REMOVED)
+        return container_status(container.attrs["State"])
 
     def server_logs(self, handle: dict[str, Any], lines: int = 20) -> str:
         container = self._server(handle)

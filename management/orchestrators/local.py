@@ -35,9 +35,11 @@ from flops_management.orchestrators.base import (
     SUPERNODE_SUFFIX,
     Deployment,
     DeploymentSpec,
+    LearnerSpec,
     LogLine,
     Orchestrator,
     ServerSpec,
+    job_components,
 )
 from flops_management.orchestrators.local_commands import (
     THREAD_VARIABLES,
@@ -48,6 +50,11 @@ from flops_management.orchestrators.local_commands import (
     server_args,
     superlink_args,
     supernode_args,
+)
+from flops_management.orchestrators.topology import (
+    Capability,
+    Component,
+    ComponentStatus,
 )
 from flops_management.sandbox import DEFAULT_PATH, Mounts, sandbox_for, tenant_env
 
@@ -73,8 +80,9 @@ def port_open(port: int) -> bool:
 
 
 class LocalDeployment(Deployment):
-    def __init__(self, control_address: str) -> None:
+    def __init__(self, control_address: str, learners: tuple[LearnerSpec, ...]) -> None:
         self._control = control_address
+        self._components = job_components(learners, separate=True)
         self.processes: dict[str, subprocess.Popen[bytes]] = {}
         self.log_files: dict[str, Path] = {}
         self._offsets: dict[str, int] = {}
@@ -88,11 +96,18 @@ class LocalDeployment(Deployment):
         self.processes[name] = proc
         self.log_files[name] = log
 
-    def status(self) -> dict[str, str]:
+    def components(self) -> list[Component]:
+        return list(self._components)
+
+    def status(self) -> dict[str, ComponentStatus]:
         states = {}
         for name, proc in self.processes.items():
             code = proc.poll()
-            states[name] = "running" if code is None else f"exited (code {code})"
+            states[name] = (
+                ComponentStatus.running()
+                if code is None
+                else ComponentStatus.exited(code)
+            )
         return states
 
     def logs(self) -> Iterator[LogLine]:
@@ -150,7 +165,7 @@ class LocalDeployment(Deployment):
 
 class LocalOrchestrator(Orchestrator):
     name = "local"
-    serves_models = True
+    capabilities = frozenset({Capability.INFERENCE_SERVERS})
     servers_outlive_service = False
 
     def notes(self, spec: DeploymentSpec) -> list[str]:
@@ -206,7 +221,7 @@ class LocalOrchestrator(Orchestrator):
         logs = spec.workdir / "logs"
         link_port = free_port()
         link = f"127.0.0.1:{link_port}"
-        deployment = LocalDeployment(link)
+        deployment = LocalDeployment(link, spec.learners)
         try:
             self._start(spec, bin_dir, logs, link_port, deployment)
         except BaseException:
@@ -343,9 +358,11 @@ class LocalOrchestrator(Orchestrator):
         )
         return {"pid": proc.pid, "log": str(log)}
 
-    def server_status(self, handle: dict[str, Any]) -> str:
+    def server_status(self, handle: dict[str, Any]) -> ComponentStatus:
         pid = int(handle.get("pid", 0))
-        return "running" if pid and _is_ours(pid, (_SERVER_MARKER,)) else "exited"
+        if pid and _is_ours(pid, (_SERVER_MARKER,)):
+            return ComponentStatus.running()
+        return ComponentStatus.exited(None)  # not our child: no code to tell
 
     def server_logs(self, handle: dict[str, Any], lines: int = 20) -> str:
         try:

@@ -24,6 +24,7 @@ from flops_management.limits import bounded
 from flops_management.models import Progress
 from flops_management.orchestrators import Deployment, LogLine
 from flops_management.orchestrators.base import AGGREGATOR
+from flops_management.orchestrators.topology import ComponentState, ComponentStatus
 from flops_management.pipeline.context import JobContext
 
 POLL_S = 0.2
@@ -109,7 +110,7 @@ class RunFollower:
         states = self.deployment.status()
         for name in components:
             learner = self.deployment.learner_of(name)
-            state = states.get(name, "exited")
+            state = states.get(name, ComponentStatus(ComponentState.REMOVED))
             if learner is None:
                 raise TrainingError(
                     f"{name} stopped unexpectedly ({state}):\n"

@@ -32,6 +32,7 @@ from flops_management.models import MlflowInfo
 from flops_management.orchestrators import (
     DeploymentSpec,
     LearnerSpec,
+    able,
     check_orchestrator,
     get_orchestrator,
 )
@@ -265,6 +266,7 @@ def schedule(ctx: JobContext) -> StageResult:
         aggregator_env=_job_user(ctx).as_env(),
         flower_app=(app.serverapp, app.clientapp) if app is not None else None,
     )
+    orchestrator.check(spec, able())
     for note in orchestrator.notes(spec):
         ctx.log(note)
         ctx.event("note", message=note)

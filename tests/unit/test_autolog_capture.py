@@ -69,14 +69,18 @@ def captured(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     here = Path.cwd()
     os.chdir(workdir)  # where MLflow's default store would land
     try:
-        with (
-            Worker(sys.executable, repo, "learner") as worker,
-            WorkerSession(worker.socket_path, timeout=120) as session,
-        ):
-            session.new(requirements=["scikit-learn>=1.0"])
+        with Worker(sys.executable, repo, "learner") as worker:
+            # One connection per task, as Flower's tasks come: a round's fit,
+            # then the job's final evaluate.
+            with WorkerSession(worker.socket_path, timeout=120) as session:
+                session.new(requirements=["scikit-learn>=1.0"])
+                fit = session.fit()
+            with WorkerSession(worker.socket_path, timeout=120) as session:
+                session.new(requirements=["scikit-learn>=1.0"])
+                evaluate = session.evaluate(final=True)
             return {
-                "fit": session.fit(),
-                "evaluate": session.evaluate(),
+                "fit": fit,
+                "evaluate": evaluate,
                 "workdir": sorted(p.name for p in workdir.iterdir()),
             }
     finally:
@@ -100,7 +104,18 @@ def test_the_worker_keeps_what_autolog_logged_in_the_task(
     assert captured["workdir"] == []
     assert run["params"]["C"] == "0.5"
     assert run["tags"]["estimator_name"] == "LogisticRegression"
-    assert "training_accuracy_score" in {key for key, *_ in run["metrics"]}
+    assert "training_score" in {key for key, *_ in run["metrics"]}
+    # MLflow's post-fit metrics and plots are computed after the fit replied...
+    assert "training_accuracy_score" not in {key for key, *_ in run["metrics"]}
+    # ... and shipped with the next reply, for the same run and its place.
+    evaluate = captured["evaluate"]
+    (later,) = evaluate["logged"]["later"]
+    (added,) = later["runs"]
+    assert (added["run_id"], added["index"]) == (run["run_id"], 0)
+    assert "training_accuracy_score" in {key for key, *_ in added["metrics"]}
+    assert "training_score" not in {key for key, *_ in added["metrics"]}
+    with tarfile.open(fileobj=io.BytesIO(evaluate["artifacts"]), mode="r:gz") as tar:
+        assert "later/0/runs/0/training_confusion_matrix.png" in tar.getnames()
     with tarfile.open(fileobj=io.BytesIO(fit["artifacts"]), mode="r:gz") as tar:
         names = tar.getnames()
         requirements = next(n for n in names if n.endswith("requirements.txt"))
@@ -142,8 +157,19 @@ def test_the_aggregator_logs_it_into_the_learners_run(
     child = client.get_run(runs._children["learner-0"])
     assert child.data.params["C"] == "0.5"
     assert child.data.tags["estimator_name"] == "LogisticRegression"
-    history = client.get_metric_history(child.info.run_id, "training_accuracy_score")
+    history = client.get_metric_history(child.info.run_id, "training_score")
     assert [m.step for m in history] == [1, 2]
+    # What the fit logged after replying lands at the round of that fit (the
+    # record above was the second round's), beside what it logged before.
+    later = client.get_metric_history(child.info.run_id, "training_accuracy_score")
+    assert [m.step for m in later] == [2]
+    plots = client.list_artifacts(child.info.run_id, "autolog/round-2/fit/runs/0")
+    assert "autolog/round-2/fit/runs/0/training_confusion_matrix.png" in {
+        f.path for f in plots
+    }
+    assert not client.list_artifacts(
+        child.info.run_id, "autolog/round-2/evaluate/later"
+    )
     assert child.data.metrics["hand_logged"] == 0.25
     models = [
         f.path
@@ -251,3 +277,20 @@ def test_a_repeated_autolog_call_with_the_same_arguments_changes_nothing() -> No
     once(disable=True)
     once(log_models=False)  # after a change, every call goes through
     assert made == [{"disable": True}, {"log_models": False}]
+
+
+def test_content_for_a_run_no_earlier_task_sent_is_left_out_with_a_warning(
+    tracker: tuple[RunTracker, Any, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    runs, client, _ = tracker
+    later = {"runs": [{"run_id": "not-sent", "index": 0, "metrics": [["x", 1, 0, 0]]}]}
+    record = ConfigRecord({"logged": json.dumps({"runs": [], "later": [later]})})
+    runs.log_captured("learner-2", 4, "evaluate", record)
+    assert "x" not in client.get_run(runs._children["learner-2"]).data.metrics
+    (warning,) = [
+        e
+        for line in capsys.readouterr().out.splitlines()
+        if (e := events.parse_event(line)) and e["type"] == events.WARNING
+    ]
+    assert "learner-2, round 4 evaluate" in warning["message"]
+    assert "no earlier task" in warning["message"]

@@ -1,0 +1,144 @@
+"""What an orchestrator places and reports, in words every backend shares.
+
+A job's topology is its components: the SuperLink with its aggregator, and each
+learner (its SuperNode and its tasks), each with a `Role`. A learner has a
+`Placement`: anywhere the backend likes, a named node, nodes with given labels,
+or "joined": its owner runs it on their own machine and it connects out. Each
+component reports a `ComponentStatus` (a `ComponentState`, and the exit code
+when there is one). What a backend cannot do is a `Capability` it lacks, and
+asking for it is an `Unsupported` error before anything starts.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+from flops.errors import ConfigError
+
+
+class ComponentState(enum.Enum):
+    PENDING = "pending"  # placed, not started yet (an image pull, a node to free)
+    RUNNING = "running"
+    EXITED = "exited"
+    REMOVED = "removed"  # gone with no exit code to tell (removed by someone)
+
+
+@dataclass(frozen=True)
+class ComponentStatus:
+    state: ComponentState
+    code: int | None = None
+
+    @classmethod
+    def running(cls) -> ComponentStatus:
+        return cls(ComponentState.RUNNING)
+
+    @classmethod
+    def exited(cls, code: int | None) -> ComponentStatus:
+        return cls(ComponentState.EXITED, code)
+
+    @property
+    def alive(self) -> bool:
+        return self.state in (ComponentState.PENDING, ComponentState.RUNNING)
+
+    def __str__(self) -> str:
+        if self.state is ComponentState.EXITED:
+            return "exited" if self.code is None else f"exited (code {self.code})"
+        if self.state is ComponentState.REMOVED:
+            return "exited (removed)"
+        return str(self.state.value)
+
+
+class Role(enum.Enum):
+    SUPERLINK = "superlink"
+    AGGREGATOR = "aggregator"  # the ServerApp's executor (beside the SuperLink)
+    SUPERNODE = "supernode"  # a learner's Flower SuperNode, where it is apart
+    LEARNER = "learner"  # a learner's tasks (its executor), or all of it
+
+
+@dataclass(frozen=True)
+class Component:
+    name: str
+    role: Role
+    learner: str | None = None  # the learner it belongs to
+
+
+class PlacementKind(enum.Enum):
+    ANY = "any"
+    NODE = "node"
+    LABELS = "labels"
+    JOINED = "joined"
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Where one learner runs."""
+
+    kind: PlacementKind = PlacementKind.ANY
+    node: str | None = None
+    labels: tuple[tuple[str, str], ...] = ()
+
+    @classmethod
+    def on_node(cls, node: str) -> Placement:
+        return cls(PlacementKind.NODE, node=node)
+
+    @classmethod
+    def with_labels(cls, labels: Mapping[str, str]) -> Placement:
+        return cls(PlacementKind.LABELS, labels=tuple(sorted(labels.items())))
+
+    @classmethod
+    def joined(cls) -> Placement:
+        return cls(PlacementKind.JOINED)
+
+    def __str__(self) -> str:
+        if self.kind is PlacementKind.NODE:
+            return f"node {self.node}"
+        if self.kind is PlacementKind.LABELS:
+            return "nodes labelled " + ",".join(f"{k}={v}" for k, v in self.labels)
+        return str(self.kind.value)
+
+
+class Capability(enum.Enum):
+    PLACE_ON_NODE = "placing a learner on a named node"
+    PLACE_BY_LABELS = "placing a learner by node labels"
+    JOINED_LEARNERS = "learners that join from their owners' machines"
+    INFERENCE_SERVERS = "running inference servers"
+
+
+PLACEMENT_NEEDS: dict[PlacementKind, Capability] = {
+    PlacementKind.NODE: Capability.PLACE_ON_NODE,
+    PlacementKind.LABELS: Capability.PLACE_BY_LABELS,
+    PlacementKind.JOINED: Capability.JOINED_LEARNERS,
+}
+
+
+class Unsupported(ConfigError):
+    """The chosen orchestrator cannot do what the project asks."""
+
+
+def missing(
+    name: str,
+    capabilities: frozenset[Capability],
+    placements: Iterable[tuple[str, Placement]],
+    able: Mapping[Capability, list[str]],
+) -> Unsupported | None:
+    """The error for every learner whose placement `name` cannot honour, with
+    the backends that can (`able`), or None."""
+    wanting: dict[Capability, list[str]] = {}
+    for learner, placement in placements:
+        need = PLACEMENT_NEEDS.get(placement.kind)
+        if need is not None and need not in capabilities:
+            wanting.setdefault(need, []).append(f"{learner} ({placement})")
+    if not wanting:
+        return None
+    lines = [
+        f"{need.value}: {', '.join(learners)}"
+        + (f" (these can: {', '.join(able[need])})" if able.get(need) else "")
+        for need, learners in wanting.items()
+    ]
+    return Unsupported(
+        f"The {name} orchestrator cannot do what the project asks:\n  "
+        + "\n  ".join(lines),
+        hint="Choose an orchestrator that can, or drop those learners' placement.",
+    )
