@@ -148,6 +148,8 @@ def test_mlflow_exported_sklearn_repo_runs_unchanged(
         )
     ]
     assert "autolog/round-3/fit/runs/0/model" in logged  # MLflow 2: a run artifact
+    # MLflow's post-fit plots, drawn after the fit replied, land in their round.
+    assert "autolog/round-3/fit/runs/0/training_confusion_matrix.png" in logged
 
     uri = f"models:/{project['mlflow']['model_name']}@champion"
     requirements = requirements_of(uri)
