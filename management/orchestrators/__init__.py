@@ -25,6 +25,7 @@ from flops_management.orchestrators.topology import (
     ComponentStatus,
     Placement,
     Role,
+    StoredPartitions,
     Unsupported,
 )
 from flops_management.settings import Settings
@@ -104,6 +105,7 @@ __all__ = [
     "Orchestrator",
     "Placement",
     "Role",
+    "StoredPartitions",
     "Unsupported",
     "able",
     "check_orchestrator",

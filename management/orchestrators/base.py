@@ -25,6 +25,7 @@ from flops_management.orchestrators.topology import (
     ComponentStatus,
     Placement,
     Role,
+    StoredPartitions,
     missing,
 )
 from flops_management.sandbox import Identity
@@ -39,8 +40,8 @@ SUPERNODE_SUFFIX = "-supernode"
 @dataclass(frozen=True)
 class LearnerSpec:
     name: str
-    # Folder with <tag>/*.parquet for this learner (None: the repo loads its own data).
-    data_dir: Path | None
+    # Its partitions of the tenant's datasets (None: the repo loads its own data).
+    data: StoredPartitions | None
     placement: Placement = field(default_factory=Placement)
 
 

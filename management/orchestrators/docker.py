@@ -39,6 +39,7 @@ from flops_management.orchestrators.docker_containers import (
     container_specs,
     server_container_spec,
 )
+from flops_management.orchestrators.host import stage_learner_data
 from flops_management.orchestrators.local import (
     READY_TIMEOUT_S,
     free_port,
@@ -50,7 +51,6 @@ from flops_management.orchestrators.topology import (
     ComponentState,
     ComponentStatus,
 )
-from flops_management.sandbox import sandbox_for
 from flops_management.settings import Settings
 
 JOB_LABEL = "io.flops.job"
@@ -250,14 +250,13 @@ class DockerOrchestrator(Orchestrator):
     def submit(self, spec: DeploymentSpec) -> Deployment:
         if spec.image is None:
             raise FlopsError("The docker orchestrator needs the project's image.")
-        for learner in spec.learners:  # bound read-only, read as the tenant's group
-            if learner.data_dir is not None:
-                sandbox_for(self.settings).share(learner.data_dir, spec.identity)
         network = self._check_network()
         image = self._image(spec.image)
+        # Bound read-only, read as the tenant's group.
+        data = stage_learner_data(self.settings, spec)
         link_port = free_port()
         specs = container_specs(
-            spec, network, link_port, [free_port() for _ in spec.learners]
+            spec, network, link_port, [free_port() for _ in spec.learners], data
         )
         deployment = DockerDeployment(
             self.client, spec.job_id, f"127.0.0.1:{link_port}", spec.learners

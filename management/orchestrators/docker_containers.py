@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 import os
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from flops.config import Resources
 from flops_management.orchestrators.base import AGGREGATOR, DeploymentSpec
@@ -61,8 +62,10 @@ def container_specs(
     network: str,
     superlink_port: int,
     learner_ports: list[int],
+    data: dict[str, Path],
 ) -> list[ContainerSpec]:
-    """The aggregator first, then one container per learner.
+    """The aggregator first, then one container per learner (`data`: each
+    learner's data folder on this host, bound read-only).
 
     On the host network every actor listens on loopback ports chosen free by the
     caller; on a container network the aggregator is reached by its name and
@@ -125,11 +128,7 @@ def container_specs(
                     **spec.env,
                     **{name: threads for name in THREAD_VARIABLES},
                 },
-                volumes=(
-                    {str(learner.data_dir): {"bind": LEARNER_DATA, "mode": "ro"}}
-                    if learner.data_dir is not None
-                    else {}
-                ),
+                volumes={str(data[learner.name]): {"bind": LEARNER_DATA, "mode": "ro"}},
                 nano_cpus=(
                     int(spec.resources.cpu * 1e9)
                     if spec.resources.cpu is not None

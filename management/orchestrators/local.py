@@ -41,6 +41,7 @@ from flops_management.orchestrators.base import (
     ServerSpec,
     job_components,
 )
+from flops_management.orchestrators.host import stage_learner_data
 from flops_management.orchestrators.local_commands import (
     THREAD_VARIABLES,
     actor_mounts,
@@ -221,9 +222,10 @@ class LocalOrchestrator(Orchestrator):
         logs = spec.workdir / "logs"
         link_port = free_port()
         link = f"127.0.0.1:{link_port}"
+        data = stage_learner_data(self.settings, spec)
         deployment = LocalDeployment(link, spec.learners)
         try:
-            self._start(spec, bin_dir, logs, link_port, deployment)
+            self._start(spec, bin_dir, logs, link_port, deployment, data)
         except BaseException:
             deployment.cancel()
             raise
@@ -236,6 +238,7 @@ class LocalOrchestrator(Orchestrator):
         logs: Path,
         link_port: int,
         deployment: LocalDeployment,
+        data: dict[str, Path],
     ) -> None:
         link = f"127.0.0.1:{link_port}"
         home = spec.workdir / "flwr"
@@ -294,7 +297,7 @@ class LocalOrchestrator(Orchestrator):
         cores = sorted(os.sched_getaffinity(0))
         for index, learner in enumerate(spec.learners):
             node_port = free_port()
-            data_dir = learner.data_dir or spec.workdir / "learners" / learner.name
+            data_dir = data[learner.name]
             start(
                 f"{learner.name}{SUPERNODE_SUFFIX}",
                 supernode_args(
@@ -305,8 +308,6 @@ class LocalOrchestrator(Orchestrator):
                 ),
             )
             pinned = learner_cores(spec.resources, index, cores)
-            if learner.data_dir is not None:
-                sandbox.share(learner.data_dir, spec.identity)
             start(
                 learner.name,
                 limit_prefix(spec.resources, pinned)
@@ -322,7 +323,7 @@ class LocalOrchestrator(Orchestrator):
                 threads=len(pinned)
                 if pinned
                 else max(1, len(cores) // len(spec.learners)),
-                data=learner.data_dir,
+                data=data_dir,
             )
 
     def cleanup(self, runtime_info: dict[str, Any]) -> None:

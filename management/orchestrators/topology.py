@@ -64,6 +64,17 @@ class Component:
     learner: str | None = None  # the learner it belongs to
 
 
+@dataclass(frozen=True)
+class StoredPartitions:
+    """A learner's data: its partition (`index`) of each of the tenant's stored
+    datasets `tags`, as they are when the job starts. The backend puts it where
+    the learner reads it (on this host: `orchestrators.host`)."""
+
+    tenant: str
+    tags: tuple[str, ...]
+    index: int
+
+
 class PlacementKind(enum.Enum):
     ANY = "any"
     NODE = "node"

@@ -78,9 +78,6 @@ class Workspace:
     def flwr_cli(self) -> Path:
         return self.root / "flwr" / "cli"
 
-    def learner_data(self, learner: str) -> Path:
-        return self.root / "learners" / learner / "data"
-
 
 @dataclass
 class JobContext:

@@ -32,6 +32,7 @@ from flops_management.models import MlflowInfo
 from flops_management.orchestrators import (
     DeploymentSpec,
     LearnerSpec,
+    StoredPartitions,
     able,
     check_orchestrator,
     get_orchestrator,
@@ -243,15 +244,13 @@ def schedule(ctx: JobContext) -> StageResult:
     config = ctx.require_config()
     app = ctx.report.flower_app if ctx.report is not None else None
     orchestrator = get_orchestrator(config.orchestrator, ctx.settings)
-    learners = []
-    for index in range(config.learners):
-        name = f"learner-{index}"
-        data_dir = ctx.workspace.learner_data(name)
-        for tag in config.data_tags:
-            datasets.snapshot_partition(
-                ctx.settings, ctx.project.tenant, tag, index, data_dir / tag
-            )
-        learners.append(LearnerSpec(name=name, data_dir=data_dir))
+    learners = [
+        LearnerSpec(
+            name=f"learner-{index}",
+            data=StoredPartitions(ctx.project.tenant, tuple(config.data_tags), index),
+        )
+        for index in range(config.learners)
+    ]
     spec = DeploymentSpec(
         job_id=ctx.project_id,
         workdir=ctx.workspace.root,

@@ -123,3 +123,34 @@ def test_a_scheduled_learner_keeps_its_data_when_the_tag_is_pushed_again(
         ).num_rows
         == 2
     )
+
+
+def test_host_backends_stage_each_learners_partitions_in_the_job_folder(
+    tmp_path: Path,
+) -> None:
+    from flops_management import datasets
+    from flops_management.orchestrators.base import DeploymentSpec, LearnerSpec
+    from flops_management.orchestrators.host import stage_learner_data
+    from flops_management.orchestrators.topology import StoredPartitions
+    from flops_management.settings import Settings
+
+    settings = Settings(home=tmp_path)
+    write_partitions(table(10), datasets.tag_dir(settings, "t1", "digits"), 2)
+    spec = DeploymentSpec(
+        job_id="j",
+        workdir=tmp_path / "job",
+        repo_dir=tmp_path / "repo",
+        learners=(
+            LearnerSpec("learner-0", StoredPartitions("t1", ("digits",), 0)),
+            LearnerSpec("learner-1", StoredPartitions("t1", ("digits",), 1)),
+            LearnerSpec("learner-2", None),  # the repo loads its own data
+        ),
+    )
+    folders = stage_learner_data(settings, spec)
+    rows = {
+        name: sum(pq.read_table(f).num_rows for f in folder.glob("digits/*.parquet"))
+        for name, folder in folders.items()
+    }
+    assert rows == {"learner-0": 5, "learner-1": 5, "learner-2": 0}
+    assert folders["learner-2"].is_dir()
+    assert all(f.is_relative_to(tmp_path / "job") for f in folders.values())

@@ -12,9 +12,12 @@ from flops.actor import aggregator_commands, executor_env, learner_commands
 from flops.config import Resources
 from flops_management.orchestrators.base import DeploymentSpec, LearnerSpec
 from flops_management.orchestrators.docker_containers import container_specs
+from flops_management.orchestrators.topology import StoredPartitions
 from flops_management.sandbox import Identity
 
 THREADS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
+# Where the host backends staged each learner's data (orchestrators.host).
+DATA = {"learner-0": Path("/w/l0"), "learner-1": Path("/w/l1")}
 
 
 def _spec(**resources: object) -> DeploymentSpec:
@@ -23,7 +26,7 @@ def _spec(**resources: object) -> DeploymentSpec:
         workdir=Path("/w"),
         repo_dir=Path("/w/repo"),
         learners=(
-            LearnerSpec("learner-0", Path("/w/l0")),
+            LearnerSpec("learner-0", StoredPartitions("t", ("digits",), 0)),
             LearnerSpec("learner-1", None),
         ),
         resources=Resources.model_validate(resources),
@@ -35,7 +38,7 @@ def _spec(**resources: object) -> DeploymentSpec:
 
 def test_on_the_host_network_learners_use_loopback_ports_and_publish_nothing() -> None:
     aggregator, first, second = container_specs(
-        _spec(cpu=1.5, memory="512MiB"), "host", 41000, [42000, 42001]
+        _spec(cpu=1.5, memory="512MiB"), "host", 41000, [42000, 42001], DATA
     )
     assert aggregator.name == "flops-0123456789ab-aggregator"
     assert aggregator.command == [
@@ -49,14 +52,14 @@ def test_on_the_host_network_learners_use_loopback_ports_and_publish_nothing() -
         "--partition-id", "0", "--num-partitions", "2", "--port", "42000",
     ]  # fmt: skip
     assert first.volumes == {"/w/l0": {"bind": "/data", "mode": "ro"}}
-    assert second.volumes == {}
+    assert second.volumes == {"/w/l1": {"bind": "/data", "mode": "ro"}}
     assert (first.nano_cpus, first.mem_limit) == (1_500_000_000, 512 * 2**20)
     assert all(first.environment[name] == "2" for name in THREADS)
     assert first.ports == {} and second.ports == {}
 
 
 def test_actors_run_as_the_tenant_and_only_the_aggregator_gets_its_credential() -> None:
-    aggregator, *learners = container_specs(_spec(), "host", 41000, [1, 2])
+    aggregator, *learners = container_specs(_spec(), "host", 41000, [1, 2], DATA)
     assert {c.user for c in (aggregator, *learners)} == {"2000003:2000003"}
     assert aggregator.environment == {
         "HOME": "/tmp",
@@ -69,7 +72,7 @@ def test_actors_run_as_the_tenant_and_only_the_aggregator_gets_its_credential() 
 
 
 def test_on_a_container_network_only_the_control_port_reaches_host_loopback() -> None:
-    aggregator, learner, _ = container_specs(_spec(), "flops-net", 41000, [1, 2])
+    aggregator, learner, _ = container_specs(_spec(), "flops-net", 41000, [1, 2], DATA)
     assert aggregator.command[:3] == ["aggregator", "--host", "0.0.0.0"]
     assert aggregator.ports == {"8000/tcp": ("127.0.0.1", 41000)}
     assert learner.command[2] == "flops-0123456789ab-aggregator:8000"
@@ -103,7 +106,7 @@ def test_a_flower_apps_executor_runs_its_component_on_the_users_packages(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     spec = dataclasses.replace(_spec(), flower_app=("app.server:app", "app.client:app"))
-    aggregator, learner, _ = container_specs(spec, "flops-net", 41000, [1, 2])
+    aggregator, learner, _ = container_specs(spec, "flops-net", 41000, [1, 2], DATA)
     assert aggregator.command[-2:] == ["--flower-app", "app.server:app"]
     assert learner.command[-2:] == ["--flower-app", "app.client:app"]
     _, executor = learner_commands(
