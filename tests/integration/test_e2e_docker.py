@@ -174,3 +174,32 @@ def test_the_model_is_served_from_its_inference_image_until_undeployed(
     stopped = stack.flops("project", "undeploy", second_run["id"])
     assert stopped.returncode == 0, stopped.stderr
     assert _containers(f"io.flops.inference-server={second_run['id']}") == []
+
+
+def test_the_docker_backend_keeps_the_orchestrator_contract(
+    stack: Stack, first_run: dict[str, Any], tmp_path: Path, mnist_repo: Path
+) -> None:
+    """The suite every backend runs (tests/orchestrator_contract.py), on the
+    image the first run built, with the stack's settings (engine, network)."""
+    import os
+    from unittest import mock
+
+    from flops_management.orchestrators import (
+        DeploymentSpec,
+        LearnerSpec,
+        get_orchestrator,
+    )
+    from flops_management.settings import Settings
+    from tests.orchestrator_contract import check_contract
+
+    with mock.patch.dict(os.environ, stack.env):
+        settings = Settings()
+    spec = DeploymentSpec(
+        job_id="contract0docker0",
+        workdir=tmp_path / "job",
+        repo_dir=mnist_repo,
+        learners=(LearnerSpec("learner-0", None), LearnerSpec("learner-1", None)),
+        image=first_run["images"]["fl_actor"]["reference"],
+    )
+    check_contract(get_orchestrator("docker", settings), spec)
+    assert _containers("io.flops.job=contract0docker0") == []
