@@ -36,7 +36,12 @@ WORKER_PATH_ENV = "FLOPS_WORKER_PATH"
 
 
 def _executor(
-    role: str, address: str, repo: str, poll_interval: float, flower_app: str | None
+    role: str,
+    address: str,
+    repo: str,
+    poll_interval: float,
+    flower_app: str | None,
+    tls: actor_commands.FlowerTLS | None = None,
 ) -> list[str]:
     return actor_commands.executor_args(
         sys.executable,
@@ -46,6 +51,7 @@ def _executor(
         poll_interval,
         worker_path=os.environ.get(WORKER_PATH_ENV),
         flower_app=flower_app,
+        tls=tls,
     )
 
 
@@ -62,11 +68,20 @@ def _in_image(name: str) -> list[str]:
 
 
 def aggregator_commands(
-    host: str, port: int, repo: str, poll_interval: float, flower_app: str | None = None
+    host: str,
+    port: int,
+    repo: str,
+    poll_interval: float,
+    flower_app: str | None = None,
+    tls: actor_commands.FlowerTLS | None = None,
 ) -> list[list[str]]:
+    """`tls`: a folder with the CA's certificate and the SuperLink's
+    certificate and key (None: plaintext, `--dev-insecure-flower`)."""
     return [
-        actor_commands.superlink_args(_in_image, host, port),
-        _executor("aggregator", f"127.0.0.1:{port}", repo, poll_interval, flower_app),
+        actor_commands.superlink_args(_in_image, host, port, tls),
+        _executor(
+            "aggregator", f"127.0.0.1:{port}", repo, poll_interval, flower_app, tls
+        ),
     ]
 
 
@@ -80,10 +95,12 @@ def learner_commands(
     partition_id: int = 0,
     num_partitions: int = 1,
     flower_app: str | None = None,
+    tls: actor_commands.FlowerTLS | None = None,
 ) -> list[list[str]]:
+    """`tls`: a folder with the CA's certificate (None: plaintext)."""
     node_config = node_config_args(Path(data_dir), name, partition_id, num_partitions)
     return [
-        actor_commands.supernode_args(_in_image, superlink, port, node_config),
+        actor_commands.supernode_args(_in_image, superlink, port, node_config, tls),
         _executor("learner", f"127.0.0.1:{port}", repo, poll_interval, flower_app),
     ]
 
@@ -164,11 +181,23 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--flower-app", metavar="MODULE:ATTR", help="a Flower app's component"
     )
+    trust = parser.add_mutually_exclusive_group(required=True)
+    trust.add_argument(
+        "--tls-dir",
+        help="folder with ca.crt (and, for the aggregator, superlink.crt and "
+        "superlink.key): Flower traffic over TLS",
+    )
+    trust.add_argument(
+        "--dev-insecure-flower",
+        action="store_true",
+        help="plaintext Flower traffic, for debugging on one host only",
+    )
     args = parser.parse_args(argv)
+    tls = None if args.dev_insecure_flower else actor_commands.FlowerTLS(args.tls_dir)
     if args.role == "aggregator":
         port = args.port or DEFAULT_SUPERLINK_PORT
         commands = aggregator_commands(
-            args.host, port, args.repo_dir, args.poll_interval, args.flower_app
+            args.host, port, args.repo_dir, args.poll_interval, args.flower_app, tls
         )
     else:
         if not args.superlink:
@@ -184,6 +213,7 @@ def main(argv: list[str] | None = None) -> None:
             args.partition_id,
             args.num_partitions,
             args.flower_app,
+            tls,
         )
     sys.exit(supervise(commands, port, executor_env(args.flower_app)))
 

@@ -8,14 +8,52 @@ an image (whose packages are installed without console scripts).
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
 Program = Callable[[str], list[str]]
 
+# A job's TLS files, as each actor finds them in its TLS folder: the
+# installation CA (every actor), the SuperLink's certificate and key (the
+# aggregator's folder only).
+CA_FILE = "ca.crt"
+SUPERLINK_CERT_FILE = "superlink.crt"
+SUPERLINK_KEY_FILE = "superlink.key"
 
-def superlink_args(program: Program, host: str, port: int) -> list[str]:
+
+@dataclass(frozen=True)
+class FlowerTLS:
+    """An actor's TLS folder (as the actor sees it). None in its place means
+    plaintext, which only `dev_insecure_flower` asks for."""
+
+    folder: str
+
+    def file(self, name: str) -> str:
+        return f"{self.folder.rstrip('/')}/{name}"
+
+
+def _server_tls(tls: FlowerTLS | None) -> list[str]:
+    if tls is None:
+        return ["--insecure"]
+    return [
+        "--ssl-ca-certfile",
+        tls.file(CA_FILE),
+        "--ssl-certfile",
+        tls.file(SUPERLINK_CERT_FILE),
+        "--ssl-keyfile",
+        tls.file(SUPERLINK_KEY_FILE),
+    ]
+
+
+def _client_tls(tls: FlowerTLS | None) -> list[str]:
+    return ["--insecure"] if tls is None else ["--root-certificates", tls.file(CA_FILE)]
+
+
+def superlink_args(
+    program: Program, host: str, port: int, tls: FlowerTLS | None
+) -> list[str]:
     return [
         *program("flower-superlink"),
-        "--insecure",
+        *_server_tls(tls),
         "--isolation",
         "process",
         "--disable-runtime-dependency-installation",
@@ -27,11 +65,17 @@ def superlink_args(program: Program, host: str, port: int) -> list[str]:
 
 
 def supernode_args(
-    program: Program, superlink: str, port: int, node_config: str
+    program: Program,
+    superlink: str,
+    port: int,
+    node_config: str,
+    tls: FlowerTLS | None,
 ) -> list[str]:
+    """A SuperNode dialling the SuperLink (TLS, checked against the CA); its
+    own runtime API for the learner's executor stays on loopback."""
     return [
         *program("flower-supernode"),
-        "--insecure",
+        *_client_tls(tls),
         "--superlink",
         superlink,
         "--isolation",
@@ -54,12 +98,15 @@ def executor_args(
     worker_python: str | None = None,
     worker_path: str | None = None,
     flower_app: str | None = None,
+    tls: FlowerTLS | None = None,
 ) -> list[str]:
     """The executor (FLOps' runtime) and where its model worker runs from: the
     user's environment's interpreter, or this one with `worker_path` as its
     PYTHONPATH (an image's user-site folder). For a Flower app (`flower_app`, the
     role's component) the executor itself runs the app's code: `python` is then
-    the user's environment's, and there is no model worker."""
+    the user's environment's, and there is no model worker. `tls`: the
+    aggregator's executor reaches the SuperLink's runtime API over TLS (a
+    learner's executor talks to its SuperNode on loopback, in plaintext)."""
     args = [
         python,
         "-m",
@@ -72,6 +119,8 @@ def executor_args(
         "--poll-interval",
         str(poll_interval),
     ]
+    if tls is not None:
+        args += ["--root-certificates", tls.file(CA_FILE)]
     if flower_app:
         return [*args, "--flower-app", flower_app]
     if worker_python:

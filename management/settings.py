@@ -136,9 +136,22 @@ class Settings(BaseSettings):
     # Development only: run tenant code as the service, with its environment and
     # files in reach. Refused by the production profile.
     dev_unsandboxed_tenant_code: bool = False
+    # Flower traffic in plaintext (`--insecure`), for debugging on one host:
+    # anything that reaches a SuperLink could then read or join a run.
+    # Refused by the production profile.
+    dev_insecure_flower: bool = False
+    # The CA that issues SuperLinks' certificates (ca.crt, ca.key); default:
+    # FLOPS_HOME/ca, made on first use
+    # (orchestrators/flower_tls.py).
+    flower_ca: Path | None = None
 
     @model_validator(mode="after")
     def _check_profile(self) -> Settings:
+        if self.profile == "production" and self.dev_insecure_flower:
+            raise ConfigError(
+                "FLOPS_DEV_INSECURE_FLOWER is a development switch; the "
+                "production profile always uses TLS for Flower traffic."
+            )
         if self.profile == "production" and self.dev_unsandboxed_tenant_code:
             raise ConfigError(
                 "FLOPS_DEV_UNSANDBOXED_TENANT_CODE is a development switch; the "
@@ -223,6 +236,10 @@ class Settings(BaseSettings):
     @property
     def token_file(self) -> Path:
         return self.home / "token"
+
+    @property
+    def flower_ca_dir(self) -> Path:
+        return self.flower_ca or self.home / "ca"
 
     @property
     def mlflow_dir(self) -> Path:

@@ -98,6 +98,10 @@ class LogLine:
 class Deployment(ABC):
     """A running set of actors for one job."""
 
+    # The CA certificate the SuperLink's is checked against (the `flwr` CLI's
+    # `root-certificates`); None: plaintext (`dev_insecure_flower`).
+    root_certificates: Path | None = None
+
     @property
     @abstractmethod
     def control_address(self) -> str:

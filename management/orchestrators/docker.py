@@ -38,7 +38,9 @@ from flops_management.orchestrators.docker_containers import (
     ContainerSpec,
     container_specs,
     server_container_spec,
+    superlink_hosts,
 )
+from flops_management.orchestrators.flower_tls import issue_job_tls
 from flops_management.orchestrators.host import stage_learner_data
 from flops_management.orchestrators.local import (
     READY_TIMEOUT_S,
@@ -254,13 +256,20 @@ class DockerOrchestrator(Orchestrator):
         image = self._image(spec.image)
         # Bound read-only, read as the tenant's group.
         data = stage_learner_data(self.settings, spec)
+        tls = issue_job_tls(
+            self.settings,
+            spec.workdir,
+            superlink_hosts(spec.job_id, network),
+            spec.identity,
+        )
         link_port = free_port()
         specs = container_specs(
-            spec, network, link_port, [free_port() for _ in spec.learners], data
+            spec, network, link_port, [free_port() for _ in spec.learners], data, tls
         )
         deployment = DockerDeployment(
             self.client, spec.job_id, f"127.0.0.1:{link_port}", spec.learners
         )
+        deployment.root_certificates = tls.ca_file if tls else None
         labels = {JOB_LABEL: spec.job_id}
         try:
             aggregator, *learners = specs

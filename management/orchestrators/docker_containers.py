@@ -14,11 +14,14 @@ from pathlib import Path
 
 from flops.config import Resources
 from flops_management.orchestrators.base import AGGREGATOR, DeploymentSpec
+from flops_management.orchestrators.flower_tls import JobTLS
 from flops_management.orchestrators.local_commands import THREAD_VARIABLES
 from flops_management.sandbox import Identity
 
 HOST_NETWORK = "host"
 LEARNER_DATA = "/data"
+# Where an actor container finds its TLS folder (flops.actor --tls-dir).
+TLS_DIR = "/tls"
 SUPERLINK_PORT = 8000  # inside a container network
 # Every actor runs the tenant's code: as the tenant's ids, without capabilities,
 # unable to gain privileges, writing only its own /tmp (its Flower home).
@@ -57,15 +60,36 @@ def learner_threads(resources: Resources, learners: int) -> int:
     return max(1, (os.cpu_count() or 1) // max(1, learners))
 
 
+def superlink_hosts(job_id: str, network: str) -> list[str]:
+    """The addresses the SuperLink's certificate is for: loopback (the `flwr`
+    CLI, the aggregator's executor, learners on the host network) and, on a
+    container network, the aggregator's name there."""
+    loopback = ["127.0.0.1", "localhost"]
+    if network == HOST_NETWORK:
+        return loopback
+    return [container_name(job_id, AGGREGATOR), *loopback]
+
+
+def _tls_args(tls: JobTLS | None) -> list[str]:
+    return ["--dev-insecure-flower"] if tls is None else ["--tls-dir", TLS_DIR]
+
+
+def _tls_volume(folder: Path | None) -> dict[str, dict[str, str]]:
+    return {} if folder is None else {str(folder): {"bind": TLS_DIR, "mode": "ro"}}
+
+
 def container_specs(
     spec: DeploymentSpec,
     network: str,
     superlink_port: int,
     learner_ports: list[int],
     data: dict[str, Path],
+    tls: JobTLS | None,
 ) -> list[ContainerSpec]:
     """The aggregator first, then one container per learner (`data`: each
-    learner's data folder on this host, bound read-only).
+    learner's data folder on this host, bound read-only; `tls`: the job's TLS
+    folders, the SuperLink's for the aggregator, the CA's for learners, bound
+    read-only at /tls; None: plaintext, a dev switch).
 
     On the host network every actor listens on loopback ports chosen free by the
     caller; on a container network the aggregator is reached by its name and
@@ -87,9 +111,11 @@ def container_specs(
                 str(port),
                 "--poll-interval",
                 poll,
+                *_tls_args(tls),
                 *(["--flower-app", spec.flower_app[0]] if spec.flower_app else []),
             ],
             environment={**BASE_ENVIRONMENT, **spec.env, **spec.aggregator_env},
+            volumes=_tls_volume(tls.superlink if tls else None),
             ports={} if on_host else {f"{port}/tcp": ("127.0.0.1", superlink_port)},
             user=container_user(spec.identity),
         )
@@ -114,6 +140,7 @@ def container_specs(
             str(index),
             "--num-partitions",
             str(len(spec.learners)),
+            *_tls_args(tls),
             *(["--flower-app", spec.flower_app[1]] if spec.flower_app else []),
         ]
         if on_host:
@@ -128,7 +155,10 @@ def container_specs(
                     **spec.env,
                     **{name: threads for name in THREAD_VARIABLES},
                 },
-                volumes={str(data[learner.name]): {"bind": LEARNER_DATA, "mode": "ro"}},
+                volumes={
+                    str(data[learner.name]): {"bind": LEARNER_DATA, "mode": "ro"},
+                    **_tls_volume(tls.ca if tls else None),
+                },
                 nano_cpus=(
                     int(spec.resources.cpu * 1e9)
                     if spec.resources.cpu is not None

@@ -41,6 +41,7 @@ from flops_management.orchestrators.base import (
     ServerSpec,
     job_components,
 )
+from flops_management.orchestrators.flower_tls import issue_job_tls
 from flops_management.orchestrators.host import stage_learner_data
 from flops_management.orchestrators.local_commands import (
     THREAD_VARIABLES,
@@ -251,18 +252,28 @@ class LocalOrchestrator(Orchestrator):
             )
         )
 
+        tls = issue_job_tls(
+            self.settings, spec.workdir, ["127.0.0.1", "localhost"], spec.identity
+        )
+        deployment.root_certificates = tls.ca_file if tls else None
+        superlink_tls = tls.superlink if tls else None
+        ca_tls = tls.ca if tls else None
+
         def start(
             name: str,
             args: list[str],
             threads: int | None = None,
             data: Path | None = None,
             extra: dict[str, str] | None = None,
+            tls_folder: Path | None = None,
         ) -> subprocess.Popen[bytes]:
             flwr_home = home / name
             flwr_home.mkdir(parents=True, exist_ok=True)
             sandbox.give(flwr_home, spec.identity)
             env = self._env(spec, flwr_home, threads, extra)
-            mounts = actor_mounts(environments, spec.repo_dir, flwr_home, data)
+            mounts = actor_mounts(
+                environments, spec.repo_dir, flwr_home, data, tls_folder
+            )
             log = logs / f"{name}.log"
             proc = subprocesses.spawn(
                 sandbox.command(args, mounts, spec.identity),
@@ -273,7 +284,11 @@ class LocalOrchestrator(Orchestrator):
             deployment.add(name, proc, log)
             return proc
 
-        superlink = start(SUPERLINK, superlink_args(bin_dir, link_port))
+        superlink = start(
+            SUPERLINK,
+            superlink_args(bin_dir, link_port, superlink_tls),
+            tls_folder=superlink_tls,
+        )
         deadline = time.monotonic() + READY_TIMEOUT_S
         while not port_open(link_port):
             if superlink.poll() is not None or time.monotonic() > deadline:
@@ -291,8 +306,10 @@ class LocalOrchestrator(Orchestrator):
                 spec.poll_interval,
                 worker_python,
                 spec.flower_app[0] if spec.flower_app else None,
+                ca_tls,
             ),
             extra=spec.aggregator_env,
+            tls_folder=ca_tls,
         )
         cores = sorted(os.sched_getaffinity(0))
         for index, learner in enumerate(spec.learners):
@@ -305,7 +322,9 @@ class LocalOrchestrator(Orchestrator):
                     link,
                     node_port,
                     node_config_args(data_dir, learner.name, index, len(spec.learners)),
+                    ca_tls,
                 ),
+                tls_folder=ca_tls,
             )
             pinned = learner_cores(spec.resources, index, cores)
             start(

@@ -22,14 +22,22 @@ def _beside(bin_dir: Path) -> actor_commands.Program:
     return lambda name: [str(bin_dir / name)]
 
 
-def superlink_args(bin_dir: Path, port: int) -> list[str]:
-    return actor_commands.superlink_args(_beside(bin_dir), "127.0.0.1", port)
+def _tls(folder: Path | None) -> actor_commands.FlowerTLS | None:
+    return None if folder is None else actor_commands.FlowerTLS(str(folder))
+
+
+def superlink_args(bin_dir: Path, port: int, tls: Path | None) -> list[str]:
+    """`tls`: the SuperLink's TLS folder (None: plaintext, a dev switch)."""
+    return actor_commands.superlink_args(_beside(bin_dir), "127.0.0.1", port, _tls(tls))
 
 
 def supernode_args(
-    bin_dir: Path, superlink: str, port: int, node_config: str
+    bin_dir: Path, superlink: str, port: int, node_config: str, tls: Path | None
 ) -> list[str]:
-    return actor_commands.supernode_args(_beside(bin_dir), superlink, port, node_config)
+    """`tls`: a folder holding the CA certificate."""
+    return actor_commands.supernode_args(
+        _beside(bin_dir), superlink, port, node_config, _tls(tls)
+    )
 
 
 def executor_args(
@@ -40,10 +48,12 @@ def executor_args(
     poll_interval: float,
     worker_python: Path,
     flower_app: str | None = None,
+    tls: Path | None = None,
 ) -> list[str]:
     """The executor from FLOps' runtime environment (`bin_dir`), its model worker
     from the user's environment (`worker_python`); for a Flower app's component
-    (`flower_app`), the executor from the user's environment, running it."""
+    (`flower_app`), the executor from the user's environment, running it.
+    `tls`: the CA's folder, for an executor that reaches the SuperLink."""
     if flower_app:
         return actor_commands.executor_args(
             str(worker_python),
@@ -52,6 +62,7 @@ def executor_args(
             str(repo),
             poll_interval,
             flower_app=flower_app,
+            tls=_tls(tls),
         )
     return actor_commands.executor_args(
         str(bin_dir / "python"),
@@ -60,6 +71,7 @@ def executor_args(
         str(repo),
         poll_interval,
         worker_python=str(worker_python),
+        tls=_tls(tls),
     )
 
 
@@ -83,12 +95,15 @@ def actor_mounts(
     repo: Path,
     flwr_home: Path,
     data: Path | None = None,
+    tls: Path | None = None,
 ) -> Mounts:
     """What one actor's sandbox holds: the environments (FLOps' runtime and the
-    user's) and the repo read-only, a learner's data read-only, its own Flower
-    home writable."""
-    read_only = (*environments, repo) if data is None else (*environments, repo, data)
-    return Mounts(read_only=read_only, writable=(flwr_home,), chdir=flwr_home)
+    user's) and the repo read-only, a learner's data and its TLS folder
+    read-only, its own Flower home writable."""
+    extra = tuple(p for p in (data, tls) if p is not None)
+    return Mounts(
+        read_only=(*environments, repo, *extra), writable=(flwr_home,), chdir=flwr_home
+    )
 
 
 def limit_prefix(resources: Resources, cores: list[int] | None) -> list[str]:

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import flwr
+import tomli_w
 
 from flops import flower_repo, strategies, subprocesses
 from flops.app import run_settings as keys
@@ -301,13 +302,25 @@ def flwr_run_args(flwr: str, app_dir: Path, overrides: Path) -> list[str]:
     ]
 
 
+def flwr_cli_config(address: str, root_certificates: Path | None) -> str:
+    """The `flwr` CLI's config.toml: the SuperLink's Control API over TLS,
+    checked against the CA (plaintext only with `dev_insecure_flower`)."""
+    link: dict[str, str | bool] = {"address": address}
+    if root_certificates is None:
+        link["insecure"] = True
+    else:
+        link["root-certificates"] = str(root_certificates)
+    return tomli_w.dumps({"superlink": {"default": "flops", "flops": link}})
+
+
 def _start_flower_run(ctx: JobContext, run_id: str, experiment_id: str) -> str:
     assert ctx.deployment is not None
     home = ctx.workspace.flwr_cli
     home.mkdir(parents=True, exist_ok=True)
     (home / "config.toml").write_text(
-        '[superlink]\ndefault = "flops"\n\n[superlink.flops]\n'
-        f'address = "{ctx.deployment.control_address}"\ninsecure = true\n'
+        flwr_cli_config(
+            ctx.deployment.control_address, ctx.deployment.root_certificates
+        )
     )
     overrides = home / "run-config.toml"
     overrides.write_text(

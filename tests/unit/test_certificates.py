@@ -120,3 +120,42 @@ def test_a_node_key_others_can_read_or_of_another_kind_is_refused(
     other.chmod(0o600)
     with pytest.raises(ConfigError, match="NIST curve"):
         NodeKey.load(other)
+
+
+def test_each_job_gets_a_superlink_certificate_and_learners_only_the_ca(
+    tmp_path: Path,
+) -> None:
+    from flops_management.orchestrators.flower_tls import issue_job_tls
+    from flops_management.settings import Settings
+
+    settings = Settings(home=tmp_path / "home")
+    first = issue_job_tls(settings, tmp_path / "job1", ["127.0.0.1"], None)
+    second = issue_job_tls(settings, tmp_path / "job2", ["127.0.0.1"], None)
+    assert first is not None and second is not None
+    assert sorted(p.name for p in first.superlink.iterdir()) == [
+        "ca.crt",
+        "superlink.crt",
+        "superlink.key",
+    ]
+    assert [p.name for p in first.ca.iterdir()] == ["ca.crt"]  # no key for learners
+    assert (first.superlink / "superlink.key").stat().st_mode & 0o777 == 0o600
+    # One installation CA, made once in FLOPS_HOME, issues every job's.
+    assert first.ca_file.read_bytes() == second.ca_file.read_bytes()
+    assert (
+        first.ca_file.read_bytes() == (settings.flower_ca_dir / "ca.crt").read_bytes()
+    )
+    assert (first.superlink / "superlink.crt").read_bytes() != (
+        second.superlink / "superlink.crt"
+    ).read_bytes()
+
+
+def test_plaintext_flower_traffic_is_a_dev_switch_production_refuses(
+    tmp_path: Path,
+) -> None:
+    from flops_management.orchestrators.flower_tls import issue_job_tls
+    from flops_management.settings import Settings
+
+    dev = Settings(home=tmp_path, dev_insecure_flower=True)
+    assert issue_job_tls(dev, tmp_path / "job", ["127.0.0.1"], None) is None
+    with pytest.raises(ConfigError, match="FLOPS_DEV_INSECURE_FLOWER"):
+        Settings(home=tmp_path, profile="production", dev_insecure_flower=True)

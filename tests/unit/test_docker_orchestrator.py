@@ -9,15 +9,22 @@ from pathlib import Path
 import pytest
 
 from flops.actor import aggregator_commands, executor_env, learner_commands
+from flops.actor_commands import FlowerTLS
 from flops.config import Resources
 from flops_management.orchestrators.base import DeploymentSpec, LearnerSpec
-from flops_management.orchestrators.docker_containers import container_specs
+from flops_management.orchestrators.docker_containers import (
+    container_specs,
+    superlink_hosts,
+)
+from flops_management.orchestrators.flower_tls import JobTLS
 from flops_management.orchestrators.topology import StoredPartitions
 from flops_management.sandbox import Identity
 
 THREADS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
 # Where the host backends staged each learner's data (orchestrators.host).
 DATA = {"learner-0": Path("/w/l0"), "learner-1": Path("/w/l1")}
+# The job's TLS folders (orchestrators.flower_tls).
+TLS = JobTLS(superlink=Path("/w/tls/superlink"), ca=Path("/w/tls/ca"))
 
 
 def _spec(**resources: object) -> DeploymentSpec:
@@ -38,28 +45,34 @@ def _spec(**resources: object) -> DeploymentSpec:
 
 def test_on_the_host_network_learners_use_loopback_ports_and_publish_nothing() -> None:
     aggregator, first, second = container_specs(
-        _spec(cpu=1.5, memory="512MiB"), "host", 41000, [42000, 42001], DATA
+        _spec(cpu=1.5, memory="512MiB"), "host", 41000, [42000, 42001], DATA, TLS
     )
     assert aggregator.name == "flops-0123456789ab-aggregator"
     assert aggregator.command == [
         "aggregator", "--host", "127.0.0.1", "--port", "41000",
-        "--poll-interval", "0.05",
+        "--poll-interval", "0.05", "--tls-dir", "/tls",
     ]  # fmt: skip
     assert aggregator.ports == {} and aggregator.mem_limit is None
+    # Only the aggregator holds the SuperLink's key; learners get the CA alone.
+    assert aggregator.volumes == {"/w/tls/superlink": {"bind": "/tls", "mode": "ro"}}
     assert first.command == [
         "learner", "--superlink", "127.0.0.1:41000", "--name", "learner-0",
         "--data-dir", "/data", "--poll-interval", "0.05",
-        "--partition-id", "0", "--num-partitions", "2", "--port", "42000",
+        "--partition-id", "0", "--num-partitions", "2", "--tls-dir", "/tls",
+        "--port", "42000",
     ]  # fmt: skip
-    assert first.volumes == {"/w/l0": {"bind": "/data", "mode": "ro"}}
-    assert second.volumes == {"/w/l1": {"bind": "/data", "mode": "ro"}}
+    assert first.volumes == {
+        "/w/l0": {"bind": "/data", "mode": "ro"},
+        "/w/tls/ca": {"bind": "/tls", "mode": "ro"},
+    }
+    assert second.volumes["/w/l1"] == {"bind": "/data", "mode": "ro"}
     assert (first.nano_cpus, first.mem_limit) == (1_500_000_000, 512 * 2**20)
     assert all(first.environment[name] == "2" for name in THREADS)
     assert first.ports == {} and second.ports == {}
 
 
 def test_actors_run_as_the_tenant_and_only_the_aggregator_gets_its_credential() -> None:
-    aggregator, *learners = container_specs(_spec(), "host", 41000, [1, 2], DATA)
+    aggregator, *learners = container_specs(_spec(), "host", 41000, [1, 2], DATA, TLS)
     assert {c.user for c in (aggregator, *learners)} == {"2000003:2000003"}
     assert aggregator.environment == {
         "HOME": "/tmp",
@@ -72,7 +85,9 @@ def test_actors_run_as_the_tenant_and_only_the_aggregator_gets_its_credential() 
 
 
 def test_on_a_container_network_only_the_control_port_reaches_host_loopback() -> None:
-    aggregator, learner, _ = container_specs(_spec(), "flops-net", 41000, [1, 2], DATA)
+    aggregator, learner, _ = container_specs(
+        _spec(), "flops-net", 41000, [1, 2], DATA, TLS
+    )
     assert aggregator.command[:3] == ["aggregator", "--host", "0.0.0.0"]
     assert aggregator.ports == {"8000/tcp": ("127.0.0.1", 41000)}
     assert learner.command[2] == "flops-0123456789ab-aggregator:8000"
@@ -80,33 +95,65 @@ def test_on_a_container_network_only_the_control_port_reaches_host_loopback() ->
     assert learner.nano_cpus is None and learner.mem_limit is None
 
 
+def test_the_superlinks_certificate_names_every_address_it_is_dialled_at() -> None:
+    assert superlink_hosts("0123456789abcdef", "host") == ["127.0.0.1", "localhost"]
+    assert superlink_hosts("0123456789abcdef", "flops-net") == [
+        "flops-0123456789ab-aggregator",
+        "127.0.0.1",
+        "localhost",
+    ]
+
+
 def test_the_image_entrypoint_runs_flower_and_the_warm_executor() -> None:
-    server, executor = aggregator_commands("0.0.0.0", 8000, "/opt/flops/repo", 0.05)
+    tls = FlowerTLS("/tls")
+    server, executor = aggregator_commands(
+        "0.0.0.0", 8000, "/opt/flops/repo", 0.05, tls=tls
+    )
     assert server == [
-        sys.executable, "-m", "flops.actor", "run", "flower-superlink", "--insecure",
+        sys.executable, "-m", "flops.actor", "run", "flower-superlink",
+        "--ssl-ca-certfile", "/tls/ca.crt", "--ssl-certfile", "/tls/superlink.crt",
+        "--ssl-keyfile", "/tls/superlink.key",
         "--isolation", "process", "--disable-runtime-dependency-installation",
         "--host", "0.0.0.0", "--port", "8000",
     ]  # fmt: skip
     assert executor == [
         sys.executable, "-m", "flops.executor", "aggregator",
         "--runtime-api-address", "127.0.0.1:8000", "--repo-dir", "/opt/flops/repo",
-        "--poll-interval", "0.05",
+        "--poll-interval", "0.05", "--root-certificates", "/tls/ca.crt",
     ]  # fmt: skip
-    node, learner = learner_commands("agg:8000", 9094, "/data", "l0", "/r", 0.1, 1, 2)
+    node, learner = learner_commands(
+        "agg:8000", 9094, "/data", "l0", "/r", 0.1, 1, 2, tls=tls
+    )
     assert node[4:] == [
-        "flower-supernode", "--insecure", "--superlink", "agg:8000",
+        "flower-supernode", "--root-certificates", "/tls/ca.crt",
+        "--superlink", "agg:8000",
         "--isolation", "process", "--host", "127.0.0.1", "--port", "9094",
         "--node-config", 'flops-data-dir="/data" flops-learner="l0" '
         'partition-id=1 num-partitions=2 data-path="/data"',
     ]  # fmt: skip
     assert learner[3:6] == ["learner", "--runtime-api-address", "127.0.0.1:9094"]
+    # A learner's executor talks to its own SuperNode on loopback, in plaintext.
+    assert "--root-certificates" not in learner
+
+
+def test_the_image_entrypoint_asks_for_tls_or_a_named_dev_switch(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from flops.actor import main
+
+    with pytest.raises(SystemExit) as stopped:
+        main(["aggregator"])
+    assert stopped.value.code == 2
+    assert "--tls-dir" in capsys.readouterr().err
 
 
 def test_a_flower_apps_executor_runs_its_component_on_the_users_packages(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     spec = dataclasses.replace(_spec(), flower_app=("app.server:app", "app.client:app"))
-    aggregator, learner, _ = container_specs(spec, "flops-net", 41000, [1, 2], DATA)
+    aggregator, learner, _ = container_specs(
+        spec, "flops-net", 41000, [1, 2], DATA, TLS
+    )
     assert aggregator.command[-2:] == ["--flower-app", "app.server:app"]
     assert learner.command[-2:] == ["--flower-app", "app.client:app"]
     _, executor = learner_commands(

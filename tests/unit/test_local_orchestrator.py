@@ -10,9 +10,15 @@ BIN = Path("/envs/abc/bin")
 
 
 def test_superlink_args() -> None:
-    assert local.superlink_args(BIN, 9000) == [
+    """TLS with the job's certificate; plaintext only when a dev switch asks."""
+    assert local.superlink_args(BIN, 9000, Path("/job/tls/superlink")) == [
         "/envs/abc/bin/flower-superlink",
-        "--insecure",
+        "--ssl-ca-certfile",
+        "/job/tls/superlink/ca.crt",
+        "--ssl-certfile",
+        "/job/tls/superlink/superlink.crt",
+        "--ssl-keyfile",
+        "/job/tls/superlink/superlink.key",
         "--isolation",
         "process",
         "--disable-runtime-dependency-installation",
@@ -21,6 +27,7 @@ def test_superlink_args() -> None:
         "--port",
         "9000",
     ]
+    assert local.superlink_args(BIN, 9000, None)[1] == "--insecure"
 
 
 def test_supernode_args() -> None:
@@ -30,9 +37,11 @@ def test_supernode_args() -> None:
         'flops-data-dir="/data/l0" flops-learner="learner-0" '
         'partition-id=1 num-partitions=3 data-path="/data/l0"'
     )
-    assert local.supernode_args(BIN, "127.0.0.1:9000", 9100, config) == [
+    tls = Path("/job/tls/ca")
+    assert local.supernode_args(BIN, "127.0.0.1:9000", 9100, config, tls) == [
         "/envs/abc/bin/flower-supernode",
-        "--insecure",
+        "--root-certificates",
+        "/job/tls/ca/ca.crt",
         "--superlink",
         "127.0.0.1:9000",
         "--isolation",
@@ -70,6 +79,31 @@ def test_executor_args() -> None:
         "--worker-python",
         "/envs/user/bin/python",
     ]
+    # The aggregator's executor reaches the SuperLink over TLS.
+    aggregator = local.executor_args(
+        BIN,
+        "aggregator",
+        "127.0.0.1:9000",
+        Path("/repo"),
+        0.05,
+        Path("/envs/user/bin/python"),
+        tls=Path("/job/tls/ca"),
+    )
+    assert aggregator[-4:-2] == ["--root-certificates", "/job/tls/ca/ca.crt"]
+
+
+def test_the_flwr_cli_checks_the_superlink_against_the_ca() -> None:
+    import tomllib
+
+    from flops_management.pipeline.stages import flwr_cli_config
+
+    config = tomllib.loads(flwr_cli_config("127.0.0.1:9000", Path("/job/ca.crt")))
+    assert config["superlink"] == {
+        "default": "flops",
+        "flops": {"address": "127.0.0.1:9000", "root-certificates": "/job/ca.crt"},
+    }
+    insecure = tomllib.loads(flwr_cli_config("127.0.0.1:9000", None))
+    assert insecure["superlink"]["flops"]["insecure"] is True
 
 
 def test_limits_become_prlimit_and_taskset() -> None:
