@@ -96,11 +96,15 @@ def learner_commands(
     num_partitions: int = 1,
     flower_app: str | None = None,
     tls: actor_commands.FlowerTLS | None = None,
+    node_key: str | None = None,
 ) -> list[list[str]]:
-    """`tls`: a folder with the CA's certificate (None: plaintext)."""
+    """`tls`: a folder with the CA's certificate; `node_key`: the learner's
+    registered key (both None: plaintext)."""
     node_config = node_config_args(Path(data_dir), name, partition_id, num_partitions)
     return [
-        actor_commands.supernode_args(_in_image, superlink, port, node_config, tls),
+        actor_commands.supernode_args(
+            _in_image, superlink, port, node_config, tls, node_key
+        ),
         _executor("learner", f"127.0.0.1:{port}", repo, poll_interval, flower_app),
     ]
 
@@ -187,6 +191,11 @@ def main(argv: list[str] | None = None) -> None:
         help="folder with ca.crt (and, for the aggregator, superlink.crt and "
         "superlink.key): Flower traffic over TLS",
     )
+    parser.add_argument(
+        "--node-key",
+        help="learner: its private key (OpenSSH, NIST curve), registered with "
+        "the SuperLink; needed with --tls-dir",
+    )
     trust.add_argument(
         "--dev-insecure-flower",
         action="store_true",
@@ -202,6 +211,8 @@ def main(argv: list[str] | None = None) -> None:
     else:
         if not args.superlink:
             parser.error("a learner needs --superlink HOST:PORT")
+        if (tls is None) != (args.node_key is None):
+            parser.error("a learner over TLS needs --node-key (and only then)")
         port = args.port or DEFAULT_RUNTIME_PORT
         commands = learner_commands(
             args.superlink,
@@ -214,6 +225,7 @@ def main(argv: list[str] | None = None) -> None:
             args.num_partitions,
             args.flower_app,
             tls,
+            args.node_key,
         )
     sys.exit(supervise(commands, port, executor_env(args.flower_app)))
 

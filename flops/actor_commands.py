@@ -32,6 +32,8 @@ class FlowerTLS:
 
 
 def _server_tls(tls: FlowerTLS | None) -> list[str]:
+    """TLS, and with it Flower's SuperNode authentication: only nodes whose key
+    was registered through the Control API may pull tasks."""
     if tls is None:
         return ["--insecure"]
     return [
@@ -41,6 +43,7 @@ def _server_tls(tls: FlowerTLS | None) -> list[str]:
         tls.file(SUPERLINK_CERT_FILE),
         "--ssl-keyfile",
         tls.file(SUPERLINK_KEY_FILE),
+        "--enable-supernode-auth",
     ]
 
 
@@ -70,12 +73,18 @@ def supernode_args(
     port: int,
     node_config: str,
     tls: FlowerTLS | None,
+    node_key: str | None = None,
 ) -> list[str]:
-    """A SuperNode dialling the SuperLink (TLS, checked against the CA); its
-    own runtime API for the learner's executor stays on loopback."""
+    """A SuperNode dialling the SuperLink (TLS, checked against the CA), known
+    to it by `node_key` (the private half of its registered key); its own
+    runtime API for the learner's executor stays on loopback."""
+    if (tls is None) != (node_key is None):
+        raise ValueError("a SuperNode has TLS and a node key, or neither")
+    auth = [] if node_key is None else ["--auth-supernode-private-key", node_key]
     return [
         *program("flower-supernode"),
         *_client_tls(tls),
+        *auth,
         "--superlink",
         superlink,
         "--isolation",

@@ -28,6 +28,9 @@ WARNING = "warning"
 RUN_FINISHED = "run_finished"
 RUN_FAILED = "run_failed"
 
+# Event types the management service adds from what it sees of the actors.
+NODE_REFUSED = "node_refused"  # the SuperLink refused a SuperNode's key
+
 
 def _clean(value: Any) -> Any:
     """JSON has no NaN/inf; a diverged loss must still reach the user readable."""

@@ -42,6 +42,13 @@ class NodeKey:
         """The OpenSSH public key line (`ecdsa-sha2-nistp384 AAAA...`)."""
         return self.public_path.read_text().strip()
 
+    def public_pem(self) -> bytes:
+        """The public key as the Control API registers it (PEM, SPKI)."""
+        loaded = serialization.load_ssh_public_key(self.public_key.encode())
+        return loaded.public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+
     @classmethod
     def create(cls, private_path: Path) -> NodeKey:
         """A new P-384 key pair; the private key is 0600 from its first byte."""

@@ -101,6 +101,9 @@ class Deployment(ABC):
     # The CA certificate the SuperLink's is checked against (the `flwr` CLI's
     # `root-certificates`); None: plaintext (`dev_insecure_flower`).
     root_certificates: Path | None = None
+    # Learner name -> its SuperNode's node id at the SuperLink (registered by
+    # node authentication); empty in plaintext.
+    nodes: dict[str, int] = {}
 
     @property
     @abstractmethod

@@ -47,6 +47,7 @@ from flops_management.orchestrators.local import (
     free_port,
     port_open,
 )
+from flops_management.orchestrators.node_auth import enrol_learners
 from flops_management.orchestrators.topology import (
     Capability,
     Component,
@@ -277,6 +278,9 @@ class DockerOrchestrator(Orchestrator):
                 aggregator.role, self._run(image, aggregator, network, labels)
             )
             self._wait_ready(deployment, aggregator, link_port)
+            deployment.nodes = enrol_learners(
+                self.settings, spec, deployment.control_address, tls
+            )
             for container in learners:
                 deployment.add(
                     container.role, self._run(image, container, network, labels)

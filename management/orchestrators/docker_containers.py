@@ -16,12 +16,15 @@ from flops.config import Resources
 from flops_management.orchestrators.base import AGGREGATOR, DeploymentSpec
 from flops_management.orchestrators.flower_tls import JobTLS
 from flops_management.orchestrators.local_commands import THREAD_VARIABLES
+from flops_management.orchestrators.node_auth import NODE_KEY_FILE, key_folder
 from flops_management.sandbox import Identity
 
 HOST_NETWORK = "host"
 LEARNER_DATA = "/data"
-# Where an actor container finds its TLS folder (flops.actor --tls-dir).
+# Where an actor container finds its TLS folder (flops.actor --tls-dir), and a
+# learner's its node key (--node-key).
 TLS_DIR = "/tls"
+NODE_KEY_DIR = "/node-key"
 SUPERLINK_PORT = 8000  # inside a container network
 # Every actor runs the tenant's code: as the tenant's ids, without capabilities,
 # unable to gain privileges, writing only its own /tmp (its Flower home).
@@ -89,7 +92,8 @@ def container_specs(
     """The aggregator first, then one container per learner (`data`: each
     learner's data folder on this host, bound read-only; `tls`: the job's TLS
     folders, the SuperLink's for the aggregator, the CA's for learners, bound
-    read-only at /tls; None: plaintext, a dev switch).
+    read-only at /tls, and each learner's node key (orchestrators.node_auth) at
+    /node-key; None: plaintext, a dev switch).
 
     On the host network every actor listens on loopback ports chosen free by the
     caller; on a container network the aggregator is reached by its name and
@@ -141,6 +145,7 @@ def container_specs(
             "--num-partitions",
             str(len(spec.learners)),
             *_tls_args(tls),
+            *(["--node-key", f"{NODE_KEY_DIR}/{NODE_KEY_FILE}"] if tls else []),
             *(["--flower-app", spec.flower_app[1]] if spec.flower_app else []),
         ]
         if on_host:
@@ -158,6 +163,16 @@ def container_specs(
                 volumes={
                     str(data[learner.name]): {"bind": LEARNER_DATA, "mode": "ro"},
                     **_tls_volume(tls.ca if tls else None),
+                    **(
+                        {
+                            str(key_folder(spec, learner.name)): {
+                                "bind": NODE_KEY_DIR,
+                                "mode": "ro",
+                            }
+                        }
+                        if tls
+                        else {}
+                    ),
                 },
                 nano_cpus=(
                     int(spec.resources.cpu * 1e9)

@@ -53,6 +53,11 @@ from flops_management.orchestrators.local_commands import (
     superlink_args,
     supernode_args,
 )
+from flops_management.orchestrators.node_auth import (
+    NODE_KEY_FILE,
+    enrol_learners,
+    key_folder,
+)
 from flops_management.orchestrators.topology import (
     Capability,
     Component,
@@ -265,14 +270,18 @@ class LocalOrchestrator(Orchestrator):
             threads: int | None = None,
             data: Path | None = None,
             extra: dict[str, str] | None = None,
-            tls_folder: Path | None = None,
+            secrets: tuple[Path | None, ...] = (),
         ) -> subprocess.Popen[bytes]:
             flwr_home = home / name
             flwr_home.mkdir(parents=True, exist_ok=True)
             sandbox.give(flwr_home, spec.identity)
             env = self._env(spec, flwr_home, threads, extra)
             mounts = actor_mounts(
-                environments, spec.repo_dir, flwr_home, data, tls_folder
+                environments,
+                spec.repo_dir,
+                flwr_home,
+                data,
+                tuple(p for p in secrets if p is not None),
             )
             log = logs / f"{name}.log"
             proc = subprocesses.spawn(
@@ -287,7 +296,7 @@ class LocalOrchestrator(Orchestrator):
         superlink = start(
             SUPERLINK,
             superlink_args(bin_dir, link_port, superlink_tls),
-            tls_folder=superlink_tls,
+            secrets=(superlink_tls,),
         )
         deadline = time.monotonic() + READY_TIMEOUT_S
         while not port_open(link_port):
@@ -309,12 +318,14 @@ class LocalOrchestrator(Orchestrator):
                 ca_tls,
             ),
             extra=spec.aggregator_env,
-            tls_folder=ca_tls,
+            secrets=(ca_tls,),
         )
+        deployment.nodes = enrol_learners(self.settings, spec, link, tls)
         cores = sorted(os.sched_getaffinity(0))
         for index, learner in enumerate(spec.learners):
             node_port = free_port()
             data_dir = data[learner.name]
+            keys = key_folder(spec, learner.name) if deployment.nodes else None
             start(
                 f"{learner.name}{SUPERNODE_SUFFIX}",
                 supernode_args(
@@ -323,8 +334,9 @@ class LocalOrchestrator(Orchestrator):
                     node_port,
                     node_config_args(data_dir, learner.name, index, len(spec.learners)),
                     ca_tls,
+                    keys / NODE_KEY_FILE if keys else None,
                 ),
-                tls_folder=ca_tls,
+                secrets=(ca_tls, keys),
             )
             pinned = learner_cores(spec.resources, index, cores)
             start(

@@ -32,11 +32,22 @@ def superlink_args(bin_dir: Path, port: int, tls: Path | None) -> list[str]:
 
 
 def supernode_args(
-    bin_dir: Path, superlink: str, port: int, node_config: str, tls: Path | None
+    bin_dir: Path,
+    superlink: str,
+    port: int,
+    node_config: str,
+    tls: Path | None,
+    node_key: Path | None = None,
 ) -> list[str]:
-    """`tls`: a folder holding the CA certificate."""
+    """`tls`: a folder holding the CA certificate; `node_key`: the learner's
+    registered key (both None: plaintext, a dev switch)."""
     return actor_commands.supernode_args(
-        _beside(bin_dir), superlink, port, node_config, _tls(tls)
+        _beside(bin_dir),
+        superlink,
+        port,
+        node_config,
+        _tls(tls),
+        None if node_key is None else str(node_key),
     )
 
 
@@ -95,12 +106,12 @@ def actor_mounts(
     repo: Path,
     flwr_home: Path,
     data: Path | None = None,
-    tls: Path | None = None,
+    secrets: tuple[Path, ...] = (),
 ) -> Mounts:
     """What one actor's sandbox holds: the environments (FLOps' runtime and the
-    user's) and the repo read-only, a learner's data and its TLS folder
-    read-only, its own Flower home writable."""
-    extra = tuple(p for p in (data, tls) if p is not None)
+    user's) and the repo read-only, a learner's data and its TLS and key
+    folders (`secrets`) read-only, its own Flower home writable."""
+    extra = (*(() if data is None else (data,)), *secrets)
     return Mounts(
         read_only=(*environments, repo, *extra), writable=(flwr_home,), chdir=flwr_home
     )

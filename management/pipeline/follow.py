@@ -24,6 +24,7 @@ from flops_management.limits import bounded
 from flops_management.models import Progress
 from flops_management.orchestrators import Deployment, LogLine
 from flops_management.orchestrators.base import AGGREGATOR
+from flops_management.orchestrators.node_auth import refusal
 from flops_management.orchestrators.topology import ComponentState, ComponentStatus
 from flops_management.pipeline.context import JobContext
 
@@ -159,7 +160,26 @@ class RunFollower:
                 "(FLOPS_MAX_ACTOR_LOG_EVENTS); the job's log folder has all of it.",
             )
 
+    def _refused(self, line: LogLine) -> None:
+        """A SuperNode the job's SuperLink refused (an unregistered or revoked
+        key): a job event, not only a log line."""
+        if self.deployment.learner_of(line.component) is not None:
+            return  # learners' own output is not the SuperLink's word
+        refused = refusal(line.text)
+        if refused is None:
+            return
+        call, code = refused
+        self.ctx.event(
+            events.NODE_REFUSED,
+            code=code,
+            call=call,
+            round=self.progress.round,
+            message=f"The SuperLink refused a SuperNode whose key is not registered "
+            f"for this job (Flower error {code} on {call}).",
+        )
+
     def _handle(self, line: LogLine) -> bool:
+        self._refused(line)
         too_long = len(line.text) > 4 * self.ctx.settings.max_event_chars
         event = None if too_long else events.parse_event(line.text)
         if event is None:

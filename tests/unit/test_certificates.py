@@ -159,3 +159,17 @@ def test_plaintext_flower_traffic_is_a_dev_switch_production_refuses(
     assert issue_job_tls(dev, tmp_path / "job", ["127.0.0.1"], None) is None
     with pytest.raises(ConfigError, match="FLOPS_DEV_INSECURE_FLOWER"):
         Settings(home=tmp_path, profile="production", dev_insecure_flower=True)
+
+
+def test_the_superlinks_refusal_of_a_node_is_read_from_its_log() -> None:
+    from flops_management.orchestrators.node_auth import refusal
+
+    # As Flower 1.41's SuperLink logs it (ANSI colours included).
+    line = (
+        "\x1b[91mERROR \x1b[0m:     [/v1/fleet/activate-node][ApiError:2004] "
+        "Attempted to register SuperNode with public key: b'-----BEGIN PUBLIC "
+        "KEY-----\\n...', exception: No SuperNode found with the given public key."
+    )
+    assert refusal(line) == ("/v1/fleet/activate-node", 2004)
+    assert refusal("[/v1/fleet/pull-messages][ApiError:3001] run not found") is None
+    assert refusal("INFO: [Fleet.ActivateNode] Activated node_id=1") is None

@@ -59,11 +59,13 @@ def test_on_the_host_network_learners_use_loopback_ports_and_publish_nothing() -
         "learner", "--superlink", "127.0.0.1:41000", "--name", "learner-0",
         "--data-dir", "/data", "--poll-interval", "0.05",
         "--partition-id", "0", "--num-partitions", "2", "--tls-dir", "/tls",
-        "--port", "42000",
+        "--node-key", "/node-key/node.key", "--port", "42000",
     ]  # fmt: skip
+    # Each learner its own key (orchestrators.node_auth), no other's.
     assert first.volumes == {
         "/w/l0": {"bind": "/data", "mode": "ro"},
         "/w/tls/ca": {"bind": "/tls", "mode": "ro"},
+        "/w/keys/learner-0": {"bind": "/node-key", "mode": "ro"},
     }
     assert second.volumes["/w/l1"] == {"bind": "/data", "mode": "ro"}
     assert (first.nano_cpus, first.mem_limit) == (1_500_000_000, 512 * 2**20)
@@ -112,7 +114,7 @@ def test_the_image_entrypoint_runs_flower_and_the_warm_executor() -> None:
     assert server == [
         sys.executable, "-m", "flops.actor", "run", "flower-superlink",
         "--ssl-ca-certfile", "/tls/ca.crt", "--ssl-certfile", "/tls/superlink.crt",
-        "--ssl-keyfile", "/tls/superlink.key",
+        "--ssl-keyfile", "/tls/superlink.key", "--enable-supernode-auth",
         "--isolation", "process", "--disable-runtime-dependency-installation",
         "--host", "0.0.0.0", "--port", "8000",
     ]  # fmt: skip
@@ -122,11 +124,11 @@ def test_the_image_entrypoint_runs_flower_and_the_warm_executor() -> None:
         "--poll-interval", "0.05", "--root-certificates", "/tls/ca.crt",
     ]  # fmt: skip
     node, learner = learner_commands(
-        "agg:8000", 9094, "/data", "l0", "/r", 0.1, 1, 2, tls=tls
+        "agg:8000", 9094, "/data", "l0", "/r", 0.1, 1, 2, tls=tls, node_key="/k/n"
     )
     assert node[4:] == [
         "flower-supernode", "--root-certificates", "/tls/ca.crt",
-        "--superlink", "agg:8000",
+        "--auth-supernode-private-key", "/k/n", "--superlink", "agg:8000",
         "--isolation", "process", "--host", "127.0.0.1", "--port", "9094",
         "--node-config", 'flops-data-dir="/data" flops-learner="l0" '
         'partition-id=1 num-partitions=2 data-path="/data"',

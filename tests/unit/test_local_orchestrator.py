@@ -19,6 +19,7 @@ def test_superlink_args() -> None:
         "/job/tls/superlink/superlink.crt",
         "--ssl-keyfile",
         "/job/tls/superlink/superlink.key",
+        "--enable-supernode-auth",
         "--isolation",
         "process",
         "--disable-runtime-dependency-installation",
@@ -37,11 +38,13 @@ def test_supernode_args() -> None:
         'flops-data-dir="/data/l0" flops-learner="learner-0" '
         'partition-id=1 num-partitions=3 data-path="/data/l0"'
     )
-    tls = Path("/job/tls/ca")
-    assert local.supernode_args(BIN, "127.0.0.1:9000", 9100, config, tls) == [
+    tls, key = Path("/job/tls/ca"), Path("/job/keys/learner-0/node.key")
+    assert local.supernode_args(BIN, "127.0.0.1:9000", 9100, config, tls, key) == [
         "/envs/abc/bin/flower-supernode",
         "--root-certificates",
         "/job/tls/ca/ca.crt",
+        "--auth-supernode-private-key",
+        "/job/keys/learner-0/node.key",
         "--superlink",
         "127.0.0.1:9000",
         "--isolation",
