@@ -199,7 +199,9 @@ def test_the_docker_backend_keeps_the_orchestrator_contract(
         workdir=tmp_path / "job",
         repo_dir=mnist_repo,
         learners=(LearnerSpec("learner-0", None), LearnerSpec("learner-1", None)),
-        image=first_run["images"]["fl_actor"]["reference"],
+        # What the pipeline hands the backend: the tag (its platform build is
+        # tagged `<tag>-<arch>` in the engine's storage).
+        image=first_run["images"]["fl_actor"]["tag"],
     )
     check_contract(get_orchestrator("docker", settings), spec)
     assert _containers("io.flops.job=contract0docker0") == []
