@@ -23,16 +23,21 @@ from tests.orchestrator_contract import check_contract
 pytestmark = pytest.mark.integration
 
 
-def test_the_local_backend_keeps_the_orchestrator_contract(tmp_path: Path) -> None:
+def _local(tmp_path: Path, job_id: str) -> tuple[Settings, DeploymentSpec]:
+    """Two learners from this test's own environment, unsandboxed."""
     settings = Settings(home=tmp_path / "home", dev_unsandboxed_tenant_code=True)
     repo = make_repo(tmp_path / "repo", EXAMPLES / "mnist-sklearn")
-    spec = DeploymentSpec(
-        job_id="contract0local0",
+    return settings, DeploymentSpec(
+        job_id=job_id,
         workdir=tmp_path / "job",
         repo_dir=repo,
         learners=(LearnerSpec("learner-0", None), LearnerSpec("learner-1", None)),
         environment=Path(sys.prefix),
     )
+
+
+def test_the_local_backend_keeps_the_orchestrator_contract(tmp_path: Path) -> None:
+    settings, spec = _local(tmp_path, "contract0local0")
     check_contract(get_orchestrator("local", settings), spec)
 
 
@@ -51,15 +56,7 @@ def test_only_registered_learners_join_and_a_revoked_one_is_cut_off(
     from flops_management.orchestrators.node_auth import refusal
     from flops_management.orchestrators.superlink_control import SuperLinkControl
 
-    settings = Settings(home=tmp_path / "home", dev_unsandboxed_tenant_code=True)
-    repo = make_repo(tmp_path / "repo", EXAMPLES / "mnist-sklearn")
-    spec = DeploymentSpec(
-        job_id="contract0auth00",
-        workdir=tmp_path / "job",
-        repo_dir=repo,
-        learners=(LearnerSpec("learner-0", None), LearnerSpec("learner-1", None)),
-        environment=Path(sys.prefix),
-    )
+    settings, spec = _local(tmp_path, "contract0auth00")
     deployment = get_orchestrator("local", settings).submit(spec)
     try:
         assert deployment.root_certificates is not None
