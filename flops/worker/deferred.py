@@ -15,8 +15,9 @@ reply ships it, and the aggregator logs it under the round it belongs to
 still being computed, so nothing autolog logs is dropped.
 
 Spool layout (the worker's folder): `deferred/<pid>.pending` while a task's
-process has queued content, `deferred/<pid>/` (`content.json`, `files/`) once
-it is written (renamed into place, so a reader never sees half of it).
+process has queued content, `deferred/<pid>-<k>/` (`content.json`, `files/`)
+for each call into the user's code that postponed some, once it is written
+(renamed into place, so a reader never sees half of it).
 """
 
 from __future__ import annotations
@@ -81,10 +82,12 @@ def _postponing(original: Callable[..., Any], spool: Path) -> Callable[..., Any]
         )
         if _queue.marker is None:
             spool.mkdir(parents=True, exist_ok=True)
-            _queue.marker = os.open(
-                spool / f"{os.getpid()}.pending", os.O_CREAT | os.O_WRONLY, 0o600
-            )
+            # Locked before it shows under its name: a reader that finds a
+            # marker unlocked takes it for a dead process's and removes it.
+            hidden = spool / f".{os.getpid()}.pending"
+            _queue.marker = os.open(hidden, os.O_CREAT | os.O_WRONLY, 0o600)
             fcntl.flock(_queue.marker, fcntl.LOCK_EX)
+            hidden.rename(spool / f"{os.getpid()}.pending")
         _queue.calls.append((_queue.capture, original, bound))
         # `_log_estimator_content` only warns on an empty result when there
         # are no labels; the metrics themselves are logged later.
@@ -115,24 +118,25 @@ def postponing(capture: Capture, spool: Path) -> Iterator[None]:
 
 
 def run_queued(spool: Path) -> None:
-    """Run what this task's process postponed and spool what it added; called
-    once the task's conversation is over."""
+    """Run what this task's process postponed and spool what it added, one
+    entry per call that postponed it (each ships to its own round and phase);
+    called once the task's conversation is over."""
     if not _queue.calls:
         return
     pid = os.getpid()
-    work = spool / f".{pid}.tmp"
     captures = list({id(c): c for c, _, _ in _queue.calls}.values())
-    runs: list[dict[str, Any]] = []
     try:
-        for capture in captures:
+        for k, capture in enumerate(captures):
             calls = [(f, b) for c, f, b in _queue.calls if c is capture]
-            runs += _run_into(capture, calls, work / "files")
-        work.mkdir(parents=True, exist_ok=True)
-        (work / "content.json").write_text(json.dumps({"runs": runs}))
-        work.rename(spool / str(pid))
-    except Exception:
-        logger.exception("MLflow's post-fit content could not be logged")
-        shutil.rmtree(work, ignore_errors=True)
+            work = spool / f".{pid}-{k}.tmp"
+            try:
+                runs = _run_into(capture, calls, work / "files")
+                work.mkdir(parents=True, exist_ok=True)
+                (work / "content.json").write_text(json.dumps({"runs": runs}))
+                work.rename(spool / f"{pid}-{k}")
+            except Exception:
+                logger.exception("MLflow's post-fit content could not be logged")
+                shutil.rmtree(work, ignore_errors=True)
     finally:
         (spool / f"{pid}.pending").unlink(missing_ok=True)
         if _queue.marker is not None:
@@ -154,10 +158,15 @@ def _run_into(
         client = mlflow.MlflowClient(capture.uri)
         run_ids = sorted({bound.arguments["run_id"] for _, bound in calls})
         before = {r: describe_run(client, client.get_run(r)) for r in run_ids}
-        old_files = {r: _files(client, r) for r in run_ids}
+        roots = {r: local_path(client.get_run(r).info.artifact_uri) for r in run_ids}
+        old_files = {r: _files(roots[r]) for r in run_ids}
         _run_calls(calls)
         for run_id in run_ids:
-            _copy_new(client, run_id, old_files[run_id], capture, files)
+            index = capture.indexes.get(run_id)
+            for path in sorted(_files(roots[run_id]) - old_files[run_id]):
+                target = files / "runs" / str(index) / path
+                target.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(roots[run_id] / path, target)
         return [_added(client, r, before[r], capture.indexes.get(r)) for r in run_ids]
 
 
@@ -173,20 +182,8 @@ def _run_calls(calls: list[tuple[Callable[..., Any], inspect.BoundArguments]]) -
             autologging_client.flush(synchronous=True)
 
 
-def _files(client: Any, run_id: str) -> set[Path]:
-    root = local_path(client.get_run(run_id).info.artifact_uri)
+def _files(root: Path) -> set[Path]:
     return {p.relative_to(root) for p in root.rglob("*") if p.is_file()}
-
-
-def _copy_new(
-    client: Any, run_id: str, old: set[Path], capture: Capture, into: Path
-) -> None:
-    root = local_path(client.get_run(run_id).info.artifact_uri)
-    index = capture.indexes.get(run_id)
-    for path in sorted(_files(client, run_id) - old):
-        target = into / "runs" / str(index) / path
-        target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(root / path, target)
 
 
 def _added(
@@ -226,7 +223,10 @@ def take(spool: Path, wait_s: float = 0.0) -> list[Spooled]:
     if wait_s > 0:
         _wait_for_pending(spool, wait_s)
     ready: list[Spooled] = []
-    for folder in sorted(p for p in spool.iterdir() if p.name.isdigit()):
+    # Written entries are `<pid>-<k>` folders; `.`-names are still being
+    # written, or taken.
+    entries = (p for p in spool.iterdir() if p.is_dir() and p.name[0] != ".")
+    for folder in sorted(entries):
         claimed = folder.with_name(f".{folder.name}.taken-{os.getpid()}")
         try:
             folder.rename(claimed)  # two tasks never ship the same content
@@ -239,7 +239,8 @@ def take(spool: Path, wait_s: float = 0.0) -> list[Spooled]:
 
 def _wait_for_pending(spool: Path, wait_s: float) -> None:
     deadline = time.monotonic() + wait_s
-    for marker in sorted(spool.glob("*.pending")):
+    markers = (m for m in spool.glob("*.pending") if m.name[0] != ".")
+    for marker in sorted(markers):
         if not _wait_unlocked(marker, deadline):
             logger.warning(
                 "MLflow's post-fit content of task process %s still not logged "

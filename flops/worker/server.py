@@ -101,9 +101,10 @@ def serve(socket_path: Path, repo: Path, role: str) -> None:
             conn.settimeout(None)
             code = 0
             try:
-                serve_connection(conn, repo, deferred.spool_folder(folder))
+                spool = deferred.spool_folder(folder)
+                serve_connection(conn, repo, spool)
                 conn.close()  # the task has its reply: what follows is ours
-                deferred.run_queued(deferred.spool_folder(folder))
+                deferred.run_queued(spool)
             except protocol.ProtocolError as err:
                 logger.error("task connection broken: %s", err)
                 code = 1

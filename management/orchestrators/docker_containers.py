@@ -77,8 +77,9 @@ def _tls_args(tls: JobTLS | None) -> list[str]:
     return ["--dev-insecure-flower"] if tls is None else ["--tls-dir", TLS_DIR]
 
 
-def _tls_volume(folder: Path | None) -> dict[str, dict[str, str]]:
-    return {} if folder is None else {str(folder): {"bind": TLS_DIR, "mode": "ro"}}
+def _bind(folder: Path | None, target: str) -> dict[str, dict[str, str]]:
+    """`folder` bound read-only at `target`; nothing when there is none."""
+    return {} if folder is None else {str(folder): {"bind": target, "mode": "ro"}}
 
 
 def container_specs(
@@ -119,7 +120,7 @@ def container_specs(
                 *(["--flower-app", spec.flower_app[0]] if spec.flower_app else []),
             ],
             environment={**BASE_ENVIRONMENT, **spec.env, **spec.aggregator_env},
-            volumes=_tls_volume(tls.superlink if tls else None),
+            volumes=_bind(tls.superlink if tls else None, TLS_DIR),
             ports={} if on_host else {f"{port}/tcp": ("127.0.0.1", superlink_port)},
             user=container_user(spec.identity),
         )
@@ -161,17 +162,10 @@ def container_specs(
                     **{name: threads for name in THREAD_VARIABLES},
                 },
                 volumes={
-                    str(data[learner.name]): {"bind": LEARNER_DATA, "mode": "ro"},
-                    **_tls_volume(tls.ca if tls else None),
-                    **(
-                        {
-                            str(key_folder(spec, learner.name)): {
-                                "bind": NODE_KEY_DIR,
-                                "mode": "ro",
-                            }
-                        }
-                        if tls
-                        else {}
+                    **_bind(data[learner.name], LEARNER_DATA),
+                    **_bind(tls.ca if tls else None, TLS_DIR),
+                    **_bind(
+                        key_folder(spec, learner.name) if tls else None, NODE_KEY_DIR
                     ),
                 },
                 nano_cpus=(

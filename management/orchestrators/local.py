@@ -152,11 +152,8 @@ class LocalDeployment(Deployment):
         return {"pids": {name: proc.pid for name, proc in self.processes.items()}}
 
     def stop_learner(self, learner: str) -> None:
-        procs = [
-            proc
-            for name, proc in self.processes.items()
-            if name in (learner, f"{learner}{SUPERNODE_SUFFIX}")
-        ]
+        parts = {c.name for c in self._components if c.learner == learner}
+        procs = [proc for name, proc in self.processes.items() if name in parts]
         # SIGTERM first: a SuperNode that stops gracefully leaves the federation
         # at once, so the aggregator stops waiting for it.
         subprocesses.kill_groups(procs, grace=3.0)
