@@ -13,10 +13,11 @@ STAMP := $(VENV)/.installed-$(shell sha256sum pyproject.toml | cut -c1-12)
 PIP_LINKS := $(PIP_FIND_LINKS) $(shell $(PYTHON) -m pip config get global.find-links 2>/dev/null)
 FIND_LINKS := $(foreach dir,$(sort $(PIP_LINKS)),--find-links $(dir))
 CACHE := .cache
-SYSTEM_TOOLS := git prlimit taskset setpriv bwrap buildah podman runc skopeo docker-registry debootstrap qemu-aarch64-static update-binfmts
+SYSTEM_TOOLS := git prlimit taskset setpriv bwrap buildah podman runc skopeo docker-registry debootstrap qemu-aarch64-static update-binfmts haproxy
 # Images (issue 3): Buildah builds, Podman runs (and serves the Docker API), a
-# CNCF registry, debootstrap for offline base images, QEMU for arm64.
-SYSTEM_PACKAGES := git util-linux bubblewrap buildah podman runc skopeo docker-registry debootstrap qemu-user-static binfmt-support
+# CNCF registry, debootstrap for offline base images, QEMU for arm64; HAProxy
+# for the Fleet-only front of jobs with joined learners (issue 10).
+SYSTEM_PACKAGES := git util-linux bubblewrap buildah podman runc skopeo docker-registry debootstrap qemu-user-static binfmt-support haproxy
 PYTEST_ARGS ?=
 
 .PHONY: help install system quickstart test lint unit integration bench clean down

@@ -121,6 +121,26 @@ class ApiClient:
         )
         return result
 
+    def enrol(self, project_id: str, learners: int) -> dict[str, Any]:
+        result: dict[str, Any] = self.request(
+            "POST",
+            f"/api/projects/{project_id}/enrolments",
+            json={"learners": learners},
+        )
+        return result
+
+    def learners(self, project_id: str) -> list[dict[str, Any]]:
+        result: list[dict[str, Any]] = self.request(
+            "GET", f"/api/projects/{project_id}/learners"
+        )
+        return result
+
+    def revoke(self, project_id: str, learner: str) -> dict[str, Any]:
+        result: dict[str, Any] = self.request(
+            "DELETE", f"/api/projects/{project_id}/learners/{learner}"
+        )
+        return result
+
     def push_data(self, path: Path, tag: str, partitions: int) -> dict[str, Any]:
         with path.open("rb") as handle:
             result: dict[str, Any] = self.request(

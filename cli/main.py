@@ -10,7 +10,15 @@ from rich.console import Console
 from rich.markup import escape
 
 from flops.errors import FlopsError
-from flops_cli.commands import data, images, mlflow_login, project, stack, token
+from flops_cli.commands import (
+    data,
+    images,
+    learner,
+    mlflow_login,
+    project,
+    stack,
+    token,
+)
 from flops_cli.commands.init import init
 
 app = typer.Typer(
@@ -23,6 +31,7 @@ app.command()(stack.down)
 app.command()(stack.status)
 app.command()(init)
 app.add_typer(project.app, name="project")
+app.add_typer(learner.app, name="learner")
 app.add_typer(data.app, name="data")
 app.add_typer(token.app, name="token")
 app.add_typer(images.app, name="images")

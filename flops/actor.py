@@ -42,6 +42,7 @@ def _executor(
     poll_interval: float,
     flower_app: str | None,
     tls: actor_commands.FlowerTLS | None = None,
+    worker_python: str | None = None,
 ) -> list[str]:
     return actor_commands.executor_args(
         sys.executable,
@@ -49,7 +50,8 @@ def _executor(
         address,
         repo,
         poll_interval,
-        worker_path=os.environ.get(WORKER_PATH_ENV),
+        worker_python=worker_python,
+        worker_path=None if worker_python else os.environ.get(WORKER_PATH_ENV),
         flower_app=flower_app,
         tls=tls,
     )
@@ -97,15 +99,24 @@ def learner_commands(
     flower_app: str | None = None,
     tls: actor_commands.FlowerTLS | None = None,
     node_key: str | None = None,
+    worker_python: str | None = None,
 ) -> list[list[str]]:
     """`tls`: a folder with the CA's certificate; `node_key`: the learner's
-    registered key (both None: plaintext)."""
+    registered key (both None: plaintext); `worker_python`: the user's
+    environment's interpreter, outside an image."""
     node_config = node_config_args(Path(data_dir), name, partition_id, num_partitions)
     return [
         actor_commands.supernode_args(
             _in_image, superlink, port, node_config, tls, node_key
         ),
-        _executor("learner", f"127.0.0.1:{port}", repo, poll_interval, flower_app),
+        _executor(
+            "learner",
+            f"127.0.0.1:{port}",
+            repo,
+            poll_interval,
+            flower_app,
+            worker_python=worker_python,
+        ),
     ]
 
 
@@ -162,6 +173,32 @@ def supervise(
     return code
 
 
+def _join(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """`--join`: join the project, then run as the learner it assigned (the
+    superlink, TLS folder, node key and partition fill the other options)."""
+    from flops import joining
+
+    token = args.token or os.environ.get("FLOPS_ENROL_TOKEN")
+    if args.role != "learner" or not args.project or not token:
+        parser.error("--join is for a learner, with --project and --token")
+    client = joining.JoinClient(args.join, args.project, token)
+    args.name = joining.learner_name(args.name)
+    joined = joining.join(
+        client,
+        args.name,
+        Path(args.state),
+        args.join_timeout,
+        progress=lambda line: print(f"flops.actor: {line}", flush=True),
+    )
+    assigned = joined.assignment
+    args.superlink = joined.superlink
+    args.tls_dir = str(joined.tls_dir)
+    args.node_key = str(joined.node_key)
+    args.partition_id = int(assigned["partition_id"])
+    args.num_partitions = int(assigned["num_partitions"])
+    args.flower_app = args.flower_app or assigned.get("flower_app")
+
+
 def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["run"]:
@@ -185,7 +222,23 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--flower-app", metavar="MODULE:ATTR", help="a Flower app's component"
     )
-    trust = parser.add_mutually_exclusive_group(required=True)
+    parser.add_argument(
+        "--worker-python",
+        help="learner: the user's environment's interpreter (outside an image)",
+    )
+    joining = parser.add_argument_group(
+        "joining", "a learner on its owner's machine (flops learner join)"
+    )
+    joining.add_argument("--join", metavar="API_URL", help="the management API")
+    joining.add_argument("--project", help="the project to join")
+    joining.add_argument("--token", help="the enrolment token (or FLOPS_ENROL_TOKEN)")
+    joining.add_argument(
+        "--state", default="/state", help="where the node key and CA are kept"
+    )
+    joining.add_argument(
+        "--join-timeout", type=float, default=3600.0, help="seconds to wait"
+    )
+    trust = parser.add_mutually_exclusive_group(required=False)
     trust.add_argument(
         "--tls-dir",
         help="folder with ca.crt (and, for the aggregator, superlink.crt and "
@@ -202,6 +255,10 @@ def main(argv: list[str] | None = None) -> None:
         help="plaintext Flower traffic, for debugging on one host only",
     )
     args = parser.parse_args(argv)
+    if args.join:
+        _join(parser, args)
+    if not args.tls_dir and not args.dev_insecure_flower:
+        parser.error("one of --tls-dir, --dev-insecure-flower or --join is needed")
     tls = None if args.dev_insecure_flower else actor_commands.FlowerTLS(args.tls_dir)
     if args.role == "aggregator":
         port = args.port or DEFAULT_SUPERLINK_PORT
@@ -226,6 +283,7 @@ def main(argv: list[str] | None = None) -> None:
             args.flower_app,
             tls,
             args.node_key,
+            args.worker_python,
         )
     sys.exit(supervise(commands, port, executor_env(args.flower_app)))
 

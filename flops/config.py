@@ -102,6 +102,9 @@ class ProjectConfig(_Strict):
     name: str | None = Field(default=None, description="project name (default: repo)")
     rounds: int = Field(default=3, ge=1, le=100_000)
     learners: int = Field(default=2, ge=1, le=10_000, description="min available")
+    # How many of `learners` join from their owners' machines (`flops learner
+    # join`) instead of being placed by the orchestrator.
+    joined_learners: int = Field(default=0, ge=0, le=10_000)
     min_fit: int | None = Field(default=None, ge=1)
     min_evaluate: int | None = Field(default=None, ge=0)
     strategy: str = "fedavg"
@@ -132,6 +135,11 @@ class ProjectConfig(_Strict):
             raise ValueError(
                 f"min_fit ({self.min_fit}) cannot exceed learners ({self.learners})"
             )
+        if self.joined_learners > self.learners:
+            raise ValueError(
+                f"joined_learners ({self.joined_learners}) cannot exceed learners "
+                f"({self.learners}): learners counts placed and joined ones"
+            )
         if self.min_evaluate is not None and self.min_evaluate > self.learners:
             raise ValueError(
                 f"min_evaluate ({self.min_evaluate}) cannot exceed learners "
@@ -155,6 +163,11 @@ class ProjectConfig(_Strict):
                 "'-', starting with a letter or digit"
             )
         return self
+
+    @property
+    def placed_learners(self) -> int:
+        """The learners the orchestrator places (the rest join)."""
+        return self.learners - self.joined_learners
 
     @property
     def effective_min_fit(self) -> int:

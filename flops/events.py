@@ -28,8 +28,15 @@ WARNING = "warning"
 RUN_FINISHED = "run_finished"
 RUN_FAILED = "run_failed"
 
+# What a learner prints as it takes each task (a joined device shows it).
+LEARNER_TASK = "learner_task"
+
 # Event types the management service adds from what it sees of the actors.
 NODE_REFUSED = "node_refused"  # the SuperLink refused a SuperNode's key
+# Learners that join from their owners' machines (flops_management.enrolment).
+LEARNER_ENROLLED = "learner_enrolled"  # a device joined the project with a token
+LEARNER_REGISTERED = "learner_registered"  # its key is registered with the job
+LEARNER_REVOKED = "learner_revoked"  # its owner's project revoked it
 
 
 def _clean(value: Any) -> Any:

@@ -44,10 +44,7 @@ class NodeKey:
 
     def public_pem(self) -> bytes:
         """The public key as the Control API registers it (PEM, SPKI)."""
-        loaded = serialization.load_ssh_public_key(self.public_key.encode())
-        return loaded.public_bytes(
-            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-        )
+        return public_pem(self.public_key)
 
     @classmethod
     def create(cls, private_path: Path) -> NodeKey:
@@ -104,6 +101,14 @@ class NodeKey:
                 + b"\n"
             )
         return node_key
+
+
+def public_pem(openssh_public_key: str) -> bytes:
+    """An OpenSSH public key line as the Control API registers it (PEM, SPKI)."""
+    loaded = serialization.load_ssh_public_key(openssh_public_key.strip().encode())
+    return loaded.public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
 
 
 def write_private(path: Path, data: bytes) -> None:

@@ -153,6 +153,27 @@ class Token(BaseModel):
     created_at: datetime = Field(default_factory=utcnow)
 
 
+class Enrolment(BaseModel):
+    """One enrolment token of a project (stored by digest, never the token), and
+    the learner that joined with it, once one has."""
+
+    digest: str
+    project_id: str
+    tenant: str
+    created_at: datetime = Field(default_factory=utcnow)
+    expires_at: datetime
+    # Set when a learner joins with the token (one learner per token).
+    learner: str | None = None
+    public_key: str | None = None  # the learner's node key, OpenSSH public form
+    address: str | None = None  # where it joined from (client IP)
+    joined_at: datetime | None = None
+    last_seen: datetime | None = None
+    revoked_at: datetime | None = None
+    # Its registration at the project's running job's SuperLink, if any.
+    job_id: str | None = None
+    node_id: int | None = None
+
+
 class Dataset(BaseModel):
     tenant: str
     tag: str

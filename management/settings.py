@@ -140,6 +140,16 @@ class Settings(BaseSettings):
     # anything that reaches a SuperLink could then read or join a run.
     # Refused by the production profile.
     dev_insecure_flower: bool = False
+    # Learners that join from other machines dial a job's Fleet-only front
+    # (orchestrators/fleet_front.py) at fleet_host (an address or DNS name of
+    # this host they reach; it is in the front's certificate), on fleet_port
+    # (0: a free port per job). fleet_listen: the address it binds (default:
+    # fleet_host; 0.0.0.0 for every interface).
+    fleet_host: str | None = None
+    fleet_listen: str | None = None
+    fleet_port: int = Field(default=0, ge=0, le=65535)
+    # How long a new enrolment token admits a learner (seconds).
+    enrolment_ttl: float = Field(default=7 * 24 * 3600.0, gt=0)
     # The CA that issues SuperLinks' certificates (ca.crt, ca.key); default:
     # FLOPS_HOME/ca, made on first use
     # (orchestrators/flower_tls.py).

@@ -1,4 +1,5 @@
-"""`flops project submit|list|show|cancel|undeploy`."""
+"""`flops project submit|list|show|cancel|undeploy`, and the learners that join
+a project from their owners' machines: `enrol`, `learners`, `revoke`."""
 
 from __future__ import annotations
 
@@ -72,6 +73,10 @@ def submit(
     learners: Annotated[
         int | None, typer.Option(help="learners (min available)")
     ] = None,
+    joined_learners: Annotated[
+        int | None,
+        typer.Option(help="how many of the learners join from their owners' machines"),
+    ] = None,
     strategy: Annotated[
         str | None, typer.Option(help="fedavg, fedprox, fedadam, ...")
     ] = None,
@@ -108,6 +113,7 @@ def submit(
             "ref": ref,
             "rounds": rounds,
             "learners": learners,
+            "joined_learners": joined_learners,
             "strategy": strategy,
             "data_tags": data_tag,
             "orchestrator": orchestrator,
@@ -193,3 +199,53 @@ def undeploy(project_id: str) -> None:
         f"inference server {display.text(server.get('url'))} of "
         f"{display.text(project['id'])} stopped"
     )
+
+
+@app.command("enrol")
+def enrol(
+    project_id: str,
+    learners: Annotated[int, typer.Option(help="tokens to make, one per learner")] = 1,
+) -> None:
+    """Enrolment tokens for learners that join from their owners' machines."""
+    client = ApiClient()
+    result = client.enrol(project_id, learners)
+    full_id = display.text(result["project_id"])
+    console.print(
+        f"{len(result['tokens'])} enrolment token(s) for project {full_id}, valid "
+        f"until {display.text(result['expires_at'])} UTC; each admits one learner "
+        "and is shown only now:"
+    )
+    for token in result["tokens"]:
+        typer.echo(token)
+    console.print(
+        f"On the learner's machine: flops learner join {full_id} --token TOKEN "
+        f"--data TAG=PATH --api-url {display.text(client.base_url)}"
+    )
+
+
+@app.command("learners")
+def learners_(
+    project_id: str, fmt: Annotated[Format, typer.Option("--format")] = Format.text
+) -> None:
+    """Who joined the project (name, address, last seen) and unused tokens."""
+    rows = ApiClient().learners(project_id)
+    if fmt is Format.json:
+        typer.echo(json.dumps(rows, indent=2))
+        return
+    table = Table("learner", "status", "address", "joined (UTC)", "last seen (UTC)")
+    for row in rows:
+        table.add_row(
+            *(
+                display.text(row.get(key) or "-")
+                for key in ("learner", "status", "address", "joined_at", "last_seen")
+            )
+        )
+    console.print(table)
+
+
+@app.command("revoke")
+def revoke(project_id: str, learner: str) -> None:
+    """Revoke a joined learner: its key is refused from its next request on."""
+    row = ApiClient().revoke(project_id, learner)
+    name, status = display.text(row["learner"]), display.text(row["status"])
+    console.print(f"learner {name} revoked ({status})")

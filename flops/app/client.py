@@ -26,7 +26,7 @@ from flwr.app import (
 )
 from flwr.clientapp import ClientApp
 
-from flops import usercode
+from flops import events, usercode
 from flops.app import run_settings as keys
 from flops.app.run_settings import RunSettings
 from flops.errors import FlopsError
@@ -42,6 +42,13 @@ def _learner_name(context: Context) -> str:
 def _prepare(msg: Message, context: Context, worker: WorkerSession) -> RunSettings:
     """The worker's ModelManager holding this learner's data and the message's
     parameters."""
+    config = msg.content.config_records.get("config")
+    events.emit(
+        events.LEARNER_TASK,
+        learner=_learner_name(context),
+        phase=msg.metadata.message_type,
+        round=config.get("server-round") if config is not None else None,
+    )
     settings = RunSettings.from_run_config(dict(context.run_config))
     data_dir = context.node_config.get(keys.NODE_DATA_DIR)
     worker.new(

@@ -12,7 +12,14 @@ import flops
 from flops_management import auth, mlflow_access, serving
 from flops_management.api import errors
 from flops_management.api.body_limit import BodyLimitMiddleware
-from flops_management.api.routers import data, health, projects, tokens, tracking
+from flops_management.api.routers import (
+    data,
+    health,
+    learners,
+    projects,
+    tokens,
+    tracking,
+)
 from flops_management.pipeline.runner import JobRunner
 from flops_management.settings import Settings
 from flops_management.store import open_store
@@ -66,6 +73,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     for router in (
         health.router,
         projects.router,
+        learners.router,
         data.router,
         tokens.router,
         tracking.router,

@@ -172,3 +172,60 @@ class TokenOut(BaseModel):
     name: str
     admin: bool
     token: str = Field(description="Shown once: FLOps keeps only its hash")
+
+
+# -- learners that join from their owners' machines -----------------------------
+
+
+class EnrolmentRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    learners: int = Field(default=1, ge=1, le=1000, description="tokens to make")
+
+
+class EnrolmentOut(BaseModel):
+    project_id: str
+    tokens: list[str] = Field(description="Shown once; each admits one learner")
+    expires_at: datetime
+
+
+class JoinedLearnerOut(BaseModel):
+    learner: str | None = Field(description="None: the token is not used yet")
+    status: str = Field(description="waiting, joined, registered or revoked")
+    address: str | None
+    joined_at: datetime | None
+    last_seen: datetime | None
+    expires_at: datetime
+    node_id: int | None
+
+
+class JoinRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str = Field(max_length=40, description="the learner's name")
+    public_key: str = Field(
+        max_length=1024, description="its node key, OpenSSH public form (EC)"
+    )
+
+
+class JoinOut(BaseModel):
+    project_id: str
+    learner: str
+
+
+class AssignmentOut(BaseModel):
+    """`ready` false: the job has not registered this learner yet (poll)."""
+
+    ready: bool
+    message: str
+    job_id: str | None = None
+    name: str | None = None
+    superlink: str | None = Field(default=None, description="host:port to dial")
+    ca_certificate: str | None = Field(default=None, description="PEM")
+    node_id: int | None = None
+    partition_id: int | None = None
+    num_partitions: int | None = None
+    data_tags: list[str] = Field(default_factory=list)
+    image: str | None = None
+    environment: str | None = None
+    runtime_environment: str | None = None
+    repo_dir: str | None = None
+    flower_app: str | None = None

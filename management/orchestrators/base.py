@@ -19,6 +19,7 @@ from typing import Any, ClassVar
 
 from flops.config import Resources
 from flops.errors import FlopsError
+from flops_management.orchestrators import fleet_front
 from flops_management.orchestrators.topology import (
     Capability,
     Component,
@@ -26,6 +27,7 @@ from flops_management.orchestrators.topology import (
     Placement,
     Role,
     StoredPartitions,
+    Unsupported,
     missing,
 )
 from flops_management.sandbox import Identity
@@ -33,6 +35,7 @@ from flops_management.settings import Settings
 
 AGGREGATOR = "aggregator"
 SUPERLINK = "superlink"
+FLEET_FRONT = "fleet-front"
 # A learner's SuperNode, where it runs as a component of its own (`local`).
 SUPERNODE_SUFFIX = "-supernode"
 
@@ -104,6 +107,9 @@ class Deployment(ABC):
     # Learner name -> its SuperNode's node id at the SuperLink (registered by
     # node authentication); empty in plaintext.
     nodes: dict[str, int] = {}
+    # host:port that learners outside the host dial (the job's Fleet-only
+    # front); None when every learner is placed by the backend.
+    fleet_address: str | None = None
 
     @property
     @abstractmethod
@@ -154,17 +160,28 @@ class Deployment(ABC):
         return None
 
 
+def placed_learners(learners: tuple[LearnerSpec, ...]) -> tuple[LearnerSpec, ...]:
+    """The learners a backend places (not those that join by themselves)."""
+    return tuple(learner for learner in learners if not learner.placement.is_joined)
+
+
+def has_joined(learners: tuple[LearnerSpec, ...]) -> bool:
+    return any(learner.placement.is_joined for learner in learners)
+
+
 def job_components(
     learners: tuple[LearnerSpec, ...], separate: bool
 ) -> list[Component]:
     """A job's components as a backend places them. `separate`: the SuperLink
     and each SuperNode are components of their own (processes); otherwise they
-    share a container with the aggregator and with their learner's tasks."""
+    share a container with the aggregator and with their learner's tasks.
+    Joined learners are nobody's to place; with them comes the Fleet front."""
     placed = [
         Component(SUPERLINK, Role.SUPERLINK) if separate else None,
         Component(AGGREGATOR, Role.AGGREGATOR),
+        Component(FLEET_FRONT, Role.FLEET_FRONT) if has_joined(learners) else None,
     ]
-    for learner in learners:
+    for learner in placed_learners(learners):
         if separate:
             placed.append(
                 Component(learner.name + SUPERNODE_SUFFIX, Role.SUPERNODE, learner.name)
@@ -201,6 +218,14 @@ class Orchestrator(ABC):
         error = missing(self.name, self.capabilities, placements, able or {})
         if error is not None:
             raise error
+        if any(learner.placement.is_joined for learner in spec.learners):
+            if self.settings.dev_insecure_flower:
+                raise Unsupported(
+                    "Learners that join from other machines need TLS and node "
+                    "authentication, which FLOPS_DEV_INSECURE_FLOWER turns off.",
+                    hint="Unset FLOPS_DEV_INSECURE_FLOWER.",
+                )
+            fleet_front.require_host(self.settings)
 
     def notes(self, spec: DeploymentSpec) -> list[str]:
         """What the user should know about how the spec is applied (limits...)."""

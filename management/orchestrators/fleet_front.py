@@ -11,16 +11,25 @@ answers 403 to everything else. The config is rendered from
 `images/fleet-front.haproxy.cfg` and golden-tested; the command line is built
 here and tested by equality.
 
-Not on a job's path yet (issue 10, item 2): the orchestrators start it when a
-job has learners outside the host.
+A backend whose job has joined learners starts it beside the SuperLink
+(`start`, as a component of the job), listening on `FLOPS_FLEET_LISTEN` (or
+`FLOPS_FLEET_HOST`) and reached at `FLOPS_FLEET_HOST`.
 """
 
 from __future__ import annotations
 
+import socket
+import subprocess
+import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from flops import subprocesses
+from flops.errors import ConfigError, FlopsError
+from flops.node_key import write_private
 from flops_management.images.containerfiles import render
+from flops_management.orchestrators.flower_tls import JobTLS, installation_ca
+from flops_management.settings import Settings
 
 TEMPLATE = "fleet-front.haproxy.cfg"
 # Long enough for a SuperNode's long poll of the Fleet API, and its heartbeats.
@@ -56,3 +65,93 @@ def haproxy_args(program: str, config: Path) -> list[str]:
     """HAProxy (`program`, from `haproxy()`) in the foreground (`-db`),
     logging to stdout, on `config`."""
     return [program, "-f", str(config), "-db"]
+
+
+READY_TIMEOUT_S = 20.0
+
+
+@dataclass(frozen=True)
+class FrontPlan:
+    """Where a job's front listens and the address learners dial."""
+
+    host: str  # what learners dial (in the front's certificate)
+    listen: str  # the bind address
+    port: int
+
+    @property
+    def address(self) -> str:
+        return f"{self.host}:{self.port}"
+
+
+def require_host(settings: Settings) -> str:
+    """The address joined learners dial, or the error saying to set it."""
+    if not settings.fleet_host:
+        raise ConfigError(
+            "This job has learners that join from other machines, but FLOps does "
+            "not know the address they dial.",
+            hint="Set FLOPS_FLEET_HOST to an address or DNS name of this host that "
+            "the learners' machines reach (and FLOPS_FLEET_LISTEN to bind another).",
+        )
+    return settings.fleet_host
+
+
+def plan(settings: Settings) -> FrontPlan:
+    """The front's addresses from settings (a free port when none is set)."""
+    host = require_host(settings)
+    listen = settings.fleet_listen or host
+    port = settings.fleet_port
+    if port == 0:
+        with socket.socket() as sock:
+            try:
+                sock.bind((listen, 0))
+            except OSError as err:
+                raise ConfigError(
+                    f"The Fleet front cannot listen on {listen} ({err}).",
+                    hint="Set FLOPS_FLEET_LISTEN to an address of this host.",
+                ) from err
+            port = int(sock.getsockname()[1])
+    return FrontPlan(host, listen, port)
+
+
+def write_config(
+    settings: Settings, workdir: Path, front: FrontPlan, superlink: str, tls: JobTLS
+) -> Path:
+    """The front's certificate (for `front.host`, from the installation CA)
+    and its HAProxy config, in the job's `tls/front` (0700, the service's)."""
+    folder = workdir / "tls" / "front"
+    issued = installation_ca(settings).issue_server(folder, [front.host])
+    pem = folder / "front.pem"
+    # HAProxy takes the certificate and its key as one file.
+    write_private(pem, issued.cert_path.read_bytes() + issued.key_path.read_bytes())
+    config = folder / "haproxy.cfg"
+    config.write_text(
+        front_config(f"{front.listen}:{front.port}", pem, superlink, tls.ca_file)
+    )
+    return config
+
+
+def start(
+    settings: Settings,
+    workdir: Path,
+    front: FrontPlan,
+    superlink: str,
+    tls: JobTLS,
+    log: Path,
+) -> subprocess.Popen[bytes]:
+    """HAProxy in front of `superlink`, answering on `front.listen:port` once
+    this returns (the service's own process: tenant code never reads its key)."""
+    config = write_config(settings, workdir, front, superlink, tls)
+    proc = subprocesses.spawn(haproxy_args(haproxy(), config), log_path=log)
+    deadline = time.monotonic() + READY_TIMEOUT_S
+    while proc.poll() is None and time.monotonic() < deadline:
+        with socket.socket() as sock:
+            sock.settimeout(0.2)
+            if sock.connect_ex((front.listen, front.port)) == 0:
+                return proc
+        time.sleep(0.1)
+    subprocesses.kill_groups([proc], grace=1.0)
+    tail = log.read_text(errors="replace")[-2000:] if log.exists() else ""
+    raise FlopsError(
+        f"The Fleet front (HAProxy) did not listen on {front.listen}:{front.port}:"
+        f"\n{tail}"
+    )

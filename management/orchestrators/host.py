@@ -12,7 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from flops_management import datasets
-from flops_management.orchestrators.base import DeploymentSpec
+from flops_management.orchestrators.base import DeploymentSpec, placed_learners
 from flops_management.sandbox import sandbox_for
 from flops_management.settings import Settings
 
@@ -26,7 +26,7 @@ def stage_learner_data(settings: Settings, spec: DeploymentSpec) -> dict[str, Pa
     tenant's identity and to nobody else's."""
     folders: dict[str, Path] = {}
     sandbox = sandbox_for(settings)
-    for learner in spec.learners:
+    for learner in placed_learners(spec.learners):
         folder = learner_folder(spec, learner.name)
         folder.mkdir(parents=True, exist_ok=True)
         if learner.data is not None:

@@ -29,8 +29,10 @@ from flops import subprocesses
 from flops.app.run_settings import node_config_args
 from flops.errors import FlopsError
 from flops.usercode import REPO_DIR_ENV
+from flops_management.orchestrators import fleet_front
 from flops_management.orchestrators.base import (
     AGGREGATOR,
+    FLEET_FRONT,
     SUPERLINK,
     SUPERNODE_SUFFIX,
     Deployment,
@@ -39,7 +41,9 @@ from flops_management.orchestrators.base import (
     LogLine,
     Orchestrator,
     ServerSpec,
+    has_joined,
     job_components,
+    placed_learners,
 )
 from flops_management.orchestrators.flower_tls import issue_job_tls
 from flops_management.orchestrators.host import stage_learner_data
@@ -169,7 +173,7 @@ class LocalDeployment(Deployment):
 
 class LocalOrchestrator(Orchestrator):
     name = "local"
-    capabilities = frozenset({Capability.INFERENCE_SERVERS})
+    capabilities = frozenset({Capability.INFERENCE_SERVERS, Capability.JOINED_LEARNERS})
     servers_outlive_service = False
 
     def notes(self, spec: DeploymentSpec) -> list[str]:
@@ -254,6 +258,7 @@ class LocalOrchestrator(Orchestrator):
             )
         )
 
+        front = fleet_front.plan(self.settings) if has_joined(spec.learners) else None
         tls = issue_job_tls(
             self.settings, spec.workdir, ["127.0.0.1", "localhost"], spec.identity
         )
@@ -317,9 +322,19 @@ class LocalOrchestrator(Orchestrator):
             extra=spec.aggregator_env,
             secrets=(ca_tls,),
         )
+        if front is not None:
+            assert tls is not None  # Orchestrator.check refused plaintext
+            log = logs / f"{FLEET_FRONT}.log"
+            deployment.add(
+                FLEET_FRONT,
+                fleet_front.start(self.settings, spec.workdir, front, link, tls, log),
+                log,
+            )
+            deployment.fleet_address = front.address
         deployment.nodes = enrol_learners(self.settings, spec, link, tls)
         cores = sorted(os.sched_getaffinity(0))
-        for index, learner in enumerate(spec.learners):
+        placed = placed_learners(spec.learners)
+        for index, learner in enumerate(placed):
             node_port = free_port()
             data_dir = data[learner.name]
             keys = key_folder(spec, learner.name) if deployment.nodes else None
@@ -348,9 +363,7 @@ class LocalOrchestrator(Orchestrator):
                     worker_python,
                     spec.flower_app[1] if spec.flower_app else None,
                 ),
-                threads=len(pinned)
-                if pinned
-                else max(1, len(cores) // len(spec.learners)),
+                threads=len(pinned) if pinned else max(1, len(cores) // len(placed)),
                 data=data_dir,
             )
 

@@ -16,7 +16,7 @@ import re
 from pathlib import Path
 
 from flops.node_key import NodeKey
-from flops_management.orchestrators.base import DeploymentSpec
+from flops_management.orchestrators.base import DeploymentSpec, placed_learners
 from flops_management.orchestrators.flower_tls import JobTLS
 from flops_management.orchestrators.superlink_control import SuperLinkControl
 from flops_management.sandbox import sandbox_for
@@ -52,7 +52,7 @@ def enrol_learners(
         return {}
     nodes: dict[str, int] = {}
     with SuperLinkControl(control_address, tls.ca_file) as control:
-        for learner in spec.learners:
+        for learner in placed_learners(spec.learners):
             key = NodeKey.create(key_folder(spec, learner.name) / NODE_KEY_FILE)
             nodes[learner.name] = control.register(
                 key.public_pem(), learner.name

@@ -55,6 +55,7 @@ class Role(enum.Enum):
     AGGREGATOR = "aggregator"  # the ServerApp's executor (beside the SuperLink)
     SUPERNODE = "supernode"  # a learner's Flower SuperNode, where it is apart
     LEARNER = "learner"  # a learner's tasks (its executor), or all of it
+    FLEET_FRONT = "fleet-front"  # the Fleet-only front joined learners dial
 
 
 @dataclass(frozen=True)
@@ -101,6 +102,10 @@ class Placement:
     @classmethod
     def joined(cls) -> Placement:
         return cls(PlacementKind.JOINED)
+
+    @property
+    def is_joined(self) -> bool:
+        return self.kind is PlacementKind.JOINED
 
     def __str__(self) -> str:
         if self.kind is PlacementKind.NODE:

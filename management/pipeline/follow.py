@@ -27,6 +27,7 @@ from flops_management.orchestrators.base import AGGREGATOR
 from flops_management.orchestrators.node_auth import refusal
 from flops_management.orchestrators.topology import ComponentState, ComponentStatus
 from flops_management.pipeline.context import JobContext
+from flops_management.pipeline.joined import JoinedLearners
 
 POLL_S = 0.2
 CONNECT_GRACE_S = 15.0
@@ -45,6 +46,7 @@ class RunFollower:
         self.model_uri: str | None = None
         self.actor_lines = 0
         self.needed = max(config.effective_min_fit, config.effective_min_evaluate)
+        self.joined = JoinedLearners(ctx)
 
     def _deadline(self) -> float:
         # Flower enforces round_timeout per phase; this only catches a hang.
@@ -60,6 +62,7 @@ class RunFollower:
         deadline = self._deadline()
         while True:
             self.ctx.check_cancelled()
+            self.joined.sync()
             self._drain()
             if self.failure:
                 raise TrainingError(self.failure)

@@ -10,6 +10,7 @@ import re
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import flwr
 import tomli_w
@@ -31,8 +32,10 @@ from flops_management.mlflow_access import (
 )
 from flops_management.models import MlflowInfo
 from flops_management.orchestrators import (
+    Deployment,
     DeploymentSpec,
     LearnerSpec,
+    Placement,
     StoredPartitions,
     able,
     check_orchestrator,
@@ -43,6 +46,7 @@ from flops_management.pipeline import repo_url, source, tracking
 from flops_management.pipeline.context import JobContext, StageResult
 from flops_management.pipeline.environment import EnvironmentBuilder, smoke_test
 from flops_management.pipeline.follow import RunFollower
+from flops_management.pipeline.joined import JoinedLearners
 from flops_management.pipeline.publish import inference_image, register
 from flops_management.pipeline.runtime_environment import RuntimeEnvironments
 from flops_management.sandbox import sandbox_for
@@ -250,7 +254,11 @@ def schedule(ctx: JobContext) -> StageResult:
             name=f"learner-{index}",
             data=StoredPartitions(ctx.project.tenant, tuple(config.data_tags), index),
         )
-        for index in range(config.learners)
+        for index in range(config.placed_learners)
+    ] + [
+        # Named by their owners when they join; their data stays with them.
+        LearnerSpec(name=f"joined-{index}", data=None, placement=Placement.joined())
+        for index in range(config.joined_learners)
     ]
     spec = DeploymentSpec(
         job_id=ctx.project_id,
@@ -273,8 +281,18 @@ def schedule(ctx: JobContext) -> StageResult:
     ctx.deployment = orchestrator.submit(spec)
     ctx.store.update_project(
         ctx.project_id,
-        runtime={"orchestrator": config.orchestrator, **ctx.deployment.runtime_info()},
+        runtime={
+            "orchestrator": config.orchestrator,
+            **ctx.deployment.runtime_info(),
+            **_joining(spec, ctx.deployment),
+        },
     )
+    if ctx.deployment.fleet_address:
+        ctx.log(
+            f"Joined learners dial {ctx.deployment.fleet_address}; "
+            f"{config.joined_learners} of {config.learners} learners join"
+        )
+    JoinedLearners(ctx).sync(force=True)
     ctx.log(
         f"SuperLink at {ctx.deployment.control_address}; {config.learners} learners"
     )
@@ -282,6 +300,24 @@ def schedule(ctx: JobContext) -> StageResult:
         "scheduled", superlink=ctx.deployment.control_address, learners=config.learners
     )
     return None
+
+
+def _joining(spec: DeploymentSpec, deployment: Deployment) -> dict[str, Any]:
+    """What a joined learner's assignment tells its device (enrolment.py): the
+    Fleet front, and what its learner runs from (the image, or this host's
+    environments for a device that shares its file system)."""
+    if deployment.fleet_address is None:
+        return {}
+    return {
+        "fleet_address": deployment.fleet_address,
+        "image": spec.image,
+        "environment": str(spec.environment) if spec.environment else None,
+        "runtime_environment": (
+            str(spec.runtime_environment) if spec.runtime_environment else None
+        ),
+        "repo_dir": str(spec.repo_dir),
+        "flower_clientapp": spec.flower_app[1] if spec.flower_app else None,
+    }
 
 
 def _flwr() -> str:

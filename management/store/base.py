@@ -11,7 +11,14 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from typing import Any
 
-from flops_management.models import Dataset, Event, Project, StageRecord, Token
+from flops_management.models import (
+    Dataset,
+    Enrolment,
+    Event,
+    Project,
+    StageRecord,
+    Token,
+)
 
 
 class Store(ABC):
@@ -67,6 +74,32 @@ class Store(ABC):
     @abstractmethod
     def find_token(self, digest: str) -> Token | None:
         """The token with this digest."""
+
+    @abstractmethod
+    def put_enrolment(self, enrolment: Enrolment) -> None:
+        """Insert a project's enrolment token (by digest, which is unique)."""
+
+    @abstractmethod
+    def find_enrolment(self, digest: str) -> Enrolment | None:
+        """The enrolment with this digest."""
+
+    @abstractmethod
+    def list_enrolments(self, project_id: str) -> list[Enrolment]:
+        """A project's enrolments, oldest first (by created_at, then digest)."""
+
+    @abstractmethod
+    def update_enrolment(self, digest: str, **changes: Any) -> None:
+        """Set top-level fields of an enrolment (values are model objects or JSON);
+        NotFoundError when there is no such digest."""
+
+    @abstractmethod
+    def claim_enrolment(self, digest: str, **changes: Any) -> bool:
+        """Set fields of an enrolment only if it exists, no learner has joined
+        with it yet and it is not revoked; whether it did.
+
+        Atomic, so of two learners joining with one token only one gets in.
+        `changes` must set `learner`: that is what makes the claim stick.
+        """
 
     @abstractmethod
     def put_dataset(self, dataset: Dataset) -> None:

@@ -11,6 +11,7 @@ from pymongo.errors import DuplicateKeyError, PyMongoError
 from flops.errors import NotFoundError, ServiceUnavailableError
 from flops_management.models import (
     Dataset,
+    Enrolment,
     Event,
     Project,
     ProjectStatus,
@@ -35,6 +36,7 @@ class MongoStore(Store):
         self._events = database["events"]
         self._tokens = database["tokens"]
         self._datasets = database["datasets"]
+        self._enrolments = database["enrolments"]
         self._tenants = database["tenants"]
         self._counters = database["counters"]
         self._mlflow_names = database["mlflow_names"]
@@ -48,6 +50,10 @@ class MongoStore(Store):
             )
             self._datasets.create_index(
                 [("tenant", ASCENDING), ("tag", ASCENDING)], unique=True
+            )
+            self._enrolments.create_index([("digest", ASCENDING)], unique=True)
+            self._enrolments.create_index(
+                [("project_id", ASCENDING), ("created_at", ASCENDING)]
             )
         except PyMongoError as err:
             raise ServiceUnavailableError(
@@ -165,6 +171,42 @@ class MongoStore(Store):
             if doc
             else None
         )
+
+    @staticmethod
+    def _enrolment(doc: dict[str, Any]) -> Enrolment:
+        return Enrolment.model_validate({k: v for k, v in doc.items() if k != "_id"})
+
+    def put_enrolment(self, enrolment: Enrolment) -> None:
+        self._enrolments.insert_one(enrolment.model_dump(mode="json"))
+
+    def find_enrolment(self, digest: str) -> Enrolment | None:
+        doc = self._enrolments.find_one({"digest": digest})
+        return self._enrolment(doc) if doc else None
+
+    def list_enrolments(self, project_id: str) -> list[Enrolment]:
+        cursor = self._enrolments.find({"project_id": project_id}).sort(
+            [("created_at", ASCENDING), ("digest", ASCENDING)]
+        )
+        return [self._enrolment(doc) for doc in cursor]
+
+    def update_enrolment(self, digest: str, **changes: Any) -> None:
+        result = self._enrolments.update_one(
+            {"digest": digest},
+            {"$set": {key: jsonable(value) for key, value in changes.items()}},
+        )
+        if result.matched_count == 0:
+            raise NotFoundError(f"Enrolment {digest} not found.")
+
+    def claim_enrolment(self, digest: str, **changes: Any) -> bool:
+        if changes.get("learner") is None:
+            raise ValueError("A claim must set the learner.")
+        # The conditions are in the filter, so MongoDB checks and sets in one
+        # atomic step: of two concurrent claims only one matches.
+        result = self._enrolments.update_one(
+            {"digest": digest, "learner": None, "revoked_at": None},
+            {"$set": {key: jsonable(value) for key, value in changes.items()}},
+        )
+        return bool(result.modified_count == 1)
 
     def put_dataset(self, dataset: Dataset) -> None:
         self._datasets.replace_one(

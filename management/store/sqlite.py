@@ -14,6 +14,7 @@ from typing import Any
 from flops.errors import NotFoundError
 from flops_management.models import (
     Dataset,
+    Enrolment,
     Event,
     Project,
     ProjectStatus,
@@ -33,6 +34,10 @@ CREATE TABLE IF NOT EXISTS events (
     project_id TEXT NOT NULL, seq INTEGER NOT NULL, doc TEXT NOT NULL,
     PRIMARY KEY (project_id, seq));
 CREATE TABLE IF NOT EXISTS tokens (digest TEXT PRIMARY KEY, doc TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS enrolments (
+    digest TEXT PRIMARY KEY, project_id TEXT NOT NULL, created_at TEXT NOT NULL,
+    doc TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS enrolments_by_project ON enrolments (project_id);
 CREATE TABLE IF NOT EXISTS tenants (
     idx INTEGER PRIMARY KEY AUTOINCREMENT, name TEXT NOT NULL UNIQUE);
 CREATE TABLE IF NOT EXISTS mlflow_names (
@@ -185,6 +190,75 @@ class SqliteStore(Store):
                 (project_id, after, limit),
             ).fetchall()
         return [Event.model_validate_json(row[0]) for row in rows]
+
+    # -- enrolments ---------------------------------------------------------
+
+    def put_enrolment(self, enrolment: Enrolment) -> None:
+        with self._tx() as db:
+            db.execute(
+                "INSERT INTO enrolments (digest, project_id, created_at, doc) "
+                "VALUES (?, ?, ?, ?)",
+                (
+                    enrolment.digest,
+                    enrolment.project_id,
+                    enrolment.created_at.isoformat(),
+                    enrolment.model_dump_json(),
+                ),
+            )
+
+    def find_enrolment(self, digest: str) -> Enrolment | None:
+        with self._lock:
+            row = self._db.execute(
+                "SELECT doc FROM enrolments WHERE digest = ?", (digest,)
+            ).fetchone()
+        return Enrolment.model_validate_json(row[0]) if row else None
+
+    def list_enrolments(self, project_id: str) -> list[Enrolment]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT doc FROM enrolments WHERE project_id = ? "
+                "ORDER BY created_at, digest",
+                (project_id,),
+            ).fetchall()
+        return [Enrolment.model_validate_json(row[0]) for row in rows]
+
+    def _set_enrolment(
+        self, db: sqlite3.Connection, doc: dict[str, Any], changes: dict[str, Any]
+    ) -> None:
+        doc.update({key: jsonable(value) for key, value in changes.items()})
+        # The column orders list_enrolments, so it follows the document.
+        created = jsonable(changes["created_at"]) if "created_at" in changes else None
+        db.execute(
+            "UPDATE enrolments SET created_at = COALESCE(?, created_at), doc = ? "
+            "WHERE digest = ?",
+            (created, json.dumps(doc), doc["digest"]),
+        )
+
+    def update_enrolment(self, digest: str, **changes: Any) -> None:
+        with self._tx() as db:
+            row = db.execute(
+                "SELECT doc FROM enrolments WHERE digest = ?", (digest,)
+            ).fetchone()
+            if row is None:
+                raise NotFoundError(f"Enrolment {digest} not found.")
+            self._set_enrolment(db, json.loads(row[0]), changes)
+
+    def claim_enrolment(self, digest: str, **changes: Any) -> bool:
+        if changes.get("learner") is None:
+            raise ValueError("A claim must set the learner.")
+        # Read and write in one IMMEDIATE transaction: a concurrent claim waits
+        # for it, then sees the learner set.
+        with self._tx() as db:
+            row = db.execute(
+                "SELECT doc FROM enrolments WHERE digest = ?", (digest,)
+            ).fetchone()
+            doc: dict[str, Any] | None = json.loads(row[0]) if row else None
+            if doc is None or doc["learner"] is not None:
+                return False
+            if doc["revoked_at"] is not None:
+                return False
+            self._set_enrolment(db, doc, changes)
+        return True
 
     # -- tokens and datasets ------------------------------------------------
 

@@ -8,16 +8,20 @@ server when FLOPS_TEST_MONGO_URI is set.
 from __future__ import annotations
 
 import os
+import sqlite3
 import threading
 import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from flops.errors import NotFoundError
 from flops_management.models import (
     Dataset,
+    Enrolment,
     InferenceServer,
     MlflowInfo,
     Project,
@@ -201,6 +205,113 @@ def test_tokens_and_datasets(store: Store) -> None:
     assert store.get_dataset("t1", "other") is None
 
 
+# Microseconds included: they must survive the round trip too.
+T0 = datetime(2030, 1, 2, 3, 4, 5, 678901, tzinfo=UTC)
+
+
+def enrolment(digest: str, project_id: str = "p1", **fields: Any) -> Enrolment:
+    fields.setdefault("created_at", T0)
+    return Enrolment(
+        digest=digest,
+        project_id=project_id,
+        tenant="t1",
+        expires_at=T0 + timedelta(hours=1),
+        **fields,
+    )
+
+
+def test_enrolments_round_trip(store: Store) -> None:
+    e = enrolment("d1", joined_at=T0, learner="alice", node_id=2**62)
+    store.put_enrolment(e)
+    got = store.find_enrolment("d1")
+    assert got == e
+    assert got is not None and got.expires_at == T0 + timedelta(hours=1)
+    assert store.find_enrolment("d2") is None
+
+
+def test_enrolments_are_listed_per_project_oldest_first(store: Store) -> None:
+    later = enrolment("a", created_at=T0 + timedelta(seconds=1))
+    tie_second, tie_first = enrolment("c"), enrolment("b")
+    other = enrolment("d", project_id="p2", created_at=T0 - timedelta(days=1))
+    for e in (later, tie_second, tie_first, other):
+        store.put_enrolment(e)
+    assert [e.digest for e in store.list_enrolments("p1")] == ["b", "c", "a"]
+    assert [e.digest for e in store.list_enrolments("p2")] == ["d"]
+    assert store.list_enrolments("p3") == []
+
+
+def test_enrolment_updates_set_fields(store: Store) -> None:
+    store.put_enrolment(enrolment("d1", learner="alice"))
+    seen = T0 + timedelta(minutes=5)
+    store.update_enrolment("d1", last_seen=seen, job_id="j1", node_id=7)
+    store.update_enrolment("d1", address="10.0.0.2")
+    got = store.find_enrolment("d1")
+    assert got is not None
+    assert (got.last_seen, got.job_id, got.node_id) == (seen, "j1", 7)
+    assert (got.learner, got.address) == ("alice", "10.0.0.2")
+    with pytest.raises(NotFoundError):
+        store.update_enrolment("nope", last_seen=seen)
+
+
+def test_enrolment_updates_keep_the_listing_order(store: Store) -> None:
+    store.put_enrolment(enrolment("a"))
+    store.put_enrolment(enrolment("b", created_at=T0 + timedelta(seconds=1)))
+    store.update_enrolment("a", created_at=T0 + timedelta(seconds=2))
+    assert [e.digest for e in store.list_enrolments("p1")] == ["b", "a"]
+
+
+def test_an_enrolment_is_claimed_once(store: Store) -> None:
+    store.put_enrolment(enrolment("d1"))
+    first = {"learner": "alice", "public_key": "ssh-ed25519 AAAA1", "joined_at": T0}
+    assert store.claim_enrolment("d1", **first, address="10.0.0.1")
+    later = T0 + timedelta(minutes=1)
+    assert not store.claim_enrolment(
+        "d1", learner="bob", public_key="ssh-ed25519 AAAA2", joined_at=later
+    )
+    got = store.find_enrolment("d1")
+    assert got is not None
+    assert (got.learner, got.public_key, got.joined_at, got.address) == (
+        "alice",
+        "ssh-ed25519 AAAA1",
+        T0,
+        "10.0.0.1",
+    )
+
+
+def test_revoked_or_unknown_enrolments_cannot_be_claimed(store: Store) -> None:
+    store.put_enrolment(enrolment("d1", revoked_at=T0))
+    assert not store.claim_enrolment("d1", learner="alice")
+    got = store.find_enrolment("d1")
+    assert got is not None and got.learner is None
+    assert not store.claim_enrolment("nope", learner="alice")
+    assert store.find_enrolment("nope") is None
+
+
+def test_a_claim_must_set_the_learner(store: Store) -> None:
+    store.put_enrolment(enrolment("d1"))
+    with pytest.raises(ValueError, match="learner"):
+        store.claim_enrolment("d1", address="10.0.0.1")
+    got = store.find_enrolment("d1")
+    assert got is not None and got.address is None
+
+
+def test_concurrent_claims_let_one_learner_in(store: Store) -> None:
+    store.put_enrolment(enrolment("d1"))
+    won: list[str] = []
+
+    def claim(name: str) -> None:
+        if store.claim_enrolment("d1", learner=name):
+            won.append(name)
+
+    threads = [threading.Thread(target=claim, args=(f"l{i}",)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    got = store.find_enrolment("d1")
+    assert len(won) == 1 and got is not None and got.learner == won[0]
+
+
 def test_project_ids_by_prefix_stay_within_the_tenant(store: Store) -> None:
     for pid, tenant in (("abc123", "t1"), ("abd456", "t1"), ("abc999", "t2")):
         store.create_project(project(tenant, id=pid))
@@ -236,3 +347,20 @@ def test_sqlite_store_survives_reopening(tmp_path: Path) -> None:
     assert second.get_project(p.id) == p
     assert len(second.list_events(p.id)) == 1
     second.close()
+
+
+def test_sqlite_store_gains_the_enrolments_table(tmp_path: Path) -> None:
+    # A database from before enrolments existed: opening it adds the table.
+    path = tmp_path / "flops.db"
+    old = open_store(f"sqlite:///{path}")
+    p = project()
+    old.create_project(p)
+    old.close()
+    with sqlite3.connect(path) as db:
+        db.execute("DROP TABLE enrolments")
+    db.close()
+    store = open_store(f"sqlite:///{path}")
+    store.put_enrolment(enrolment("d1", project_id=p.id))
+    assert [e.digest for e in store.list_enrolments(p.id)] == ["d1"]
+    assert store.get_project(p.id) == p
+    store.close()

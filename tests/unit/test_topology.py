@@ -99,7 +99,8 @@ def test_a_placement_the_backend_cannot_honour_is_refused_naming_each_learner(
     assert f"The {backend} orchestrator cannot" in message
     assert "placing a learner on a named node: learner-1 (node edge-7)" in message
     assert "by node labels: learner-2 (nodes labelled zone=b)" in message
-    assert "join from their owners' machines: learner-3 (joined)" in message
+    joined = "join from their owners' machines: learner-3 (joined) (these can: local)"
+    assert (joined in message) == (backend == "docker")
     assert "learner-0" not in message
     assert isinstance(caught.value, ConfigError)  # a 422 at the API, exit 2 in CLI
     # Learners placed anywhere are what every backend does.
@@ -113,3 +114,26 @@ def test_inference_servers_are_a_capability_named_in_the_refusal() -> None:
     )
     assert able()[Capability.INFERENCE_SERVERS] == ["local", "docker"]
     check_orchestrator("docker", serving=True)
+
+
+def test_joined_learners_are_not_placed_and_bring_the_fleet_front() -> None:
+    learners = (
+        LearnerSpec("learner-0", None),
+        LearnerSpec("joined-0", None, Placement.joined()),
+    )
+    assert job_components(learners, separate=False) == [
+        Component("aggregator", Role.AGGREGATOR),
+        Component("fleet-front", Role.FLEET_FRONT),
+        Component("learner-0", Role.LEARNER, "learner-0"),
+    ]
+
+
+def test_joined_learners_need_the_address_they_dial_and_tls() -> None:
+    spec = _spec(LearnerSpec("joined-0", None, Placement.joined()))
+    with pytest.raises(ConfigError, match="FLOPS_FLEET_HOST"):
+        get_orchestrator("local", Settings()).check(spec, able())
+    with pytest.raises(Unsupported, match="FLOPS_DEV_INSECURE_FLOWER"):
+        get_orchestrator(
+            "local", Settings(fleet_host="10.0.0.1", dev_insecure_flower=True)
+        ).check(spec, able())
+    get_orchestrator("local", Settings(fleet_host="10.0.0.1")).check(spec, able())
