@@ -110,6 +110,14 @@ def render_event(kind: str, event: dict[str, Any]) -> str | None:
             f"[yellow]          {_e(data.get('learner'))}: its task process died "
             f"(code {_e(data.get('code'))})[/yellow]"
         )
+    if kind in {"learner_enrolled", "learner_revoked", "node_refused"}:
+        style = "white" if kind == "learner_enrolled" else "yellow"
+        return f"[{style}]          {escape(str(data.get('message')))}[/{style}]"
+    if kind == "learner_registered":
+        return (
+            f"          {_e(data.get('learner'))} (joined from "
+            f"{_e(data.get('address'))}) registered with the SuperLink"
+        )
     if kind in {"warning", "note"}:
         return f"[yellow]          {escape(str(data.get('message')))}[/yellow]"
     if kind == "model_registered":

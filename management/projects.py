@@ -96,7 +96,7 @@ def _validate(
     check_orchestrator(
         config.orchestrator, serving=config.post_training.deploy_inference_server
     )
-    datasets.check_tags(store, tenant, config.data_tags, config.learners)
+    datasets.check_tags(store, tenant, config.data_tags, config.placed_learners)
     return config
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import subprocess
@@ -12,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from tests import netns
 from tests.fixtures.images import make_digit_images
 from tests.fixtures.tabular import make_tabular
 from tests.git_https import make_certificate
@@ -41,6 +43,13 @@ def stack(
 ) -> Iterator[Stack]:
     home = tmp_path_factory.mktemp("flops-home")
     api_port, mlflow_port, registry_port = free_port(), free_port(), free_port()
+    # Learners that join from other machines (network namespaces here) reach
+    # the API and their jobs' Fleet fronts at the host's site address.
+    site = contextlib.ExitStack()
+    site_env: dict[str, str] = {}
+    if netns.available() is None:
+        address = site.enter_context(netns.site_address())
+        site_env = {"FLOPS_API_HOST": "0.0.0.0", "FLOPS_FLEET_HOST": address}
     env = {
         **os.environ,
         "FLOPS_HOME": str(home),
@@ -54,6 +63,7 @@ def stack(
         "FLOPS_REGISTRY_PASSWORD": f"canary-{secrets.token_hex(8)}",
         # Git over HTTPS to the tests' own servers (tests/git_https.py).
         "FLOPS_CA_BUNDLE": str(tls[2]),
+        **site_env,
     }
     env.pop("FLOPS_TOKEN", None)
     stack = Stack(
@@ -75,6 +85,7 @@ def stack(
             stack.flops("down", timeout=300)
         finally:
             remove_local_images(stack.registry)
+            site.close()
 
 
 # Platforms whose base image the session's tests will need, by test module.

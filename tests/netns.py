@@ -276,3 +276,27 @@ def available() -> str | None:
     except RuntimeError as error:
         return f"cannot make a network namespace with a veth pair: {error}"
     return None
+
+
+# The host's own address for services that machines in namespaces dial (the
+# management API, a job's Fleet front): on a link of the host's own, so it is
+# the same for every namespace (each reaches it over its own veth, through its
+# default route) and never a loopback address. Outside POOL, so no namespace's
+# subnet overlaps it. (A veth pair with both ends here: these kernels may lack
+# the dummy link type.)
+SITE_ADDRESS = "10.232.255.254"
+
+
+@contextmanager
+def site_address(link: str = "flopssite0") -> Iterator[str]:
+    """`SITE_ADDRESS` on a link of the host's, for the duration."""
+    peer = link[:-1] + "1"
+    _quiet(["link", "del", link])
+    _run(["link", "add", link, "type", "veth", "peer", "name", peer])
+    try:
+        _run(["addr", "add", f"{SITE_ADDRESS}/32", "dev", link])
+        _run(["link", "set", peer, "up"])
+        _run(["link", "set", link, "up"])
+        yield SITE_ADDRESS
+    finally:
+        _quiet(["link", "del", link])

@@ -20,6 +20,7 @@ import subprocess
 import sys
 import time
 from enum import StrEnum
+from http import HTTPStatus
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -199,11 +200,37 @@ def _show(line: str, verbose: bool) -> None:
         console.print(line.rstrip(), markup=False)
 
 
-def _run(args: list[str], client: joining.JoinClient, verbose: bool) -> int:
+def _project_ended(client: joining.JoinClient) -> str | None:
+    """Why the project is over (its job gone), or None while it runs."""
+    try:
+        client.assignment()
+    except ServiceUnavailableError:
+        return None  # the learner trains on; the API may come back
+    except FlopsError as err:
+        if getattr(err, "http_status", 0) == HTTPStatus.CONFLICT:
+            return err.message
+        raise
+    return None
+
+
+def _run(
+    args: list[str], client: joining.JoinClient, state: Path, verbose: bool
+) -> int:
     """Run the learner, showing the rounds it takes, until it stops or the
     project ends (then it is stopped: the job's SuperLink is gone)."""
+    env = {
+        **os.environ,
+        "FLWR_HOME": str(state / "flwr"),  # its own, beside its key
+        "FLWR_TELEMETRY_ENABLED": "0",
+        "PYTHONUNBUFFERED": "1",
+    }
     proc = subprocess.Popen(
-        args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1
+        args,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        bufsize=1,
+        env=env,
     )
     signal.signal(signal.SIGTERM, lambda *_: proc.terminate())
     os.set_blocking(proc.stdout.fileno(), False)  # type: ignore[union-attr]
@@ -215,21 +242,28 @@ def _run(args: list[str], client: joining.JoinClient, verbose: bool) -> int:
                 _show(line, verbose)
             if time.monotonic() > next_check:
                 next_check = time.monotonic() + CHECK_S
-                try:
-                    client.assignment()
-                except ServiceUnavailableError:
-                    pass  # the learner trains on; the API may come back
-                except FlopsError as err:
-                    console.print(f"stopping: {err.message}")
+                ended = _project_ended(client)
+                if ended is not None:
+                    console.print(f"stopping: {ended}")
                     proc.terminate()
                     proc.wait(timeout=30)
-                    return 0 if getattr(err, "http_status", 0) == 409 else 1
+                    return 0
             time.sleep(0.2)
     except KeyboardInterrupt:
         proc.terminate()
         proc.wait(timeout=30)
         return 130
-    return proc.returncode
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        _show(line, verbose)
+    # A SuperNode whose SuperLink went away may exit on its own: that is the
+    # project's end, not the learner's failure, when the project says so.
+    ended = _project_ended(client)
+    if ended is not None:
+        console.print(f"stopped: {ended}")
+        return 0
+    console.print(f"the learner stopped (code {proc.returncode})")
+    return proc.returncode or 1
 
 
 @app.command("join")
@@ -283,4 +317,4 @@ def join(
     else:
         args = environment_args(assignment, learner, data_folder(state, given), joined)
     console.print(f"learner {learner} running ({chosen.value}); Ctrl-C leaves")
-    sys.exit(_run(args, client, verbose))
+    sys.exit(_run(args, client, state, verbose))

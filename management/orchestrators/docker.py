@@ -12,26 +12,33 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import subprocess
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import docker
 from docker.errors import DockerException, NotFound
 from docker.types import Ulimit
 
+from flops import subprocesses
 from flops.errors import FlopsError, ServiceUnavailableError
 from flops_management.images.base import native_platform
 from flops_management.images.commands import arch
+from flops_management.orchestrators import fleet_front
 from flops_management.orchestrators.base import (
+    FLEET_FRONT,
     Deployment,
     DeploymentSpec,
     LearnerSpec,
     LogLine,
     Orchestrator,
     ServerSpec,
+    has_joined,
     job_components,
+    placed_learners,
 )
 from flops_management.orchestrators.docker_containers import (
     HOST_NETWORK,
@@ -40,7 +47,7 @@ from flops_management.orchestrators.docker_containers import (
     server_container_spec,
     superlink_hosts,
 )
-from flops_management.orchestrators.flower_tls import issue_job_tls
+from flops_management.orchestrators.flower_tls import JobTLS, issue_job_tls
 from flops_management.orchestrators.host import stage_learner_data
 from flops_management.orchestrators.local import (
     READY_TIMEOUT_S,
@@ -92,6 +99,21 @@ class DockerDeployment(Deployment):
         self.containers: dict[str, Any] = {}
         self._lines: collections.deque[LogLine] = collections.deque()
         self._network: str | None = None
+        # The Fleet front for joined learners: a process of this host's, beside
+        # the containers (it forwards to the SuperLink's published port).
+        self.front: subprocess.Popen[bytes] | None = None
+        self._front_log: Path | None = None
+        self._front_offset = 0
+
+    def start_front(
+        self, settings: Settings, workdir: Path, tls: JobTLS, link_port: int
+    ) -> None:
+        front = fleet_front.plan(settings)
+        self._front_log = workdir / "logs" / f"{FLEET_FRONT}.log"
+        self.front = fleet_front.start(
+            settings, workdir, front, f"127.0.0.1:{link_port}", tls, self._front_log
+        )
+        self.fleet_address = front.address
 
     @property
     def control_address(self) -> str:
@@ -109,6 +131,17 @@ class DockerDeployment(Deployment):
         except DockerException:
             pass  # the container was removed: its output ends here
 
+    def _read_front_log(self, path: Path) -> None:
+        try:
+            with path.open(errors="replace") as log:
+                log.seek(self._front_offset)
+                lines = log.readlines()
+                self._front_offset = log.tell()
+        except FileNotFoundError:
+            return
+        for line in lines:
+            self._lines.append(LogLine(FLEET_FRONT, line.rstrip("\n")))
+
     def components(self) -> list[Component]:
         return list(self._components)
 
@@ -121,9 +154,18 @@ class DockerDeployment(Deployment):
                 states[role] = ComponentStatus(ComponentState.REMOVED)
                 continue
             states[role] = container_status(container.attrs["State"])
+        if self.front is not None:
+            code = self.front.poll()
+            states[FLEET_FRONT] = (
+                ComponentStatus.running()
+                if code is None
+                else ComponentStatus.exited(code)
+            )
         return states
 
     def logs(self) -> Iterator[LogLine]:
+        if self._front_log is not None:
+            self._read_front_log(self._front_log)
         while self._lines:
             yield self._lines.popleft()
 
@@ -136,6 +178,8 @@ class DockerDeployment(Deployment):
         return True
 
     def cancel(self) -> None:
+        if self.front is not None:
+            subprocesses.kill_groups([self.front], grace=1.0)
         remove_job(self.client, self.job_id)
 
     def stop_learner(self, learner: str) -> None:
@@ -146,6 +190,11 @@ class DockerDeployment(Deployment):
             container.stop(timeout=3)  # SIGTERM: its SuperNode leaves at once
 
     def tail(self, component: str, lines: int = 20) -> str:
+        if component == FLEET_FRONT and self._front_log is not None:
+            with contextlib.suppress(OSError):
+                text = self._front_log.read_text(errors="replace")
+                return "\n".join(text.splitlines()[-lines:])
+            return ""
         try:
             output: bytes = self.containers[component].logs(tail=lines)
         except (KeyError, DockerException):
@@ -157,6 +206,7 @@ class DockerDeployment(Deployment):
             "containers": {role: c.id for role, c in self.containers.items()},
             "job_id": self.job_id,
             "docker_url": self.client.api.base_url,
+            **({"front_pid": self.front.pid} if self.front is not None else {}),
         }
 
 
@@ -183,7 +233,7 @@ def remove_job(client: docker.DockerClient, job_id: str) -> None:
 class DockerOrchestrator(Orchestrator):
     name = "docker"
     needs_image = True
-    capabilities = frozenset({Capability.INFERENCE_SERVERS})
+    capabilities = frozenset({Capability.INFERENCE_SERVERS, Capability.JOINED_LEARNERS})
 
     def __init__(self, settings: Settings) -> None:
         super().__init__(settings)
@@ -264,8 +314,9 @@ class DockerOrchestrator(Orchestrator):
             spec.identity,
         )
         link_port = free_port()
+        placed = placed_learners(spec.learners)
         specs = container_specs(
-            spec, network, link_port, [free_port() for _ in spec.learners], data, tls
+            spec, network, link_port, [free_port() for _ in placed], data, tls
         )
         deployment = DockerDeployment(
             self.client, spec.job_id, f"127.0.0.1:{link_port}", spec.learners
@@ -278,6 +329,9 @@ class DockerOrchestrator(Orchestrator):
                 aggregator.role, self._run(image, aggregator, network, labels)
             )
             self._wait_ready(deployment, aggregator, link_port)
+            if has_joined(spec.learners):
+                assert tls is not None  # Orchestrator.check refused plaintext
+                deployment.start_front(self.settings, spec.workdir, tls, link_port)
             deployment.nodes = enrol_learners(
                 self.settings, spec, deployment.control_address, tls
             )
@@ -340,6 +394,9 @@ class DockerOrchestrator(Orchestrator):
             ) from err
 
     def cleanup(self, runtime_info: dict[str, Any]) -> None:
+        front = int(runtime_info.get("front_pid", 0))
+        if front and b"haproxy" in subprocesses.pid_cmdline(front):
+            subprocesses.kill_group(front, grace=1.0)
         job = runtime_info.get("job_id")
         if job:
             remove_job(self.client, str(job))

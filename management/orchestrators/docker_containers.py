@@ -13,7 +13,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from flops.config import Resources
-from flops_management.orchestrators.base import AGGREGATOR, DeploymentSpec
+from flops_management.orchestrators.base import (
+    AGGREGATOR,
+    DeploymentSpec,
+    placed_learners,
+)
 from flops_management.orchestrators.flower_tls import JobTLS
 from flops_management.orchestrators.local_commands import THREAD_VARIABLES
 from flops_management.orchestrators.node_auth import NODE_KEY_FILE, key_folder
@@ -126,10 +130,11 @@ def container_specs(
         )
     ]
     superlink = f"127.0.0.1:{port}" if on_host else f"{aggregator_name}:{port}"
-    threads = str(learner_threads(spec.resources, len(spec.learners)))
+    placed = placed_learners(spec.learners)
+    threads = str(learner_threads(spec.resources, len(placed)))
     memory = spec.resources.memory_bytes()
     for index, (learner, runtime_port) in enumerate(
-        zip(spec.learners, learner_ports, strict=True)
+        zip(placed, learner_ports, strict=True)
     ):
         command = [
             "learner",

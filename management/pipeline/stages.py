@@ -97,7 +97,7 @@ def check(ctx: JobContext) -> StageResult:
         config.orchestrator, serving=config.post_training.deploy_inference_server
     )
     datasets.check_tags(
-        ctx.store, ctx.project.tenant, config.data_tags, config.learners
+        ctx.store, ctx.project.tenant, config.data_tags, config.placed_learners
     )
     ctx.config = config
     ctx.store.update_project(ctx.project_id, config=config.model_dump(mode="json"))

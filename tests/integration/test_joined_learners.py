@@ -1,0 +1,170 @@
+"""Learners that join from their owners' machines, each machine a network
+namespace of its own (tests/netns.py): the devices reach the management API
+and their job's Fleet front over a veth link at the host's site address, never
+over loopback, with TLS and Flower's node authentication, and train on data
+that only they hold."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+from collections.abc import Iterator
+from contextlib import ExitStack
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+
+from tests import netns
+from tests.helpers import EXAMPLES, make_repo
+from tests.stack import FLOPS, Stack
+
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.skipif(netns.available() is not None, reason=str(netns.available())),
+]
+
+TOKEN = re.compile(r"^flj_\S+$", re.MULTILINE)
+
+
+def split(path: Path, folder: Path, parts: int) -> list[Path]:
+    """The data set cut in `parts` files, one per device (its own data)."""
+    table = pq.read_table(path)
+    size = -(-table.num_rows // parts)
+    folder.mkdir(parents=True, exist_ok=True)
+    files = []
+    for index in range(parts):
+        file = folder / f"part-{index}.parquet"
+        pq.write_table(table.slice(index * size, size), file)
+        files.append(file)
+    return files
+
+
+def api_port(stack: Stack) -> str:
+    return stack.env["FLOPS_API_URL"].rsplit(":", 1)[1]
+
+
+def device(
+    stack: Stack,
+    machine: netns.Netns,
+    home: Path,
+    project_id: str,
+    token: str,
+    *args: str,
+) -> subprocess.Popen[str]:
+    """`flops learner join` run on the device: in its namespace, its own
+    FLOPS_HOME (its key), nothing of the service's environment."""
+    env = {
+        "PATH": os.environ["PATH"],
+        "FLOPS_HOME": str(home),
+        "PYTHONDONTWRITEBYTECODE": "1",
+    }
+    command = [
+        FLOPS, "learner", "join", project_id, "--token", token,
+        "--api-url", f"http://{netns.SITE_ADDRESS}:{api_port(stack)}",
+        "--runner", "environment", *args,
+    ]  # fmt: skip
+    return subprocess.Popen(
+        machine.command(command),
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+
+@pytest.fixture
+def machines() -> Iterator[list[netns.Netns]]:
+    with ExitStack() as stack:
+        yield [stack.enter_context(netns.netns("flops-dev")) for _ in range(3)]
+
+
+def test_two_learners_join_from_their_machines_and_train_over_tls(
+    stack: Stack,
+    digits_file: Path,
+    machines: list[netns.Netns],
+    tmp_path: Path,
+) -> None:
+    repo = make_repo(tmp_path / "repo", EXAMPLES / "mnist-sklearn")
+    submitted = stack.flops(
+        "project", "submit", str(repo), "--rounds", "2", "--learners", "2",
+        "--joined-learners", "2", "--data-tag", "digits",
+    )  # fmt: skip
+    assert submitted.returncode == 0, submitted.stderr
+    project_id = submitted.stdout.strip()
+
+    enrolled = stack.flops("project", "enrol", project_id, "--learners", "2")
+    assert enrolled.returncode == 0, enrolled.stderr
+    tokens = TOKEN.findall(enrolled.stdout)
+    assert len(tokens) == 2
+    assert f"flops learner join {project_id}" in enrolled.stdout
+    # Only two learners join this project: a third token is refused.
+    extra = stack.flops("project", "enrol", project_id)
+    assert extra.returncode == 1
+    assert "joined_learners" in extra.stderr
+
+    data = split(digits_file, tmp_path / "owners", 2)
+    site_a, site_b, intruder = machines
+    learners = [
+        device(
+            stack, machine, tmp_path / name, project_id, token,
+            "--name", name, "--data", f"digits={file}",
+        )
+        for machine, name, token, file in zip(
+            (site_a, site_b), ("site-a", "site-b"), tokens, data, strict=True
+        )
+    ]  # fmt: skip
+    # A machine with a made-up token never gets in.
+    forged = "flj_" + "A" * 43 + "." + tokens[0].rsplit(".", 1)[1]
+    refused = device(
+        stack, intruder, tmp_path / "intruder", project_id, forged,
+        "--name", "intruder", "--data", f"digits={data[0]}",
+    )  # fmt: skip
+    out, _ = refused.communicate(timeout=120)
+    assert refused.returncode == 1
+    assert "enrolment token is not valid" in out
+
+    try:
+        final = stack.wait_for(
+            project_id, lambda p: p["status"] not in ("queued", "running"), 900
+        )
+        outputs = [learner.communicate(timeout=120)[0] for learner in learners]
+    finally:
+        for learner in learners:
+            if learner.poll() is None:
+                learner.kill()
+    assert final["status"] == "succeeded", final.get("error")
+    for learner, output in zip(learners, outputs, strict=True):
+        assert learner.returncode == 0, output
+        assert "round 1: train" in output
+        assert "round 2: evaluate" in output
+
+    events = stack.events(project_id)
+    registered = {
+        e["data"]["learner"]: e["data"]["address"]
+        for e in events
+        if e["type"] == "learner_registered"
+    }
+    assert registered == {"site-a": site_a.address, "site-b": site_b.address}
+    # The aggregator heard from both, by name, in every round.
+    answered = {
+        e["data"].get("learner") for e in events if e["type"] == "learner_joined"
+    }
+    assert answered == {"site-a", "site-b"}
+
+    listed = stack.flops("project", "learners", project_id, "--format", "json")
+    assert listed.returncode == 0, listed.stderr
+    import json
+
+    rows = {row["learner"]: row for row in json.loads(listed.stdout)}
+    assert set(rows) == {"site-a", "site-b"}
+    assert rows["site-a"]["address"] == site_a.address
+    assert all(row["last_seen"] for row in rows.values())
+    # The devices' keys stayed on the devices: private, and unknown to FLOps.
+    for name in ("site-a", "site-b"):
+        key = tmp_path / name / "learners" / project_id / name / "node.key"
+        assert key.stat().st_mode & 0o777 == 0o600
+        assert key.read_text() not in (stack.home / "flops.db").read_text(
+            errors="replace"
+        )
