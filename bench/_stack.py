@@ -57,7 +57,7 @@ class Stack:
     up_seconds: float = 0.0
 
     @classmethod
-    def start(cls) -> Stack:
+    def start(cls, extra_env: dict[str, str] | None = None) -> Stack:
         home = Path(tempfile.mkdtemp(prefix="flops-bench-"))
         api_port, mlflow_port, registry_port = free_port(), free_port(), free_port()
         env = {
@@ -67,6 +67,7 @@ class Stack:
             "FLOPS_MLFLOW_PORT": str(mlflow_port),
             "FLOPS_REGISTRY_PORT": str(registry_port),
             "FLOPS_API_URL": f"http://127.0.0.1:{api_port}",
+            **(extra_env or {}),
         }
         stack = cls(
             home, env, f"http://127.0.0.1:{api_port}", f"http://127.0.0.1:{mlflow_port}"

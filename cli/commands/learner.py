@@ -253,6 +253,10 @@ def _run(
         proc.terminate()
         proc.wait(timeout=30)
         return 130
+    except BaseException:
+        proc.terminate()  # revoked, or the API said something else is wrong
+        proc.wait(timeout=30)
+        raise
     assert proc.stdout is not None
     for line in proc.stdout:
         _show(line, verbose)

@@ -6,12 +6,15 @@ that only they hold."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
+import time
 from collections.abc import Iterator
 from contextlib import ExitStack
 from pathlib import Path
+from typing import Any
 
 import pyarrow.parquet as pq
 import pytest
@@ -82,14 +85,15 @@ def machines() -> Iterator[list[netns.Netns]]:
 
 def test_two_learners_join_from_their_machines_and_train_over_tls(
     stack: Stack,
+    digits: str,
     digits_file: Path,
     machines: list[netns.Netns],
     tmp_path: Path,
 ) -> None:
     repo = make_repo(tmp_path / "repo", EXAMPLES / "mnist-sklearn")
     submitted = stack.flops(
-        "project", "submit", str(repo), "--rounds", "2", "--learners", "2",
-        "--joined-learners", "2", "--data-tag", "digits",
+        "project", "submit", str(repo), "--rounds", "2", "--learners", "3",
+        "--joined-learners", "2", "--data-tag", digits,
     )  # fmt: skip
     assert submitted.returncode == 0, submitted.stderr
     project_id = submitted.stdout.strip()
@@ -151,12 +155,11 @@ def test_two_learners_join_from_their_machines_and_train_over_tls(
     answered = {
         e["data"].get("learner") for e in events if e["type"] == "learner_joined"
     }
-    assert answered == {"site-a", "site-b"}
+    # ...and from the learner FLOps placed itself, beside them.
+    assert answered == {"learner-0", "site-a", "site-b"}
 
     listed = stack.flops("project", "learners", project_id, "--format", "json")
     assert listed.returncode == 0, listed.stderr
-    import json
-
     rows = {row["learner"]: row for row in json.loads(listed.stdout)}
     assert set(rows) == {"site-a", "site-b"}
     assert rows["site-a"]["address"] == site_a.address
@@ -168,3 +171,142 @@ def test_two_learners_join_from_their_machines_and_train_over_tls(
         assert key.read_text() not in (stack.home / "flops.db").read_text(
             errors="replace"
         )
+
+
+def test_a_learner_cut_off_mid_round_does_not_stall_the_job_and_rejoins(
+    stack: Stack,
+    digits_file: Path,
+    machines: list[netns.Netns],
+    tmp_path: Path,
+) -> None:
+    """`ip link set down` on one device mid-round: the round ends at
+    round_timeout with the other (min_fit 1), the job says who dropped and in
+    which round, and the device, back online, answers in a later round."""
+    repo = make_repo(tmp_path / "repo", EXAMPLES / "mnist-sklearn")
+    config = tmp_path / "flops.toml"
+    config.write_text(
+        "rounds = 6\nlearners = 2\njoined_learners = 2\nmin_fit = 1\n"
+        'min_evaluate = 1\nround_timeout = 20.0\ndata_tags = ["digits"]\n'
+    )
+    submitted = stack.flops("project", "submit", str(repo), "--config", str(config))
+    assert submitted.returncode == 0, submitted.stderr
+    project_id = submitted.stdout.strip()
+    enrolled = stack.flops("project", "enrol", project_id, "--learners", "2")
+    tokens = TOKEN.findall(enrolled.stdout)
+    data = split(digits_file, tmp_path / "owners", 2)
+    steady, flaky = machines[:2]
+    learners = [
+        device(
+            stack, machine, tmp_path / name, project_id, token,
+            "--name", name, "--data", f"digits={file}",
+        )
+        for machine, name, token, file in zip(
+            (steady, flaky), ("steady", "flaky"), tokens, data, strict=True
+        )
+    ]  # fmt: skip
+    try:
+        stack.wait_for(project_id, lambda p: p["progress"]["round"] >= 2, 600)
+        flaky.link_down()
+        failed = wait_event(stack, project_id, "learner_failed", 120)
+        assert failed["data"]["learner"] == "flaky"
+        assert failed["data"]["reason"] == "no reply in time"
+        flaky.link_up()
+        final = stack.wait_for(
+            project_id, lambda p: p["status"] not in ("queued", "running"), 900
+        )
+        for learner in learners:
+            learner.communicate(timeout=120)
+    finally:
+        for learner in learners:
+            if learner.poll() is None:
+                learner.kill()
+    assert final["status"] == "succeeded", final.get("error")
+    rounds = [
+        e["data"] for e in stack.events(project_id) if e["type"] == "round_finished"
+    ]
+    cut = int(failed["data"]["round"])
+    # The round without it ended by round_timeout, not by the job's deadline...
+    assert rounds[cut - 1]["metrics"]["round_seconds"] < 20.0 * 2 + 30
+    # ...and once back, it answered again.
+    assert any(r["metrics"]["learners_ok"] == 2 for r in rounds[cut:])
+
+
+def wait_event(
+    stack: Stack, project_id: str, kind: str, timeout: float
+) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for event in stack.events(project_id):
+            if event["type"] == kind:
+                return event
+        time.sleep(1)
+    raise AssertionError(f"no {kind} event within {timeout}s")
+
+
+def test_a_revoked_learner_is_cut_off_and_the_job_goes_on(
+    stack: Stack,
+    digits_file: Path,
+    machines: list[netns.Netns],
+    tmp_path: Path,
+) -> None:
+    """The owner revokes a joined learner mid-run: the job unregisters its key,
+    the SuperLink refuses it from then on, its device stops saying why, and
+    the run finishes with the rest (min_fit 1)."""
+    repo = make_repo(tmp_path / "repo", EXAMPLES / "mnist-sklearn")
+    config = tmp_path / "flops.toml"
+    config.write_text(
+        "rounds = 5\nlearners = 2\njoined_learners = 2\nmin_fit = 1\n"
+        'min_evaluate = 1\nround_timeout = 20.0\ndata_tags = ["digits"]\n'
+    )
+    submitted = stack.flops("project", "submit", str(repo), "--config", str(config))
+    assert submitted.returncode == 0, submitted.stderr
+    project_id = submitted.stdout.strip()
+    tokens = TOKEN.findall(
+        stack.flops("project", "enrol", project_id, "--learners", "2").stdout
+    )
+    data = split(digits_file, tmp_path / "owners", 2)
+    kept, revoked = [
+        device(
+            stack, machine, tmp_path / name, project_id, token,
+            "--name", name, "--data", f"digits={file}",
+        )
+        for machine, name, token, file in zip(
+            machines[:2], ("kept", "gone"), tokens, data, strict=True
+        )
+    ]  # fmt: skip
+    try:
+        stack.wait_for(project_id, lambda p: p["progress"]["round"] >= 2, 600)
+        cut = stack.flops("project", "revoke", project_id, "gone")
+        assert cut.returncode == 0, cut.stderr
+        assert "gone revoked" in cut.stdout
+        out, _ = revoked.communicate(timeout=120)
+        final = stack.wait_for(
+            project_id, lambda p: p["status"] not in ("queued", "running"), 900
+        )
+        kept.communicate(timeout=120)
+    finally:
+        for learner in (kept, revoked):
+            if learner.poll() is None:
+                learner.kill()
+    assert revoked.returncode == 1
+    assert "was revoked by the owner" in out
+    assert final["status"] == "succeeded", final.get("error")
+    events = stack.events(project_id)
+    assert any(
+        e["type"] == "learner_revoked" and e["data"]["learner"] == "gone"
+        for e in events
+    )
+    rows = json.loads(
+        stack.flops("project", "learners", project_id, "--format", "json").stdout
+    )
+    assert {r["learner"]: r["status"] for r in rows} == {
+        "kept": "registered",
+        "gone": "revoked",
+    }
+    # Its token admits nothing any more.
+    again = device(
+        stack, machines[2], tmp_path / "again", project_id, tokens[1],
+        "--name", "gone", "--data", f"digits={data[1]}",
+    )  # fmt: skip
+    out, _ = again.communicate(timeout=120)
+    assert again.returncode == 1 and "revoked" in out
