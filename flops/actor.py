@@ -76,11 +76,13 @@ def aggregator_commands(
     poll_interval: float,
     flower_app: str | None = None,
     tls: actor_commands.FlowerTLS | None = None,
+    database: str | None = None,
 ) -> list[list[str]]:
     """`tls`: a folder with the CA's certificate and the SuperLink's
-    certificate and key (None: plaintext, `--dev-insecure-flower`)."""
+    certificate and key (None: plaintext, `--dev-insecure-flower`);
+    `database`: the SuperLink's state file (None: in memory)."""
     return [
-        actor_commands.superlink_args(_in_image, host, port, tls),
+        actor_commands.superlink_args(_in_image, host, port, tls, database),
         _executor(
             "aggregator", f"127.0.0.1:{port}", repo, poll_interval, flower_app, tls
         ),
@@ -223,6 +225,9 @@ def main(argv: list[str] | None = None) -> None:
         "--flower-app", metavar="MODULE:ATTR", help="a Flower app's component"
     )
     parser.add_argument(
+        "--database", help="aggregator: the SuperLink's state file (a volume)"
+    )
+    parser.add_argument(
         "--worker-python",
         help="learner: the user's environment's interpreter (outside an image)",
     )
@@ -263,7 +268,13 @@ def main(argv: list[str] | None = None) -> None:
     if args.role == "aggregator":
         port = args.port or DEFAULT_SUPERLINK_PORT
         commands = aggregator_commands(
-            args.host, port, args.repo_dir, args.poll_interval, args.flower_app, tls
+            args.host,
+            port,
+            args.repo_dir,
+            args.poll_interval,
+            args.flower_app,
+            tls,
+            args.database,
         )
     else:
         if not args.superlink:

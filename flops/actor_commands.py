@@ -52,14 +52,21 @@ def _client_tls(tls: FlowerTLS | None) -> list[str]:
 
 
 def superlink_args(
-    program: Program, host: str, port: int, tls: FlowerTLS | None
+    program: Program,
+    host: str,
+    port: int,
+    tls: FlowerTLS | None,
+    database: str | None = None,
 ) -> list[str]:
+    """`database`: a file for the SuperLink's state (runs, registered nodes,
+    messages), so it outlives the process; None: Flower's in-memory state."""
     return [
         *program("flower-superlink"),
         *_server_tls(tls),
         "--isolation",
         "process",
         "--disable-runtime-dependency-installation",
+        *(["--database", database] if database else []),
         "--host",
         host,
         "--port",

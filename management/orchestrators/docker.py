@@ -61,6 +61,7 @@ from flops_management.orchestrators.topology import (
     ComponentState,
     ComponentStatus,
 )
+from flops_management.sandbox import sandbox_for
 from flops_management.settings import Settings
 
 JOB_LABEL = "io.flops.job"
@@ -315,8 +316,11 @@ class DockerOrchestrator(Orchestrator):
         )
         link_port = free_port()
         placed = placed_learners(spec.learners)
+        state = spec.workdir / "flwr" / "superlink"
+        state.mkdir(parents=True, exist_ok=True)
+        sandbox_for(self.settings).give(state, spec.identity)
         specs = container_specs(
-            spec, network, link_port, [free_port() for _ in placed], data, tls
+            spec, network, link_port, [free_port() for _ in placed], data, tls, state
         )
         deployment = DockerDeployment(
             self.client, spec.job_id, f"127.0.0.1:{link_port}", spec.learners

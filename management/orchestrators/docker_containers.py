@@ -29,6 +29,8 @@ LEARNER_DATA = "/data"
 # learner's its node key (--node-key).
 TLS_DIR = "/tls"
 NODE_KEY_DIR = "/node-key"
+STATE_DIR = "/state"
+STATE_FILE = "superlink.db"
 SUPERLINK_PORT = 8000  # inside a container network
 # Every actor runs the tenant's code: as the tenant's ids, without capabilities,
 # unable to gain privileges, writing only its own /tmp (its Flower home).
@@ -93,6 +95,7 @@ def container_specs(
     learner_ports: list[int],
     data: dict[str, Path],
     tls: JobTLS | None,
+    state: Path | None = None,
 ) -> list[ContainerSpec]:
     """The aggregator first, then one container per learner (`data`: each
     learner's data folder on this host, bound read-only; `tls`: the job's TLS
@@ -122,9 +125,14 @@ def container_specs(
                 poll,
                 *_tls_args(tls),
                 *(["--flower-app", spec.flower_app[0]] if spec.flower_app else []),
+                *(["--database", f"{STATE_DIR}/{STATE_FILE}"] if state else []),
             ],
             environment={**BASE_ENVIRONMENT, **spec.env, **spec.aggregator_env},
-            volumes=_bind(tls.superlink if tls else None, TLS_DIR),
+            volumes={
+                **_bind(tls.superlink if tls else None, TLS_DIR),
+                # The SuperLink's state outlives its container (`state`).
+                **({str(state): {"bind": STATE_DIR, "mode": "rw"}} if state else {}),
+            },
             ports={} if on_host else {f"{port}/tcp": ("127.0.0.1", superlink_port)},
             user=container_user(spec.identity),
         )

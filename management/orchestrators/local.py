@@ -297,7 +297,10 @@ class LocalOrchestrator(Orchestrator):
 
         superlink = start(
             SUPERLINK,
-            superlink_args(bin_dir, link_port, superlink_tls),
+            # Its state in its own Flower home, a file: it outlives the process.
+            superlink_args(
+                bin_dir, link_port, superlink_tls, home / SUPERLINK / "state.db"
+            ),
             secrets=(superlink_tls,),
         )
         deadline = time.monotonic() + READY_TIMEOUT_S

@@ -26,9 +26,18 @@ def _tls(folder: Path | None) -> actor_commands.FlowerTLS | None:
     return None if folder is None else actor_commands.FlowerTLS(str(folder))
 
 
-def superlink_args(bin_dir: Path, port: int, tls: Path | None) -> list[str]:
-    """`tls`: the SuperLink's TLS folder (None: plaintext, a dev switch)."""
-    return actor_commands.superlink_args(_beside(bin_dir), "127.0.0.1", port, _tls(tls))
+def superlink_args(
+    bin_dir: Path, port: int, tls: Path | None, database: Path | None = None
+) -> list[str]:
+    """`tls`: the SuperLink's TLS folder (None: plaintext, a dev switch);
+    `database`: its state's file (None: in memory)."""
+    return actor_commands.superlink_args(
+        _beside(bin_dir),
+        "127.0.0.1",
+        port,
+        _tls(tls),
+        None if database is None else str(database),
+    )
 
 
 def supernode_args(

@@ -211,3 +211,28 @@ def test_below_the_minimum_the_job_fails_naming_who_is_gone(
     assert "1 of 2 learners are gone, 1 left, 2 needed" in project["error"]
     assert re.search(r"learner-0 \(learner-0-supernode exited", project["error"])
     assert list(project["progress"]["learners_lost"]) == ["learner-0"]
+
+
+def test_a_dead_superlink_fails_the_job_with_the_reason_and_keeps_its_state(
+    stack: Stack, digits: str, tmp_path: Path
+) -> None:
+    """The SuperLink dies mid-run: the job does not hang; it fails at once
+    saying which component stopped, and the SuperLink's state (its database
+    file in the job folder: the run, its registered nodes) is still there."""
+    project_id = submit_and_wait_for_round(stack, tmp_path, digits)
+    state = stack.home / "jobs" / project_id / "flwr" / "superlink" / "state.db"
+    victims = [
+        pid
+        for pid, _, argv in _processes()
+        if _sandboxed(argv)
+        and "flower-superlink" in " ".join(argv)
+        and str(state) in argv
+    ]
+    assert len(victims) == 1, "the job's SuperLink runs on its state file"
+    killed_at = time.monotonic()
+    os.kill(victims[0], signal.SIGKILL)
+    project = finished(stack, project_id)
+    assert time.monotonic() - killed_at < 60
+    assert project["status"] == "failed"
+    assert project["error"].startswith("superlink stopped unexpectedly (exited")
+    assert state.stat().st_size > 0

@@ -168,3 +168,11 @@ def test_a_flower_apps_executor_runs_its_component_on_the_users_packages(
     assert env is not None
     assert env["PYTHONPATH"] == "/opt/flops/runtime:/opt/flops/user-site"
     assert executor_env(None) is None
+
+
+def test_the_superlinks_state_lives_on_a_volume_of_the_job() -> None:
+    aggregator, *_ = container_specs(
+        _spec(), "host", 41000, [42000, 42001], DATA, TLS, Path("/w/flwr/superlink")
+    )
+    assert aggregator.command[-2:] == ["--database", "/state/superlink.db"]
+    assert aggregator.volumes["/w/flwr/superlink"] == {"bind": "/state", "mode": "rw"}

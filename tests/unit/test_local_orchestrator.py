@@ -29,6 +29,9 @@ def test_superlink_args() -> None:
         "9000",
     ]
     assert local.superlink_args(BIN, 9000, None)[1] == "--insecure"
+    # Its state in a file, when given one (the job's), outlives the process.
+    with_state = local.superlink_args(BIN, 9000, None, Path("/job/flwr/state.db"))
+    assert with_state[5:7] == ["--database", "/job/flwr/state.db"]
 
 
 def test_supernode_args() -> None:
