@@ -308,3 +308,43 @@ def test_data_is_a_parquet_file_or_a_folder_of_them(tmp_path: Path) -> None:
     data = learner_cli.parse_data([f"a={file}"])
     folder = learner_cli.data_folder(tmp_path / "state", data)
     assert (folder / "a" / "x.parquet").resolve() == file
+
+
+def test_the_image_entrypoint_joins_then_runs_the_assigned_learner(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """`podman run IMAGE python3 -m flops.actor learner --join URL ...`: the
+    join (stubbed here; tests/integration drives the real one) fills in the
+    SuperLink, TLS folder, node key and partition the learner then runs with."""
+    from flops import actor
+
+    token = "flj_" + "s" * 43 + "." + "0" * 64
+    seen: dict[str, Any] = {}
+
+    def fake_join(client: joining.JoinClient, name: str, state: Path, *_: Any,
+                  **__: Any) -> joining.Joined:  # fmt: skip
+        seen.update(url=client.api_url, project=client.project_id, name=name)
+        return joining.Joined(
+            {**ASSIGNMENT, "flower_app": None}, state / "node.key", state / "tls"
+        )
+
+    monkeypatch.setattr(joining, "join", fake_join)
+    monkeypatch.setattr(
+        actor, "supervise", lambda commands, port, env: seen.update(cmds=commands) or 0
+    )
+    with pytest.raises(SystemExit) as exited:
+        actor.main([
+            "learner", "--join", "http://flops.example:8470", "--project", "p1",
+            "--token", token, "--name", "Site-A", "--state", str(tmp_path),
+        ])  # fmt: skip
+    assert exited.value.code == 0
+    assert seen["url"] == "http://flops.example:8470" and seen["name"] == "site-a"
+    supernode, _executor = seen["cmds"]
+    joined = " ".join(supernode)
+    assert "--superlink 10.0.0.1:9443" in joined
+    assert f"--root-certificates {tmp_path}/tls/ca.crt" in joined
+    assert f"--auth-supernode-private-key {tmp_path}/node.key" in joined
+    assert "partition-id=2 num-partitions=3" in joined
+    # No way in without a token.
+    with pytest.raises(SystemExit):
+        actor.main(["learner", "--join", "http://h:1", "--project", "p1"])
