@@ -10,7 +10,10 @@ metric (rounds 2..N, after learners connected). Setups:
                (subprocess isolation: a fresh flwr-clientapp per message)
   raw-tuned    the same with Flower's own knob FLWR_SUPEREXEC_TASK_POLL_INTERVAL=0.05
   flops        `flops project submit`: --isolation process with flops-executor
-               (warm forked tasks), 50 ms task polling
+               (warm forked tasks), 50 ms task polling; TLS and node
+               authentication on (the default)
+  flops-plain  the same on a second stack with FLOPS_DEV_INSECURE_FLOWER=1
+               (plaintext, no node authentication): what TLS costs a round
 
 Every setup runs the user's code in the model worker (flops/worker), from the
 user's environment, as FLOps does since the runtime and the user's code got
@@ -205,6 +208,23 @@ def flower_floors() -> list[str]:
     return found
 
 
+def submit(stack: Stack, rounds: int) -> str:
+    repo = make_repo(
+        Path(tempfile.mkdtemp()) / "mnist-sklearn", EXAMPLES / "mnist-sklearn"
+    )
+    return stack.submit(
+        {"repo": str(repo), "rounds": rounds, "learners": 2, "data_tags": ["digits"]}
+    )
+
+
+def flops_rounds(stack: Stack, rounds: int) -> list[float]:
+    import mlflow
+
+    project = stack.wait(submit(stack, rounds))
+    client = mlflow.MlflowClient(stack.tracking_uri)
+    return round_seconds(client, project["mlflow"]["run_id"])
+
+
 def summary(values: list[float]) -> str:
     steady = values[1:] or values
     return (
@@ -220,21 +240,17 @@ def main() -> None:
     args = parser.parse_args()
     import mlflow
 
-    stack = Stack.start()
     results: dict[str, list[float]] = {}
+    plain = Stack.start({"FLOPS_DEV_INSECURE_FLOWER": "1"})
+    try:
+        plain.push_digits(partitions=2)
+        results["flops-plain"] = flops_rounds(plain, args.rounds)
+    finally:
+        plain.stop()
+    stack = Stack.start()
     try:
         stack.push_digits(partitions=2)
-        repo = make_repo(
-            Path(tempfile.mkdtemp()) / "mnist-sklearn", EXAMPLES / "mnist-sklearn"
-        )
-        project_id = stack.submit(
-            {
-                "repo": str(repo),
-                "rounds": args.rounds,
-                "learners": 2,
-                "data_tags": ["digits"],
-            }
-        )
+        project_id = submit(stack, args.rounds)
         project = stack.wait(project_id)
         client = mlflow.MlflowClient(stack.tracking_uri)
         results["flops"] = round_seconds(client, project["mlflow"]["run_id"])
@@ -252,8 +268,13 @@ def main() -> None:
         f"seconds per round, mnist-sklearn, 2 learners, {args.rounds} rounds "
         "(mean of rounds 2..N)"
     )
-    for name in ("raw-default", "raw-tuned", "flops"):
+    for name in ("raw-default", "raw-tuned", "flops", "flops-plain"):
         print(f"  {name:<12} {summary(results[name])}")
+    tls, plaintext = (statistics.mean(results[n][1:]) for n in ("flops", "flops-plain"))
+    print(
+        f"  TLS + node authentication / plaintext = {tls / plaintext:.3f}x "
+        f"({(tls / plaintext - 1) * 100:+.1f}%)"
+    )
     fastest_raw = min(statistics.mean(results[n][1:]) for n in RAW_SETUPS)
     flops = statistics.mean(results["flops"][1:])
     print(f"  flops / fastest raw Flower = {flops / fastest_raw:.2f}x")
