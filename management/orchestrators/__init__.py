@@ -35,6 +35,7 @@ ENTRY_POINT_GROUP = "flops.orchestrators"
 BUILTIN_ORCHESTRATORS: dict[str, str] = {
     "local": "flops_management.orchestrators.local:LocalOrchestrator",
     "docker": "flops_management.orchestrators.docker:DockerOrchestrator",
+    "kubernetes": "flops_management.orchestrators.kubernetes:KubernetesOrchestrator",
 }
 
 

@@ -18,12 +18,17 @@ import time
 from flops import events
 from flops.errors import FlopsError
 from flops.node_key import public_pem
+from flops_management.models import Enrolment, utcnow
 from flops_management.orchestrators.superlink_control import SuperLinkControl
 from flops_management.pipeline.context import JobContext
 
 logger = logging.getLogger(__name__)
 
 SYNC_S = 1.0
+# How often the SuperLink is asked which joined learners are online: their
+# "last seen" (a device in an image reports to nobody else).
+SEEN_S = 10.0
+ONLINE = "online"  # Flower's node status while its heartbeats arrive
 
 
 class JoinedLearners:
@@ -32,6 +37,7 @@ class JoinedLearners:
         self.ctx = ctx
         self.deployment = ctx.deployment
         self._next = 0.0
+        self._next_seen = 0.0
 
     @property
     def wanted(self) -> bool:
@@ -57,7 +63,9 @@ class JoinedLearners:
             and e.node_id is not None
             and e.job_id == self.ctx.project_id
         ]
-        if not to_register and not to_cut:
+        registered = [e for e in enrolments if e.node_id is not None]
+        see = bool(registered) and now >= self._next_seen
+        if not to_register and not to_cut and not see:
             return
         with SuperLinkControl(
             self.deployment.control_address, self.deployment.root_certificates
@@ -106,3 +114,19 @@ class JoinedLearners:
                     if name != enrolment.learner
                 }
                 self.ctx.log(f"{enrolment.learner} (joined) unregistered: revoked")
+            if see:
+                self._next_seen = now + SEEN_S
+                self._mark_seen(control, registered)
+
+    def _mark_seen(
+        self, control: SuperLinkControl, registered: list[Enrolment]
+    ) -> None:
+        online = {
+            int(node["node_id"])
+            for node in control.nodes()
+            if node.get("status") == ONLINE and "node_id" in node
+        }
+        seen = utcnow()
+        for enrolment in registered:
+            if enrolment.node_id in online:
+                self.ctx.store.update_enrolment(enrolment.digest, last_seen=seen)
