@@ -205,3 +205,71 @@ def test_the_docker_backend_keeps_the_orchestrator_contract(
     )
     check_contract(get_orchestrator("docker", settings), spec)
     assert _containers("io.flops.job=contract0docker0") == []
+
+
+def test_a_device_runs_its_learner_from_the_fl_actor_image(
+    stack: Stack,
+    digits: str,
+    digits_file: Path,
+    mnist_repo: Path,
+    first_run: dict[str, Any],
+    tmp_path: Path,
+) -> None:
+    """A learner that joins from its owner's machine (a network namespace)
+    runs the project's FL-actor image with its own Podman, beside one the
+    docker backend placed: the same commit, so the image is the first run's."""
+    import pyarrow.parquet as pq
+
+    from tests import netns
+    from tests.integration.test_joined_learners import TOKEN, device
+
+    if (reason := netns.available()) is not None:
+        pytest.fail(f"this test needs network namespaces: {reason}")
+    # The device has the image already, as one without the registry in reach
+    # would have loaded it (the registry is on the service's loopback here).
+    image = first_run["images"]["fl_actor"]["reference"]
+    pulled = subprocess.run(
+        ["podman", "pull", "--tls-verify=false", image], capture_output=True, text=True
+    )
+    assert pulled.returncode == 0, pulled.stderr
+    submitted = stack.flops(
+        "project", "submit", str(mnist_repo), "--rounds", "2", "--learners", "2",
+        "--joined-learners", "1", "--orchestrator", "docker", "--data-tag", digits,
+    )  # fmt: skip
+    assert submitted.returncode == 0, submitted.stderr
+    project_id = submitted.stdout.strip()
+    (token,) = TOKEN.findall(stack.flops("project", "enrol", project_id).stdout)
+    own = tmp_path / "own.parquet"
+    table = pq.read_table(digits_file)
+    pq.write_table(table.slice(table.num_rows // 2), own)
+    # This machine's Podman needs runc and explicit limits (its sandbox): what
+    # a device's own containers.conf says, not FLOps'.
+    conf = tmp_path / "containers.conf"
+    conf.write_text(
+        '[containers]\ndefault_ulimits = ["nofile=1024:1024", "nproc=1024:1024"]\n'
+        '[engine]\nruntime = "runc"\n'
+    )
+    with netns.netns("flops-img") as machine:
+        learner = device(
+            stack, machine, tmp_path / "edge", project_id, token,
+            "--name", "edge-1", "--data", f"digits={own}", "--runner", "image",
+            env={"CONTAINERS_CONF": str(conf)},
+        )  # fmt: skip
+        try:
+            final = stack.wait_for(
+                project_id, lambda p: p["status"] not in ("queued", "running"), 900
+            )
+            out, _ = learner.communicate(timeout=120)
+        finally:
+            if learner.poll() is None:
+                learner.kill()
+    assert final["status"] == "succeeded", final.get("error")
+    assert learner.returncode == 0, out
+    assert "learner edge-1 running (image)" in out and "round 1: train" in out
+    registered = [
+        e["data"] for e in stack.events(project_id) if e["type"] == "learner_registered"
+    ]
+    assert [(r["learner"], r["address"]) for r in registered] == [
+        ("edge-1", machine.address)
+    ]
+    assert _containers("io.flops.job=" + project_id) == []

@@ -55,22 +55,26 @@ def device(
     project_id: str,
     token: str,
     *args: str,
+    env: dict[str, str] | None = None,
 ) -> subprocess.Popen[str]:
     """`flops learner join` run on the device: in its namespace, its own
-    FLOPS_HOME (its key), nothing of the service's environment."""
-    env = {
+    FLOPS_HOME (its key), nothing of the service's environment; the job's
+    environments unless `args` name another runner."""
+    environment = {
         "PATH": os.environ["PATH"],
         "FLOPS_HOME": str(home),
         "PYTHONDONTWRITEBYTECODE": "1",
+        **(env or {}),
     }
+    runner = [] if "--runner" in args else ["--runner", "environment"]
     command = [
         FLOPS, "learner", "join", project_id, "--token", token,
         "--api-url", f"http://{netns.SITE_ADDRESS}:{api_port(stack)}",
-        "--runner", "environment", *args,
+        *runner, *args,
     ]  # fmt: skip
     return subprocess.Popen(
         machine.command(command),
-        env=env,
+        env=environment,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
