@@ -10,6 +10,7 @@ import json
 import os
 import re
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack
@@ -280,6 +281,7 @@ def test_a_revoked_learner_is_cut_off_and_the_job_goes_on(
     ]  # fmt: skip
     try:
         stack.wait_for(project_id, lambda p: p["progress"]["round"] >= 2, 600)
+        assert control_status_from(machines[2], stack, project_id, tokens[0]) == 403
         cut = stack.flops("project", "revoke", project_id, "gone")
         assert cut.returncode == 0, cut.stderr
         assert "gone revoked" in cut.stdout
@@ -314,3 +316,38 @@ def test_a_revoked_learner_is_cut_off_and_the_job_goes_on(
     )  # fmt: skip
     out, _ = again.communicate(timeout=120)
     assert again.returncode == 1 and "revoked" in out
+
+
+PROBE = """
+import http.client, ssl, sys
+host, port = sys.argv[1].rsplit(":", 1)
+context = ssl.create_default_context(cafile=sys.argv[2])
+connection = http.client.HTTPSConnection(host, int(port), context=context, timeout=10)
+connection.request("POST", "/v1/control/list-nodes", body=b"")
+print(connection.getresponse().status)
+"""
+
+
+def control_status_from(
+    machine: netns.Netns, stack: Stack, project_id: str, token: str
+) -> int:
+    """What another machine gets when it asks the job's Fleet front for the
+    SuperLink's Control API (over TLS, checked against the job's CA)."""
+    import httpx
+
+    assignment = httpx.get(
+        f"{stack.env['FLOPS_API_URL']}/api/join/{project_id}/assignment",
+        headers={"Authorization": f"Bearer {token}"},
+    ).json()
+    ca = Path(stack.home) / f"probe-ca-{project_id}.crt"
+    ca.write_text(assignment["ca_certificate"])
+    probe = subprocess.run(
+        machine.command(
+            [sys.executable, "-c", PROBE, assignment["superlink"], str(ca)]
+        ),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert probe.returncode == 0, probe.stderr
+    return int(probe.stdout.strip())

@@ -65,7 +65,17 @@ def _manifests() -> dict[str, dict[str, Any]]:
     spec = _spec()
     learner_0, learner_1 = spec.learners
     hostpath = m.KubernetesSettings(namespace="flops-jobs", data_host_path="/srv/d")
+    tls = {
+        name: f"<{name}>".encode()
+        for name in ("ca.crt", "superlink.crt", "superlink.key")
+    }
+    env_secret, superlink_secret, ca_secret = m.aggregator_secrets(
+        JOB, KS, spec.aggregator_env, tls
+    )
     return {
+        "aggregator-env-secret": env_secret,
+        "superlink-tls-secret": superlink_secret,
+        "ca-secret": ca_secret,
         "aggregator-pod": m.aggregator_pod(spec, KS, True, m.env_secret(JOB)),
         "aggregator-service": m.aggregator_service(JOB, KS),
         "learner-pod-on-node": m.learner_pod(spec, learner_0, 0, KS, True),

@@ -112,7 +112,7 @@ def test_inference_servers_are_a_capability_named_in_the_refusal() -> None:
         Capability.INFERENCE_SERVERS
         in get_orchestrator("local", Settings()).capabilities
     )
-    assert able()[Capability.INFERENCE_SERVERS] == ["local", "docker"]
+    assert able()[Capability.INFERENCE_SERVERS] == ["local", "docker", "kubernetes"]
     check_orchestrator("docker", serving=True)
 
 
