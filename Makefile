@@ -78,6 +78,7 @@ bench: install
 	$(PY) bench/e2e.py
 	$(PY) bench/round_overhead.py
 	$(PY) bench/images.py
+	$(PY) bench/joined_learner.py
 
 down:
 	-$(FLOPS) down
