@@ -99,6 +99,12 @@ class Netns:
         """`args` run inside the namespace: `ip netns exec NAME ARGS...`."""
         return ["ip", "netns", "exec", self.name, *args]
 
+    def enter(self, args: list[str]) -> list[str]:
+        """`args` in the namespace's network alone (`nsenter --net`): `ip netns
+        exec` also mounts a sysfs of the namespace's over /sys, which hides the
+        host's cgroups from a container runtime started inside."""
+        return ["nsenter", f"--net=/run/netns/{self.name}", *args]
+
     def link_down(self) -> None:
         """Cut the link, as a network failure would: the namespace's end goes
         down, so the namespace has no route to the host and the host's end

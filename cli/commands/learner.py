@@ -12,6 +12,7 @@ learner as `<data>/<TAG>/`, read-only in the image.
 
 from __future__ import annotations
 
+import collections
 import os
 import shutil
 import signal
@@ -126,10 +127,7 @@ def image_args(
         f"{joined.tls_dir}:{IMAGE_TLS}:ro",
         "--volume",
         f"{joined.node_key}:{IMAGE_NODE_KEY}:ro",
-        str(assignment["image"]),
-        "python3",
-        "-m",
-        "flops.actor",
+        str(assignment["image"]),  # its entrypoint is `python3 -m flops.actor`
         "learner",
         *_learner_options(assignment, name),
         "--data-dir",
@@ -235,11 +233,13 @@ def _run(
     signal.signal(signal.SIGTERM, lambda *_: proc.terminate())
     os.set_blocking(proc.stdout.fileno(), False)  # type: ignore[union-attr]
     next_check = time.monotonic() + CHECK_S
+    last: collections.deque[str] = collections.deque(maxlen=20)
     try:
         while proc.poll() is None:
             assert proc.stdout is not None
             for line in proc.stdout:
                 _show(line, verbose)
+                last.append(line)
             if time.monotonic() > next_check:
                 next_check = time.monotonic() + CHECK_S
                 ended = _project_ended(client)
@@ -260,13 +260,16 @@ def _run(
     assert proc.stdout is not None
     for line in proc.stdout:
         _show(line, verbose)
+        last.append(line)
     # A SuperNode whose SuperLink went away may exit on its own: that is the
     # project's end, not the learner's failure, when the project says so.
     ended = _project_ended(client)
     if ended is not None:
         console.print(f"stopped: {ended}")
         return 0
-    console.print(f"the learner stopped (code {proc.returncode})")
+    console.print(f"the learner stopped (code {proc.returncode}); its last output:")
+    for line in last:
+        console.print(line.rstrip(), markup=False)
     return proc.returncode or 1
 
 
@@ -294,6 +297,13 @@ def join(
         float, typer.Option(help="seconds to wait for the project's job")
     ] = 3600.0,
     verbose: Annotated[bool, typer.Option(help="show the learner's output")] = False,
+    image: Annotated[
+        str | None,
+        typer.Option(
+            help="run this image instead of the job's (one this machine loaded "
+            "itself, say from a file, with no registry in reach)"
+        ),
+    ] = None,
 ) -> None:
     """Join a project as a learner and train on local data until it ends."""
     learner = joining.learner_name(name or socket.gethostname())
@@ -303,7 +313,7 @@ def join(
     joined = joining.join(
         client, learner, state, timeout, progress=lambda line: console.print(line)
     )
-    assignment = joined.assignment
+    assignment = {**joined.assignment, **({"image": image} if image else {})}
     missing = sorted(set(assignment["data_tags"]) - set(given))
     if missing:
         raise ConfigError(

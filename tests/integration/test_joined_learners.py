@@ -57,6 +57,7 @@ def device(
     token: str,
     *args: str,
     env: dict[str, str] | None = None,
+    network_only: bool = False,
 ) -> subprocess.Popen[str]:
     """`flops learner join` run on the device: in its namespace, its own
     FLOPS_HOME (its key), nothing of the service's environment; the job's
@@ -74,7 +75,7 @@ def device(
         *runner, *args,
     ]  # fmt: skip
     return subprocess.Popen(
-        machine.command(command),
+        machine.enter(command) if network_only else machine.command(command),
         env=environment,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,

@@ -259,7 +259,7 @@ def test_the_learner_runs_from_the_image_with_its_data_read_only(
         "--volume", f"{file}:/data/b/x.parquet:ro",
         "--volume", f"{tmp_path / 'tls'}:/tls:ro",
         "--volume", f"{tmp_path / 'node.key'}:/node-key:ro",
-        "reg.example/p/fl-actor:1", "python3", "-m", "flops.actor", "learner",
+        "reg.example/p/fl-actor:1", "learner",
         "--superlink", "10.0.0.1:9443", "--name", "site-a",
         "--partition-id", "2", "--num-partitions", "3",
         "--data-dir", "/data", "--tls-dir", "/tls", "--node-key", "/node-key",
