@@ -18,6 +18,7 @@ the rest resolve, each with the resolver's own account of who asked for what.
 
 from __future__ import annotations
 
+import importlib.metadata
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -40,7 +41,19 @@ WORKER_REQUIREMENTS = (
 MLFLOW_NAMES = {"mlflow", "mlflow-skinny"}
 WORKER_MLFLOW = "mlflow-skinny"
 # Bump when the rules or the worker's needs change: environments are keyed by it.
-RESOLUTION_VERSION = "3"
+RESOLUTION_VERSION = "4"
+
+
+def worker_mlflow() -> str:
+    """The worker's MLflow, no newer than this service's own (the client of the
+    tracking server the run logs to): a newer client may call routes that
+    server lacks, and the saved model records the worker's version as its
+    requirement, which must be one the index can install whole (a release
+    half-published, `mlflow` ahead of `mlflow-tracing`, cannot be)."""
+    try:
+        return f"{WORKER_MLFLOW}<={importlib.metadata.version('mlflow')}"
+    except importlib.metadata.PackageNotFoundError:
+        return WORKER_MLFLOW
 
 
 class ResolutionError(FlopsError):
@@ -123,7 +136,7 @@ def user_requirements(deps: DependencySet) -> list[str]:
     named = {_name(spec) for spec in deps.requirements}
     extra = [spec for spec in WORKER_REQUIREMENTS if _name(spec) not in named]
     if not named & MLFLOW_NAMES:
-        extra.append(WORKER_MLFLOW)
+        extra.append(worker_mlflow())
     return [*deps.requirements, *extra, *export_requirements(deps.requirements)]
 
 

@@ -23,9 +23,14 @@ def test_the_worker_needs_follow_the_repo_and_mlflow_is_the_repos_own() -> None:
         "numpy",
         "pyarrow>=12",
         "datasets>=2.14,<4",
-        "mlflow-skinny",
+        resolution.worker_mlflow(),
         "skops>=0.10",
     ]
+    # No newer than the service's own MLflow (the tracking server's client).
+    import importlib.metadata
+
+    mlflow = importlib.metadata.version("mlflow")
+    assert resolution.worker_mlflow() == f"mlflow-skinny<={mlflow}"
     # The repo's own numpy and mlflow pins are used, nothing is added beside them.
     assert resolution.user_requirements(deps("numpy==1.26.4", "mlflow==2.12.1")) == [
         "numpy==1.26.4",
