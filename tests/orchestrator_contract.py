@@ -43,7 +43,8 @@ def _until(check: Callable[[], bool], what: str, timeout: float = READY_S) -> No
 
 
 def check_contract(orchestrator: Orchestrator, spec: DeploymentSpec) -> None:
-    """`spec` places exactly two learners, learner-0 and learner-1."""
+    """`spec` places exactly two learners, learner-0 and learner-1; the
+    orchestrator's settings name the Fleet host joined learners dial."""
     assert [learner.name for learner in spec.learners] == ["learner-0", "learner-1"]
     joined = LearnerSpec("learner-9", None, Placement.joined())
     with_joined = replace(spec, learners=(*spec.learners, joined))

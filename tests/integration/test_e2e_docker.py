@@ -193,7 +193,8 @@ def test_the_docker_backend_keeps_the_orchestrator_contract(
     from tests.orchestrator_contract import check_contract
 
     with mock.patch.dict(os.environ, stack.env):
-        settings = Settings()
+        # Joined learners are accepted once the Fleet host is known.
+        settings = Settings(fleet_host=stack.env.get("FLOPS_FLEET_HOST", "127.0.0.1"))
     spec = DeploymentSpec(
         job_id="contract0docker0",
         workdir=tmp_path / "job",

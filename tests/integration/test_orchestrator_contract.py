@@ -25,7 +25,14 @@ pytestmark = pytest.mark.integration
 
 def _local(tmp_path: Path, job_id: str) -> tuple[Settings, DeploymentSpec]:
     """Two learners from this test's own environment, unsandboxed."""
-    settings = Settings(home=tmp_path / "home", dev_unsandboxed_tenant_code=True)
+    # The contract checks that joined learners are accepted; a backend accepts
+    # them only once it knows the address they dial (unset, it refuses: unit
+    # tests cover that).
+    settings = Settings(
+        home=tmp_path / "home",
+        dev_unsandboxed_tenant_code=True,
+        fleet_host="127.0.0.1",
+    )
     repo = make_repo(tmp_path / "repo", EXAMPLES / "mnist-sklearn")
     return settings, DeploymentSpec(
         job_id=job_id,
