@@ -1,6 +1,8 @@
 """The kubernetes backend end to end through the real `kubernetes` client,
-against a STAND-IN API server (tests/kubernetes_standin.py): no kube-apiserver
-or kubelet can run here, so the test plays the kubelet (pod phases, logs) and a
+against a STAND-IN API server: kmock's KubernetesEmulator, with the API
+server's and the kubelet's parts it lacks added as its reactions
+(tests/kubernetes_standin.py). No kube-apiserver or kubelet can run here, so
+the test plays the kubelet (pod phases patched through the API, logs) and a
 Deployment's controller, and checks what the backend created, what it reports,
 the calls it made (against deploy/kubernetes/rbac.yaml) and what it removes.
 """
@@ -146,7 +148,7 @@ def _granted() -> set[tuple[str, str]]:
     }
 
 
-def test_kubernetes_backend_against_the_standin_api_server(
+def test_kubernetes_backend_against_the_kmock_standin_api_server(
     standin: StandinAPIServer, kubelet: None, tmp_path: Path
 ) -> None:
     registrar = Registrar()
