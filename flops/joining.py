@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import re
 import time
 import urllib.error
 import urllib.request
@@ -42,15 +43,36 @@ def learner_name(text: str) -> str:
     return name.strip("-")[:40] or "device"
 
 
-def token_fingerprint(token: str) -> str:
-    """The CA fingerprint an enrolment token carries (`flj_<secret>.<sha256>`)."""
-    _, dot, fingerprint = token.strip().rpartition(".")
-    if not dot or len(fingerprint) != 64 or not token.startswith("flj_"):
-        raise AuthError(
-            "That is not an enrolment token (flj_<secret>.<CA fingerprint>).",
-            hint="Ask the project's owner for one: `flops project enrol ID`.",
-        )
-    return fingerprint
+def ca_fingerprint(ca_pem: bytes) -> str:
+    """SHA-256 of the CA certificate's PEM text: what a token carries."""
+    return hashlib.sha256(ca_pem.strip()).hexdigest()
+
+
+TOKEN_PREFIX = "flj_"  # noqa: S105 - a prefix, not a secret
+_TOKEN_RE = re.compile(r"^flj_([A-Za-z0-9_-]{32,64})\.([0-9a-f]{64})$")
+
+
+@dataclass(frozen=True)
+class EnrolmentToken:
+    """`flj_<secret>.<sha256 of the installation CA>`: the one parser, used by
+    the service that issues and checks tokens and by the device that pins the
+    CA with it."""
+
+    secret: str
+    ca_sha256: str
+
+    def __str__(self) -> str:
+        return f"{TOKEN_PREFIX}{self.secret}.{self.ca_sha256}"
+
+    @classmethod
+    def parse(cls, text: str) -> EnrolmentToken:
+        match = _TOKEN_RE.match(text.strip())
+        if match is None:
+            raise AuthError(
+                "That is not an enrolment token (flj_<secret>.<CA fingerprint>).",
+                hint="Ask the project's owner for one: `flops project enrol ID`.",
+            )
+        return cls(match.group(1), match.group(2))
 
 
 @dataclass(frozen=True)
@@ -77,7 +99,7 @@ class JoinClient:
         self.api_url = api_url.rstrip("/")
         self.project_id = project_id
         self.token = token.strip()
-        self.fingerprint = token_fingerprint(self.token)
+        self.fingerprint = EnrolmentToken.parse(self.token).ca_sha256
 
     def _call(self, method: str, path: str, body: dict[str, Any] | None) -> Any:
         url = f"{self.api_url}/api/join/{self.project_id}{path}"
@@ -132,7 +154,7 @@ def node_key(state: Path) -> NodeKey:
 def write_ca(state: Path, pem: str, fingerprint: str) -> Path:
     """The CA certificate the assignment sent, once it matches the token's
     fingerprint; its folder is what `--root-certificates` reads from."""
-    if hashlib.sha256(pem.strip().encode()).hexdigest() != fingerprint:
+    if ca_fingerprint(pem.encode()) != fingerprint:
         raise AuthError(
             "The CA certificate the management API sent does not match the "
             "enrolment token's fingerprint: refusing to trust it.",

@@ -31,45 +31,20 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from flops import events
 from flops.config import ProjectConfig
 from flops.errors import AuthError, ConfigError, ConflictError, ForbiddenError
+from flops.joining import EnrolmentToken, ca_fingerprint
 from flops_management.models import Enrolment, Project, utcnow
 from flops_management.orchestrators.flower_tls import installation_ca
 from flops_management.settings import Settings
 from flops_management.store import Store
 
-TOKEN_PREFIX = "flj_"  # noqa: S105 - a prefix, not a secret
-_TOKEN_RE = re.compile(r"^flj_([A-Za-z0-9_-]{32,64})\.([0-9a-f]{64})$")
 _NAME_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,39}$")
 # Placed learners are `learner-<i>`: a joined one may not pass for one of them.
 _PLACED_NAME_RE = re.compile(r"^learner-\d+$")
 MAX_PUBLIC_KEY_CHARS = 1024
 
 
-def ca_fingerprint(ca_pem: bytes) -> str:
-    """SHA-256 of the CA certificate's PEM text, as devices check it."""
-    return hashlib.sha256(ca_pem.strip()).hexdigest()
-
-
 def _digest(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
-
-
-@dataclass(frozen=True)
-class EnrolmentToken:
-    secret: str
-    ca_sha256: str
-
-    def __str__(self) -> str:
-        return f"{TOKEN_PREFIX}{self.secret}.{self.ca_sha256}"
-
-    @classmethod
-    def parse(cls, text: str) -> EnrolmentToken:
-        match = _TOKEN_RE.match(text.strip())
-        if match is None:
-            raise AuthError(
-                "That is not an enrolment token (flj_<secret>.<CA fingerprint>).",
-                hint="Ask the project's owner for one: `flops project enrol ID`.",
-            )
-        return cls(match.group(1), match.group(2))
 
 
 @dataclass(frozen=True)
