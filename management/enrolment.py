@@ -23,7 +23,7 @@ import hashlib
 import re
 import secrets
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -72,11 +72,18 @@ def _ca_pem(settings: Settings) -> bytes:
     return installation_ca(settings).cert_path.read_bytes()
 
 
+@dataclass(frozen=True)
+class Issued:
+    """Enrolment tokens, shown once (only their digests are stored)."""
+
+    tokens: list[str]
+    expires_at: datetime
+
+
 def enrol(
     settings: Settings, store: Store, project: Project, count: int, ttl: timedelta
-) -> list[str]:
-    """`count` new enrolment tokens for the project's joined learners (each
-    shown once; only digests are stored)."""
+) -> Issued:
+    """`count` new enrolment tokens for the project's joined learners."""
     if project.status.finished:
         raise ConflictError(
             f"Project {project.id} is {project.status.value}; enrol learners "
@@ -108,7 +115,7 @@ def enrol(
             )
         )
         tokens.append(str(token))
-    return tokens
+    return Issued(tokens, expires)
 
 
 def _authenticate(store: Store, project_id: str, token_text: str) -> Enrolment:

@@ -68,10 +68,9 @@ def create_enrolments(
     """Enrolment tokens for the project's joined learners, one per learner."""
     project = store.get_project(project_id, principal.tenant)
     ttl = timedelta(seconds=settings.enrolment_ttl)
-    tokens = enrolment.enrol(settings, store, project, request.learners, ttl)
-    issued = store.list_enrolments(project_id)[-1]
+    issued = enrolment.enrol(settings, store, project, request.learners, ttl)
     return EnrolmentOut(
-        project_id=project_id, tokens=tokens, expires_at=issued.expires_at
+        project_id=project_id, tokens=issued.tokens, expires_at=issued.expires_at
     )
 
 
