@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pyarrow as pa
@@ -13,17 +12,6 @@ from fastapi.testclient import TestClient
 
 from flops_management.api.main import create_app
 from flops_management.settings import Settings
-
-
-@pytest.fixture
-def client(tmp_path: Path) -> Iterator[TestClient]:
-    settings = Settings(
-        home=tmp_path / "home", mlflow_tracking_uri="http://127.0.0.1:9"
-    )
-    with TestClient(create_app(settings)) as client:
-        token = settings.token_file.read_text().strip()
-        client.headers["Authorization"] = f"Bearer {token}"
-        yield client
 
 
 def parquet(tmp_path: Path, rows: int = 10) -> bytes:

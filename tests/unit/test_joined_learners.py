@@ -5,7 +5,6 @@ the device's side (flops.joining, `flops learner join`'s command lines)."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -17,22 +16,9 @@ from flops import joining
 from flops.errors import AuthError, ConfigError, FlopsError
 from flops.node_key import NodeKey
 from flops_cli.commands import learner as learner_cli
-from flops_management.api.main import create_app
 from flops_management.enrolment import ca_fingerprint
 from flops_management.models import Project, ProjectStatus, utcnow
-from flops_management.settings import Settings
 from flops_management.store import Store
-
-
-@pytest.fixture
-def client(tmp_path: Path) -> Iterator[TestClient]:
-    settings = Settings(
-        home=tmp_path / "home", mlflow_tracking_uri="http://127.0.0.1:9"
-    )
-    with TestClient(create_app(settings)) as client:
-        token = settings.token_file.read_text().strip()
-        client.headers["Authorization"] = f"Bearer {token}"
-        yield client
 
 
 def store_of(client: TestClient) -> Store:
