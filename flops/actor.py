@@ -26,6 +26,7 @@ from types import FrameType
 from flops import actor_commands
 from flops.app.run_settings import node_config_args
 from flops.usercode import REPO_DIR_ENV
+from flops.waiting import port_open, wait_until
 
 READY_TIMEOUT_S = 120.0
 DEFAULT_SUPERLINK_PORT = 8000
@@ -129,14 +130,11 @@ def run_entry_point(name: str, args: list[str]) -> None:
 
 
 def _wait_port(port: int, server: subprocess.Popen[bytes]) -> bool:
-    deadline = time.monotonic() + READY_TIMEOUT_S
-    while time.monotonic() < deadline and server.poll() is None:
-        with socket.socket() as sock:
-            sock.settimeout(0.2)
-            if sock.connect_ex(("127.0.0.1", port)) == 0:
-                return True
-        time.sleep(0.1)
-    return False
+    return wait_until(
+        lambda: port_open("127.0.0.1", port),
+        READY_TIMEOUT_S,
+        hopeless=lambda: server.poll() is not None,
+    )
 
 
 def supervise(

@@ -14,7 +14,6 @@ import collections
 import contextlib
 import subprocess
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -25,6 +24,7 @@ from docker.types import Ulimit
 
 from flops import subprocesses
 from flops.errors import FlopsError, ServiceUnavailableError
+from flops.waiting import port_open, wait_until
 from flops_management.images.base import native_platform
 from flops_management.images.commands import arch
 from flops_management.orchestrators import fleet_front
@@ -49,11 +49,7 @@ from flops_management.orchestrators.docker_containers import (
 )
 from flops_management.orchestrators.flower_tls import JobTLS, issue_job_tls
 from flops_management.orchestrators.host import stage_learner_data
-from flops_management.orchestrators.local import (
-    READY_TIMEOUT_S,
-    free_port,
-    port_open,
-)
+from flops_management.orchestrators.local import READY_TIMEOUT_S, free_port
 from flops_management.orchestrators.node_auth import enrol_learners
 from flops_management.orchestrators.topology import (
     Capability,
@@ -171,12 +167,11 @@ class DockerDeployment(Deployment):
             yield self._lines.popleft()
 
     def wait(self, timeout: float | None = None) -> bool:
-        deadline = None if timeout is None else time.monotonic() + timeout
-        while any(state.alive for state in self.status().values()):
-            if deadline is not None and time.monotonic() > deadline:
-                return False
-            time.sleep(0.2)
-        return True
+        return wait_until(
+            lambda: not any(state.alive for state in self.status().values()),
+            timeout,
+            interval=0.2,
+        )
 
     def cancel(self) -> None:
         if self.front is not None:
@@ -352,15 +347,16 @@ class DockerOrchestrator(Orchestrator):
         self, deployment: DockerDeployment, aggregator: ContainerSpec, port: int
     ) -> None:
         """Learners connect only once the SuperLink answers (as `flwr run` does)."""
-        deadline = time.monotonic() + READY_TIMEOUT_S
-        while not port_open(port):
-            exited = not deployment.status()[aggregator.role].alive
-            if exited or time.monotonic() > deadline:
-                raise FlopsError(
-                    f"The aggregator container {aggregator.name} did not start "
-                    "its SuperLink:\n" + deployment.tail(aggregator.role)
-                )
-            time.sleep(0.2)
+        if not wait_until(
+            lambda: port_open("127.0.0.1", port),
+            READY_TIMEOUT_S,
+            interval=0.2,
+            hopeless=lambda: not deployment.status()[aggregator.role].alive,
+        ):
+            raise FlopsError(
+                f"The aggregator container {aggregator.name} did not start "
+                "its SuperLink:\n" + deployment.tail(aggregator.role)
+            )
 
     def _run(
         self,

@@ -20,13 +20,13 @@ from __future__ import annotations
 
 import socket
 import subprocess
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from flops import subprocesses
 from flops.errors import ConfigError, FlopsError
 from flops.node_key import write_private
+from flops.waiting import port_open, wait_until
 from flops_management.images.containerfiles import render
 from flops_management.orchestrators.flower_tls import JobTLS, installation_ca
 from flops_management.settings import Settings
@@ -142,13 +142,12 @@ def start(
     this returns (the service's own process: tenant code never reads its key)."""
     config = write_config(settings, workdir, front, superlink, tls)
     proc = subprocesses.spawn(haproxy_args(haproxy(), config), log_path=log)
-    deadline = time.monotonic() + READY_TIMEOUT_S
-    while proc.poll() is None and time.monotonic() < deadline:
-        with socket.socket() as sock:
-            sock.settimeout(0.2)
-            if sock.connect_ex((front.listen, front.port)) == 0:
-                return proc
-        time.sleep(0.1)
+    if wait_until(
+        lambda: port_open(front.listen, front.port),
+        READY_TIMEOUT_S,
+        hopeless=lambda: proc.poll() is not None,
+    ):
+        return proc
     subprocesses.kill_groups([proc], grace=1.0)
     tail = log.read_text(errors="replace")[-2000:] if log.exists() else ""
     raise FlopsError(

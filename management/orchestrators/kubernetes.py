@@ -25,6 +25,7 @@ from typing import Any
 from flops.actor_commands import CA_FILE, SUPERLINK_CERT_FILE, SUPERLINK_KEY_FILE
 from flops.errors import ConfigError, FlopsError, ServiceUnavailableError
 from flops.node_key import NodeKey
+from flops.waiting import wait_until
 from flops_management.orchestrators import kubernetes_manifests as m
 from flops_management.orchestrators.base import (
     AGGREGATOR,
@@ -146,12 +147,11 @@ class KubernetesDeployment(Deployment):
             yield LogLine(component, line)
 
     def wait(self, timeout: float | None = None) -> bool:
-        deadline = None if timeout is None else time.monotonic() + timeout
-        while any(state.alive for state in self.status().values()):
-            if deadline is not None and time.monotonic() > deadline:
-                return False
-            time.sleep(0.5)
-        return True
+        return wait_until(
+            lambda: not any(state.alive for state in self.status().values()),
+            timeout,
+            interval=0.5,
+        )
 
     def cancel(self) -> None:
         self.api.delete_job(self.job_id)

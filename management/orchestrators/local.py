@@ -20,7 +20,6 @@ import math
 import os
 import socket
 import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -29,6 +28,7 @@ from flops import subprocesses
 from flops.app.run_settings import node_config_args
 from flops.errors import FlopsError
 from flops.usercode import REPO_DIR_ENV
+from flops.waiting import port_open, wait_until
 from flops_management.orchestrators import fleet_front
 from flops_management.orchestrators.base import (
     AGGREGATOR,
@@ -79,12 +79,6 @@ def free_port() -> int:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
         return port
-
-
-def port_open(port: int) -> bool:
-    with socket.socket() as sock:
-        sock.settimeout(0.2)
-        return sock.connect_ex(("127.0.0.1", port)) == 0
 
 
 # -- the deployment -----------------------------------------------------------
@@ -140,12 +134,10 @@ class LocalDeployment(Deployment):
                 yield LogLine(name, line.decode("utf-8", "replace").rstrip("\r"))
 
     def wait(self, timeout: float | None = None) -> bool:
-        deadline = None if timeout is None else time.monotonic() + timeout
-        while any(proc.poll() is None for proc in self.processes.values()):
-            if deadline is not None and time.monotonic() > deadline:
-                return False
-            time.sleep(0.1)
-        return True
+        return wait_until(
+            lambda: all(proc.poll() is not None for proc in self.processes.values()),
+            timeout,
+        )
 
     def cancel(self) -> None:
         # Called once the run is over (or cancelled): nothing is left to save, so
@@ -303,13 +295,14 @@ class LocalOrchestrator(Orchestrator):
             ),
             secrets=(superlink_tls,),
         )
-        deadline = time.monotonic() + READY_TIMEOUT_S
-        while not port_open(link_port):
-            if superlink.poll() is not None or time.monotonic() > deadline:
-                raise FlopsError(
-                    "The Flower SuperLink did not start:\n" + deployment.tail(SUPERLINK)
-                )
-            time.sleep(0.1)
+        if not wait_until(
+            lambda: port_open("127.0.0.1", link_port),
+            READY_TIMEOUT_S,
+            hopeless=lambda: superlink.poll() is not None,
+        ):
+            raise FlopsError(
+                "The Flower SuperLink did not start:\n" + deployment.tail(SUPERLINK)
+            )
         start(
             AGGREGATOR,
             executor_args(
