@@ -50,6 +50,7 @@ from flops_management.orchestrators.docker_containers import (
 from flops_management.orchestrators.flower_tls import JobTLS, issue_job_tls
 from flops_management.orchestrators.host import stage_learner_data
 from flops_management.orchestrators.local import READY_TIMEOUT_S, free_port
+from flops_management.orchestrators.log_file import LogFile
 from flops_management.orchestrators.node_auth import enrol_learners
 from flops_management.orchestrators.topology import (
     Capability,
@@ -99,16 +100,20 @@ class DockerDeployment(Deployment):
         # The Fleet front for joined learners: a process of this host's, beside
         # the containers (it forwards to the SuperLink's published port).
         self.front: subprocess.Popen[bytes] | None = None
-        self._front_log: Path | None = None
-        self._front_offset = 0
+        self._front_log: LogFile | None = None
 
     def start_front(
         self, settings: Settings, workdir: Path, tls: JobTLS, link_port: int
     ) -> None:
         front = fleet_front.plan(settings)
-        self._front_log = workdir / "logs" / f"{FLEET_FRONT}.log"
+        self._front_log = LogFile(workdir / "logs" / f"{FLEET_FRONT}.log")
         self.front = fleet_front.start(
-            settings, workdir, front, f"127.0.0.1:{link_port}", tls, self._front_log
+            settings,
+            workdir,
+            front,
+            f"127.0.0.1:{link_port}",
+            tls,
+            self._front_log.path,
         )
         self.fleet_address = front.address
 
@@ -127,17 +132,6 @@ class DockerDeployment(Deployment):
                     self._lines.append(LogLine(role, line))
         except DockerException:
             pass  # the container was removed: its output ends here
-
-    def _read_front_log(self, path: Path) -> None:
-        try:
-            with path.open(errors="replace") as log:
-                log.seek(self._front_offset)
-                lines = log.readlines()
-                self._front_offset = log.tell()
-        except FileNotFoundError:
-            return
-        for line in lines:
-            self._lines.append(LogLine(FLEET_FRONT, line.rstrip("\n")))
 
     def components(self) -> list[Component]:
         return list(self._components)
@@ -162,7 +156,8 @@ class DockerDeployment(Deployment):
 
     def logs(self) -> Iterator[LogLine]:
         if self._front_log is not None:
-            self._read_front_log(self._front_log)
+            for line in self._front_log.new_lines():
+                self._lines.append(LogLine(FLEET_FRONT, line))
         while self._lines:
             yield self._lines.popleft()
 
@@ -187,10 +182,7 @@ class DockerDeployment(Deployment):
 
     def tail(self, component: str, lines: int = 20) -> str:
         if component == FLEET_FRONT and self._front_log is not None:
-            with contextlib.suppress(OSError):
-                text = self._front_log.read_text(errors="replace")
-                return "\n".join(text.splitlines()[-lines:])
-            return ""
+            return self._front_log.tail(lines)
         try:
             output: bytes = self.containers[component].logs(tail=lines)
         except (KeyError, DockerException):

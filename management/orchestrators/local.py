@@ -57,6 +57,7 @@ from flops_management.orchestrators.local_commands import (
     superlink_args,
     supernode_args,
 )
+from flops_management.orchestrators.log_file import LogFile
 from flops_management.orchestrators.node_auth import (
     NODE_KEY_FILE,
     enrol_learners,
@@ -89,9 +90,7 @@ class LocalDeployment(Deployment):
         self._control = control_address
         self._components = job_components(learners, separate=True)
         self.processes: dict[str, subprocess.Popen[bytes]] = {}
-        self.log_files: dict[str, Path] = {}
-        self._offsets: dict[str, int] = {}
-        self._partial: dict[str, bytes] = {}
+        self.log_files: dict[str, LogFile] = {}
 
     @property
     def control_address(self) -> str:
@@ -99,7 +98,7 @@ class LocalDeployment(Deployment):
 
     def add(self, name: str, proc: subprocess.Popen[bytes], log: Path) -> None:
         self.processes[name] = proc
-        self.log_files[name] = log
+        self.log_files[name] = LogFile(log)
 
     def components(self) -> list[Component]:
         return list(self._components)
@@ -116,22 +115,9 @@ class LocalDeployment(Deployment):
         return states
 
     def logs(self) -> Iterator[LogLine]:
-        for name, path in self.log_files.items():
-            try:
-                with path.open("rb") as handle:
-                    handle.seek(self._offsets.get(name, 0))
-                    chunk = handle.read()
-                    self._offsets[name] = handle.tell()
-            except FileNotFoundError:
-                continue
-            if not chunk:
-                continue
-            chunk = self._partial.pop(name, b"") + chunk
-            *lines, rest = chunk.split(b"\n")
-            if rest:
-                self._partial[name] = rest
-            for line in lines:
-                yield LogLine(name, line.decode("utf-8", "replace").rstrip("\r"))
+        for name, log in self.log_files.items():
+            for line in log.new_lines():
+                yield LogLine(name, line)
 
     def wait(self, timeout: float | None = None) -> bool:
         return wait_until(
@@ -155,12 +141,8 @@ class LocalDeployment(Deployment):
         subprocesses.kill_groups(procs, grace=3.0)
 
     def tail(self, component: str, lines: int = 20) -> str:
-        try:
-            path = self.log_files[component]
-            text = path.read_text(encoding="utf-8", errors="replace")
-        except (KeyError, FileNotFoundError):
-            return ""
-        return "\n".join(text.splitlines()[-lines:])
+        log = self.log_files.get(component)
+        return "" if log is None else log.tail(lines)
 
 
 class LocalOrchestrator(Orchestrator):
