@@ -13,7 +13,7 @@ import logging
 from typing import Any
 
 from flops.errors import FlopsError, ServiceUnavailableError
-from flops_management.orchestrators.kubernetes_manifests import (
+from flops_management.orchestrators.kubernetes_objects import (
     KubernetesSettings,
     job_selector,
 )

@@ -21,7 +21,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from flops.errors import FlopsError
-from flops_management.orchestrators.kubernetes_manifests import TARGET_VERSION
+from flops_management.orchestrators.kubernetes_objects import TARGET_VERSION
 
 log = logging.getLogger(__name__)
 

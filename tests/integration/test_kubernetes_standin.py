@@ -31,7 +31,7 @@ from flops_management.orchestrators import (
 )
 from flops_management.orchestrators.base import ServerSpec
 from flops_management.orchestrators.kubernetes import KubernetesOrchestrator
-from flops_management.orchestrators.kubernetes_manifests import (
+from flops_management.orchestrators.kubernetes_objects import (
     JOB_LABEL,
     MANAGED_BY,
     server_labels,

@@ -19,6 +19,7 @@ from flops.config import Resources
 from flops.errors import ConfigError
 from flops_management.orchestrators import get_orchestrator
 from flops_management.orchestrators import kubernetes_manifests as m
+from flops_management.orchestrators import kubernetes_objects as o
 from flops_management.orchestrators.base import DeploymentSpec, LearnerSpec
 from flops_management.orchestrators.kubernetes_api import CALLS, pod_status
 from flops_management.orchestrators.kubernetes_validation import (
@@ -38,7 +39,7 @@ from flops_management.settings import Settings
 GOLDEN = Path(__file__).parent.parent / "golden" / "kubernetes"
 RBAC = Path(__file__).parent.parent.parent / "deploy" / "kubernetes" / "rbac.yaml"
 JOB = "0123456789abcdef0123456789abcdef"
-KS = m.KubernetesSettings(namespace="flops-jobs", data_pvc="flops-data")
+KS = o.KubernetesSettings(namespace="flops-jobs", data_pvc="flops-data")
 
 
 def _spec() -> DeploymentSpec:
@@ -64,7 +65,7 @@ def _spec() -> DeploymentSpec:
 def _manifests() -> dict[str, dict[str, Any]]:
     spec = _spec()
     learner_0, learner_1 = spec.learners
-    hostpath = m.KubernetesSettings(namespace="flops-jobs", data_host_path="/srv/d")
+    hostpath = o.KubernetesSettings(namespace="flops-jobs", data_host_path="/srv/d")
     tls = {
         name: f"<{name}>".encode()
         for name in ("ca.crt", "superlink.crt", "superlink.key")
@@ -76,14 +77,14 @@ def _manifests() -> dict[str, dict[str, Any]]:
         "aggregator-env-secret": env_secret,
         "superlink-tls-secret": superlink_secret,
         "ca-secret": ca_secret,
-        "aggregator-pod": m.aggregator_pod(spec, KS, True, m.env_secret(JOB)),
+        "aggregator-pod": m.aggregator_pod(spec, KS, True, o.env_secret(JOB)),
         "aggregator-service": m.aggregator_service(JOB, KS),
         "learner-pod-on-node": m.learner_pod(spec, learner_0, 0, KS, True),
         "learner-pod-by-labels": m.learner_pod(spec, learner_1, 1, hostpath, True),
-        "node-key-secret": m.secret(
-            m.node_key_secret(JOB, "learner-0"),
+        "node-key-secret": o.secret(
+            o.node_key_secret(JOB, "learner-0"),
             KS.namespace,
-            m.labels(JOB, "learner", "learner-0"),
+            o.labels(JOB, "learner", "learner-0"),
             {"node.key": b"-----BEGIN OPENSSH PRIVATE KEY-----\n"},
         ),
         "server-deployment": m.server_deployment("f" * 32, "reg/inf:1", None, KS),
@@ -99,7 +100,7 @@ def test_each_manifest_equals_its_golden_file_and_validates(name: str) -> None:
         golden.parent.mkdir(parents=True, exist_ok=True)
         golden.write_text(yaml.safe_dump(manifest, sort_keys=False))
     assert manifest == yaml.safe_load(golden.read_text())
-    validate(manifest, m.TARGET_VERSION)
+    validate(manifest, o.TARGET_VERSION)
 
 
 def test_a_learner_is_pinned_limited_and_unprivileged() -> None:
@@ -141,7 +142,7 @@ def test_the_aggregators_credential_stays_out_of_its_pod_spec() -> None:
     pod = _manifests()["aggregator-pod"]
     assert "job-secret" not in yaml.safe_dump(pod)
     (container,) = pod["spec"]["containers"]
-    assert container["envFrom"] == [{"secretRef": {"name": m.env_secret(JOB)}}]
+    assert container["envFrom"] == [{"secretRef": {"name": o.env_secret(JOB)}}]
     assert pod["spec"]["restartPolicy"] == "Never"
 
 
@@ -155,7 +156,7 @@ def test_a_wrong_field_names_the_object_and_the_field() -> None:
 def test_the_rbac_file_validates_and_grants_exactly_the_calls_made() -> None:
     documents = list(yaml.safe_load_all(RBAC.read_text()))
     for document in documents:
-        validate(document, m.TARGET_VERSION)
+        validate(document, o.TARGET_VERSION)
     kinds = {d["kind"]: d for d in documents}
     assert set(kinds) == {"ServiceAccount", "Role", "RoleBinding"}
     assert kinds["RoleBinding"]["subjects"][0]["name"] == "flops-management"
@@ -205,7 +206,7 @@ def test_the_backend_is_registered_and_refuses_stored_data_without_a_volume(
     assert backend.needs_image
     assert Capability.PLACE_ON_NODE in backend.capabilities
     assert Capability.JOINED_LEARNERS not in backend.capabilities
-    backend.kube = m.KubernetesSettings()  # type: ignore[attr-defined]
+    backend.kube = o.KubernetesSettings()  # type: ignore[attr-defined]
     with pytest.raises(ConfigError, match="learner-0"):
         backend.submit(_spec())
 
@@ -225,7 +226,7 @@ def test_learners_that_join_by_themselves_are_refused_before_anything_starts(
 
 
 def test_log_lines_are_returned_once_even_with_equal_timestamps() -> None:
-    from flops_management.orchestrators.kubernetes import (
+    from flops_management.orchestrators.kubernetes_deployment import (
         KubernetesDeployment,
         stamp_key,
     )
@@ -251,7 +252,7 @@ def test_log_lines_are_returned_once_even_with_equal_timestamps() -> None:
 
 
 def test_the_superlinks_certificate_names_its_service_and_loopback() -> None:
-    ks = m.KubernetesSettings(control_host="flops.example.org:31000")
+    ks = o.KubernetesSettings(control_host="flops.example.org:31000")
     service = "flops-0123456789ab-aggregator"
     assert m.superlink_hosts(JOB, "jobs", ks) == [
         service,
