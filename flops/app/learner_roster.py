@@ -14,12 +14,21 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from flwr.app import Message
+from flwr.common.constant import ErrorCode
 
 from flops import events
 from flops.app import run_settings as keys
 
 _FLOWER_REASON = re.compile(r"^<class '(?P<cls>[^']+)'>:<'(?P<msg>.*)'>$", re.DOTALL)
 NO_REPLY = "no reply in time"
+UNREACHABLE = "unreachable (its heartbeats stopped)"
+# What the SuperLink says of a node by Flower's error code (its text is
+# Flower's wording, which changes between versions): the learner's machine or
+# link is gone, not its code.
+_NODE_REASONS = {
+    ErrorCode.NODE_UNAVAILABLE: UNREACHABLE,
+    ErrorCode.REPLY_MESSAGE_UNAVAILABLE: NO_REPLY,
+}
 
 
 def error_reason(msg: Message) -> tuple[str | None, str]:
@@ -28,6 +37,8 @@ def error_reason(msg: Message) -> tuple[str | None, str]:
     Flower wraps a ClientApp exception as `<class 'X'>:<'message'>`; FLOps'
     LearnerError messages start with the learner's name.
     """
+    if msg.error.code in _NODE_REASONS:
+        return None, _NODE_REASONS[msg.error.code]
     reason = msg.error.reason or "unknown error"
     match = _FLOWER_REASON.match(reason)
     if not match:

@@ -123,3 +123,24 @@ def test_rounds_are_counted_when_the_app_sets_no_server_round() -> None:
         )
     observer.finish()
     assert [number for number, *_ in tracker.rounds] == [1, 2]
+
+
+def test_a_node_the_superlink_lost_is_named_by_flowers_error_code() -> None:
+    """A cut link reads the same whatever Flower's wording: by its error code."""
+    from flwr.common.constant import ErrorCode
+
+    from flops.app.learner_roster import NO_REPLY, UNREACHABLE, error_reason
+
+    to = sent("train", 7, 2)
+    lost = Message(
+        Error(ErrorCode.NODE_UNAVAILABLE, "Error: Node Unavailable - any text"),
+        reply_to=to,
+    )
+    expired = Message(Error(ErrorCode.REPLY_MESSAGE_UNAVAILABLE, "x"), reply_to=to)
+    crashed = Message(
+        Error(ErrorCode.CLIENT_APP_RAISED_EXCEPTION, "<class 'ValueError'>:<'no'>"),
+        reply_to=to,
+    )
+    assert error_reason(lost) == (None, UNREACHABLE)
+    assert error_reason(expired) == (None, NO_REPLY)
+    assert error_reason(crashed) == (None, "ValueError: no")
