@@ -49,6 +49,7 @@ from flops_management.pipeline.follow import RunFollower
 from flops_management.pipeline.joined import JoinedLearners
 from flops_management.pipeline.publish import inference_image, register
 from flops_management.pipeline.runtime_environment import RuntimeEnvironments
+from flops_management.pipeline.smoke_cache import SmokeCache
 from flops_management.sandbox import sandbox_for
 
 REPO_CONFIG_FILE = "flops.toml"
@@ -179,16 +180,26 @@ def build(ctx: JobContext) -> StageResult:
     ctx.runtime_environment = RuntimeEnvironments(ctx.settings).ensure(log)
     env, reused = builder.ensure(ctx.report.dependencies, log)
     ctx.environment = env
-    result = smoke_test(
-        ctx.settings,
-        ctx.identity,
-        env,
-        ctx.repo,
-        config.model_flavor,
-        list(ctx.report.dependencies.requirements),
-        timeout=600,
-        flower_app=ctx.report.flower_app,
+    requirements = list(ctx.report.dependencies.requirements)
+    cache = SmokeCache(ctx.settings, ctx.project.tenant)
+    key = cache.key(
+        ctx.repo, env, config.model_flavor, requirements, ctx.report.flower_app
     )
+    result = cache.get(key)
+    if result is not None:
+        ctx.log("smoke test: passed before with these files in this environment")
+    else:
+        result = smoke_test(
+            ctx.settings,
+            ctx.identity,
+            env,
+            ctx.repo,
+            config.model_flavor,
+            requirements,
+            timeout=600,
+            flower_app=ctx.report.flower_app,
+        )
+        cache.put(key, result)
     if ctx.report.flower_app is not None:
         ctx.log("smoke test: the app's ServerApp and ClientApp import in its env")
     else:
