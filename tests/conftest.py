@@ -47,7 +47,10 @@ def stack(
     # the API and their jobs' Fleet fronts at the host's site address.
     site = contextlib.ExitStack()
     site_env: dict[str, str] = {}
-    if netns.available() is None:
+    modules = {item.path.stem for item in request.session.items}
+    # Only the session that holds them makes the host's site link (one name
+    # per host: `make test` runs two sessions at once, tests/sessions.py).
+    if modules & SITE_USERS and netns.available() is None:
         address = site.enter_context(netns.site_address())
         site_env = {"FLOPS_API_HOST": "0.0.0.0", "FLOPS_FLEET_HOST": address}
     env = {
@@ -88,10 +91,11 @@ def stack(
             site.close()
 
 
+# Modules with devices in network namespaces, which dial the host's site link.
+SITE_USERS = {"test_e2e_docker", "test_joined_learners"}
 # Platforms whose base image the session's tests will need, by test module.
 BASE_USERS = {
     "test_e2e_docker": ["linux/amd64"],
-    "test_e2e_examples": ["linux/amd64"],
     "test_e2e_flower_apps": ["linux/amd64"],
     "test_e2e_inference": ["linux/amd64"],
     "test_e2e_multiarch": ["linux/amd64", "linux/arm64"],
