@@ -71,7 +71,8 @@ def _run(name: str, args: list[str], live: bool, codes: dict[str, int]) -> None:
     started = time.monotonic()
     with log.open("w") as output:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "pytest", *args],
+            # -u: each line as pytest writes it, not 8 KB at a time.
+            [sys.executable, "-u", "-m", "pytest", *args],
             cwd=ROOT,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
