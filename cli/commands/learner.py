@@ -13,6 +13,7 @@ learner as `<data>/<TAG>/`, read-only in the image.
 from __future__ import annotations
 
 import collections
+import ctypes
 import os
 import shutil
 import signal
@@ -211,6 +212,17 @@ def _project_ended(client: joining.JoinClient) -> str | None:
     return None
 
 
+PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:
+    """In the learner's process, before it runs: SIGTERM when this command
+    ends, even killed outright (SIGKILL runs no handler that could stop it),
+    so no SuperNode is left dialling the SuperLink with the device's key."""
+    if sys.platform == "linux":
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
 def _run(
     args: list[str], client: joining.JoinClient, state: Path, verbose: bool
 ) -> int:
@@ -229,6 +241,7 @@ def _run(
         text=True,
         bufsize=1,
         env=env,
+        preexec_fn=_die_with_parent,  # the CLI is single-threaded
     )
     signal.signal(signal.SIGTERM, lambda *_: proc.terminate())
     os.set_blocking(proc.stdout.fileno(), False)  # type: ignore[union-attr]

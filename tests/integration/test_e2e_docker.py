@@ -222,7 +222,7 @@ def test_a_device_runs_its_learner_from_the_fl_actor_image(
     import pyarrow.parquet as pq
 
     from tests import netns
-    from tests.integration.test_joined_learners import TOKEN, device
+    from tests.integration.test_joined_learners import TOKEN, device, kill_tree
 
     if (reason := netns.available()) is not None:
         pytest.fail(f"this test needs network namespaces: {reason}")
@@ -269,7 +269,7 @@ def test_a_device_runs_its_learner_from_the_fl_actor_image(
             out, _ = learner.communicate(timeout=120)
         finally:
             if learner.poll() is None:
-                learner.kill()
+                kill_tree(learner)
     assert final["status"] == "succeeded", f"{final.get('error')}\n{out}"
     assert learner.returncode == 0, out
     assert "learner edge-1 running (image)" in out and "round 1: train" in out

@@ -6,6 +6,7 @@ that only they hold."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -87,6 +88,20 @@ def device(
     )
 
 
+def kill_tree(proc: subprocess.Popen[str]) -> None:
+    """The device's command and all it started (its learner, SuperNode,
+    executor, model worker): none may outlive the test."""
+    import psutil
+
+    with contextlib.suppress(psutil.NoSuchProcess):
+        family = psutil.Process(proc.pid).children(recursive=True)
+        proc.kill()
+        for child in family:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                child.kill()
+    proc.wait()
+
+
 @pytest.fixture
 def machines() -> Iterator[list[netns.Netns]]:
     with ExitStack() as stack:
@@ -147,7 +162,7 @@ def test_two_learners_join_from_their_machines_and_train_over_tls(
     finally:
         for learner in learners:
             if learner.poll() is None:
-                learner.kill()
+                kill_tree(learner)
     assert final["status"] == "succeeded", final.get("error")
     for learner, output in zip(learners, outputs, strict=True):
         assert learner.returncode == 0, output
@@ -231,7 +246,7 @@ def test_a_learner_cut_off_mid_round_does_not_stall_the_job_and_rejoins(
     finally:
         for learner in learners:
             if learner.poll() is None:
-                learner.kill()
+                kill_tree(learner)
     assert final["status"] == "succeeded", final.get("error")
     rounds = [
         e["data"] for e in stack.events(project_id) if e["type"] == "round_finished"
@@ -300,7 +315,7 @@ def test_a_revoked_learner_is_cut_off_and_the_job_goes_on(
     finally:
         for learner in (kept, revoked):
             if learner.poll() is None:
-                learner.kill()
+                kill_tree(learner)
     assert revoked.returncode == 1
     assert "was revoked by the owner" in out
     assert final["status"] == "succeeded", final.get("error")

@@ -4,6 +4,7 @@ the device's side (flops.joining, `flops learner join`'s command lines)."""
 
 from __future__ import annotations
 
+import sys
 import uuid
 from datetime import timedelta
 from pathlib import Path
@@ -334,3 +335,37 @@ def test_the_image_entrypoint_joins_then_runs_the_assigned_learner(
     # No way in without a token.
     with pytest.raises(SystemExit):
         actor.main(["learner", "--join", "http://h:1", "--project", "p1"])
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="PR_SET_PDEATHSIG is Linux's")
+def test_the_learner_stops_when_the_join_command_is_killed_outright() -> None:
+    """`flops learner join` killed with SIGKILL: its learner gets SIGTERM, so
+    no SuperNode is left running with the device's key."""
+    import signal
+    import subprocess
+    import time
+
+    import psutil
+
+    parent = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import subprocess, sys, time\n"
+            "from flops_cli.commands.learner import _die_with_parent\n"
+            "child = subprocess.Popen([sys.executable, '-c', 'import time; "
+            "time.sleep(60)'], preexec_fn=_die_with_parent)\n"
+            "print(child.pid, flush=True)\n"
+            "time.sleep(60)\n",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert parent.stdout is not None
+    child = psutil.Process(int(parent.stdout.readline()))
+    parent.send_signal(signal.SIGKILL)
+    parent.wait()
+    deadline = time.monotonic() + 10
+    while child.is_running() and child.status() != psutil.STATUS_ZOMBIE:
+        assert time.monotonic() < deadline, "the learner outlived its command"
+        time.sleep(0.05)
