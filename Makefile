@@ -71,9 +71,8 @@ unit: install
 integration: install
 	$(PY) -m pytest tests/integration -q -ra $(PYTEST_ARGS)
 
-# Two sessions at once, each with its own stack (tests/sessions.py says why).
 test: lint
-	$(PY) tests/sessions.py -q -ra --durations=15 $(PYTEST_ARGS)
+	$(PY) -m pytest tests -q -ra --durations=15 $(PYTEST_ARGS)
 
 bench: install
 	$(PY) bench/e2e.py

@@ -48,8 +48,8 @@ def stack(
     site = contextlib.ExitStack()
     site_env: dict[str, str] = {}
     modules = {item.path.stem for item in request.session.items}
-    # Only the session that holds them makes the host's site link (one name
-    # per host: `make test` runs two sessions at once, tests/sessions.py).
+    # Only a session that holds them makes the host's site link (one name per
+    # host, so two sessions at once do not fight over it).
     if modules & SITE_USERS and netns.available() is None:
         address = site.enter_context(netns.site_address())
         site_env = {"FLOPS_API_HOST": "0.0.0.0", "FLOPS_FLEET_HOST": address}
