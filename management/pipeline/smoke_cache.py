@@ -31,8 +31,11 @@ def content_digest(folder: Path) -> str:
     target's text, never followed; `.git` left out)."""
     digest = hashlib.sha256()
     for root, dirs, files in os.walk(folder, followlinks=False):
-        dirs[:] = sorted(d for d in dirs if d != ".git")
-        for name in sorted(files):
+        # os.walk lists a symlinked folder among `dirs` and does not enter it:
+        # it is hashed by its target's text, as a symlinked file is.
+        linked = [d for d in dirs if (Path(root) / d).is_symlink()]
+        dirs[:] = sorted(d for d in dirs if d != ".git" and d not in linked)
+        for name in sorted([*files, *linked]):
             path = Path(root) / name
             digest.update(str(path.relative_to(folder)).encode() + b"\0")
             if path.is_symlink():

@@ -50,3 +50,14 @@ def test_an_unreadable_result_is_a_miss(tmp_path: Path) -> None:
     cache.folder.mkdir(parents=True)
     (cache.folder / "k.json").write_text("{not json")
     assert cache.get("k") is None
+
+
+def test_a_symlinked_folder_counts_by_its_target(tmp_path: Path) -> None:
+    repo = _repo(tmp_path / "one")
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    (repo / "data").symlink_to(tmp_path / "a")
+    before = content_digest(repo)
+    (repo / "data").unlink()
+    (repo / "data").symlink_to(tmp_path / "b")
+    assert content_digest(repo) != before
