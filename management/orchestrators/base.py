@@ -19,6 +19,7 @@ from typing import Any, ClassVar
 
 from flops.config import Resources
 from flops.errors import FlopsError
+from flops.waiting import wait_until
 from flops_management.orchestrators import fleet_front
 from flops_management.orchestrators.topology import (
     Capability,
@@ -128,9 +129,16 @@ class Deployment(ABC):
     def logs(self) -> Iterator[LogLine]:
         """Log lines written since the previous call (does not block)."""
 
-    @abstractmethod
+    # How often `wait` asks `status()`: each ask may cost the backend a call.
+    wait_interval_s = 0.2
+
     def wait(self, timeout: float | None = None) -> bool:
         """Block until every component exited; False on timeout."""
+        return wait_until(
+            lambda: not any(state.alive for state in self.status().values()),
+            timeout,
+            interval=self.wait_interval_s,
+        )
 
     @abstractmethod
     def cancel(self) -> None:

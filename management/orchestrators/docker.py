@@ -161,13 +161,6 @@ class DockerDeployment(Deployment):
         while self._lines:
             yield self._lines.popleft()
 
-    def wait(self, timeout: float | None = None) -> bool:
-        return wait_until(
-            lambda: not any(state.alive for state in self.status().values()),
-            timeout,
-            interval=0.2,
-        )
-
     def cancel(self) -> None:
         if self.front is not None:
             subprocesses.kill_groups([self.front], grace=1.0)

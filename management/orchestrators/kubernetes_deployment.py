@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any
 
 from flops.errors import FlopsError
-from flops.waiting import wait_until
 from flops_management.orchestrators import kubernetes_objects as o
 from flops_management.orchestrators.base import (
     Deployment,
@@ -79,6 +78,8 @@ def since_seconds(key: str) -> int:
 
 
 class KubernetesDeployment(Deployment):
+    wait_interval_s = 0.5  # each status() lists the job's pods
+
     def __init__(self, api: KubeAPI, spec: DeploymentSpec, control: str) -> None:
         self.api = api
         self.job_id = spec.job_id
@@ -122,13 +123,6 @@ class KubernetesDeployment(Deployment):
             last, count = key, (count + 1 if key == last else 1)
             self._seen[component] = (last, count)
             yield LogLine(component, line)
-
-    def wait(self, timeout: float | None = None) -> bool:
-        return wait_until(
-            lambda: not any(state.alive for state in self.status().values()),
-            timeout,
-            interval=0.5,
-        )
 
     def cancel(self) -> None:
         self.api.delete_job(self.job_id)
