@@ -22,6 +22,9 @@ DEFAULT_PLATFORMS: tuple[Platform, ...] = ("linux/amd64",)
 
 _MEMORY_RE = re.compile(r"^\d+(\.\d+)?\s*([kKmMgG]i?[bB]?)?$")
 _NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,62}$")
+# A cluster's name prefixes its actors' names (containers, pods, Oakestra
+# services): DNS-label characters, short enough for every backend's limits.
+_CLUSTER_NAME_RE = re.compile(r"^[a-z][a-z0-9-]{0,19}$")
 TAG_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 MAX_REF_LENGTH = 255
 # What git's check-ref-format refuses anywhere in a ref, and "-" up front, which git
@@ -85,6 +88,58 @@ class Resources(_Strict):
         return int(float(text))
 
 
+class ClusterPlacement(_Strict):
+    """Where a cluster's aggregator and learners run: a named node, or nodes
+    with given labels (Kubernetes), or one of the orchestrator's own clusters
+    (Oakestra). Empty: anywhere the orchestrator likes."""
+
+    node: str | None = Field(default=None, min_length=1, max_length=253)
+    labels: dict[str, str] = Field(default_factory=dict, max_length=16)
+    cluster: str | None = Field(default=None, min_length=1, max_length=253)
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> ClusterPlacement:
+        if self.node is not None and self.labels:
+            raise ValueError("a placement names a node or labels, not both")
+        return self
+
+
+class Cluster(_Strict):
+    """One cluster of a hierarchical project: its own aggregator, which runs its
+    learners' rounds and reports one aggregate per round to the root."""
+
+    name: str = Field(description="lowercase letters, digits and '-'")
+    learners: int = Field(ge=1, le=10_000)
+    # Within the cluster: how many of its learners a round needs (default all).
+    min_fit: int | None = Field(default=None, ge=1)
+    min_evaluate: int | None = Field(default=None, ge=0)
+    placement: ClusterPlacement = Field(default_factory=ClusterPlacement)
+
+    @model_validator(mode="after")
+    def _check(self) -> Cluster:
+        if not _CLUSTER_NAME_RE.match(self.name):
+            raise ValueError(
+                f"cluster name {self.name!r} must be 1-20 lowercase letters, digits "
+                "or '-', starting with a letter (it names the cluster's actors)"
+            )
+        mins = (("min_fit", self.min_fit), ("min_evaluate", self.min_evaluate))
+        for key, value in mins:
+            if value is not None and value > self.learners:
+                raise ValueError(
+                    f"cluster {self.name}: {key} ({value}) cannot exceed its "
+                    f"learners ({self.learners})"
+                )
+        return self
+
+    @property
+    def effective_min_fit(self) -> int:
+        return self.min_fit if self.min_fit is not None else self.learners
+
+    @property
+    def effective_min_evaluate(self) -> int:
+        return self.min_evaluate if self.min_evaluate is not None else self.learners
+
+
 class PostTraining(_Strict):
     build_inference_image: bool = False
     # Serve the registered model on the project's orchestrator after training
@@ -111,8 +166,10 @@ class ProjectConfig(_Strict):
     strategy_params: dict[str, StrategyParam] = Field(
         default_factory=dict, max_length=64
     )
+    # hierarchical: a root aggregator over one aggregator per cluster; then
+    # `learners` is the clusters' sum and min_fit/min_evaluate count clusters.
     mode: Literal["classic", "hierarchical"] = "classic"
-    clusters: int | None = Field(default=None, ge=1)
+    clusters: list[Cluster] = Field(default_factory=list, max_length=64)
     data_tags: list[str] = Field(default_factory=list, max_length=32)
     platforms: list[Platform] = Field(
         default_factory=lambda: list(DEFAULT_PLATFORMS), min_length=1, max_length=2
@@ -124,6 +181,58 @@ class ProjectConfig(_Strict):
     model_flavor: Flavor | None = None
     # A Flower app's `[tool.flwr.app.config]` values to override (keys it declares).
     app_config: dict[str, StrategyParam] = Field(default_factory=dict, max_length=256)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _learners_from_clusters(cls, data: Any) -> Any:
+        """In hierarchical mode `learners` defaults to the clusters' sum."""
+        if (
+            isinstance(data, dict)
+            and data.get("mode") == "hierarchical"
+            and "learners" not in data
+            and isinstance(data.get("clusters"), list)
+        ):
+            clusters = [c for c in data["clusters"] if isinstance(c, dict)]
+            counts = [c.get("learners") for c in clusters]
+            if counts and all(isinstance(n, int) for n in counts):
+                data = {**data, "learners": sum(counts)}
+        return data
+
+    def _check_hierarchy(self) -> None:
+        if self.mode == "classic":
+            if self.clusters:
+                raise ValueError(
+                    "clusters only applies to mode 'hierarchical'; set "
+                    'mode = "hierarchical" or drop clusters'
+                )
+            return
+        if len(self.clusters) < 1:
+            raise ValueError(
+                "mode 'hierarchical' needs clusters: [[clusters]] tables with a "
+                "name and learners each"
+            )
+        names = [c.name for c in self.clusters]
+        if len(set(names)) != len(names):
+            raise ValueError(f"cluster names must differ: {', '.join(names)}")
+        total = sum(c.learners for c in self.clusters)
+        if self.learners != total:
+            raise ValueError(
+                f"learners ({self.learners}) must be the clusters' sum ({total}) in "
+                "mode 'hierarchical'; leave learners out to take the sum"
+            )
+        if self.joined_learners:
+            raise ValueError(
+                "joined_learners are not available in mode 'hierarchical' yet; "
+                "place every cluster's learners with the orchestrator"
+            )
+        mins = (("min_fit", self.min_fit), ("min_evaluate", self.min_evaluate))
+        for key, value in mins:
+            if value is not None and value > len(self.clusters):
+                raise ValueError(
+                    f"{key} ({value}) counts clusters in mode 'hierarchical' and "
+                    f"cannot exceed them ({len(self.clusters)}); a cluster's own "
+                    f"{key} counts its learners"
+                )
 
     @model_validator(mode="after")
     def _check_consistency(self) -> ProjectConfig:
@@ -145,13 +254,7 @@ class ProjectConfig(_Strict):
                 f"min_evaluate ({self.min_evaluate}) cannot exceed learners "
                 f"({self.learners})"
             )
-        if self.mode == "hierarchical":
-            raise ValueError(
-                "mode 'hierarchical' is not available in this FLOps version; "
-                "use mode 'classic'"
-            )
-        if self.clusters is not None:
-            raise ValueError("clusters only applies to mode 'hierarchical'")
+        self._check_hierarchy()
         for tag in self.data_tags:
             if not TAG_PATTERN.match(tag):
                 raise ValueError(
@@ -170,12 +273,42 @@ class ProjectConfig(_Strict):
         return self.learners - self.joined_learners
 
     @property
+    def hierarchical(self) -> bool:
+        return self.mode == "hierarchical"
+
+    @property
+    def root_nodes(self) -> int:
+        """The root aggregator's nodes: the learners, or in hierarchical mode the
+        clusters (each reports one aggregate)."""
+        return len(self.clusters) if self.hierarchical else self.learners
+
+    @property
     def effective_min_fit(self) -> int:
-        return self.min_fit if self.min_fit is not None else self.learners
+        return self.min_fit if self.min_fit is not None else self.root_nodes
 
     @property
     def effective_min_evaluate(self) -> int:
-        return self.min_evaluate if self.min_evaluate is not None else self.learners
+        return self.min_evaluate if self.min_evaluate is not None else self.root_nodes
+
+    def cluster(self, name: str) -> Cluster:
+        for cluster in self.clusters:
+            if cluster.name == name:
+                return cluster
+        raise KeyError(name)
+
+    def cluster_config(self, name: str) -> ProjectConfig:
+        """The config one cluster's aggregator runs its learners' rounds with:
+        the project's strategy over its learners, its own min_fit/min_evaluate."""
+        cluster = self.cluster(name)
+        return self.model_copy(
+            update={
+                "mode": "classic",
+                "clusters": [],
+                "learners": cluster.learners,
+                "min_fit": cluster.min_fit,
+                "min_evaluate": cluster.min_evaluate,
+            }
+        )
 
 
 def format_validation_error(err: ValidationError, source: str) -> str:

@@ -28,6 +28,12 @@ WARNING = "warning"
 RUN_FINISHED = "run_finished"
 RUN_FAILED = "run_failed"
 
+# Hierarchical mode: a cluster's aggregator could not complete a phase of a
+# root round (its reason; the root goes on if min_fit/min_evaluate allow), and
+# what the service adds: a cluster whose learners are all gone.
+CLUSTER_FAILED = "cluster_failed"
+CLUSTER_LOST = "cluster_lost"
+
 # What a learner prints as it takes each task (a joined device shows it).
 LEARNER_TASK = "learner_task"
 

@@ -28,6 +28,7 @@ from flwr.clientapp import ClientApp
 
 from flops import events, usercode
 from flops.app import run_settings as keys
+from flops.app import uplink
 from flops.app.run_settings import RunSettings
 from flops.errors import FlopsError
 from flops.worker.client import WorkerSession
@@ -104,6 +105,8 @@ def _named_failures(
 
 
 def train(msg: Message, context: Context) -> Message:
+    if (relay := uplink.relay_of(context)) is not None:
+        return uplink.forward(msg, context, relay)
     started = time.perf_counter()
     with WorkerSession() as worker:
         _prepare(msg, context, worker)
@@ -128,6 +131,8 @@ def train(msg: Message, context: Context) -> Message:
 
 
 def evaluate(msg: Message, context: Context) -> Message:
+    if (relay := uplink.relay_of(context)) is not None:
+        return uplink.forward(msg, context, relay)
     started = time.perf_counter()
     extra: dict[str, str] = {}
     with WorkerSession() as worker:

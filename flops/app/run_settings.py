@@ -23,10 +23,22 @@ MLFLOW_RUN_ID = "flops-mlflow-run-id"
 REQUIREMENTS = "flops-requirements"
 POLL_INTERVAL = "flops-poll-interval"
 CONNECT_TIMEOUT = "flops-connect-timeout"
+# Hierarchical mode (set per run by the train stage): which tier this run is
+# ("root", "cluster"; empty: classic), the cluster's name, the relay socket its
+# aggregator serves its uplink on, and the cluster runs' MLflow ids (the root's).
+TIER = "flops-tier"
+CLUSTER = "flops-cluster"
+RELAY = "flops-relay"
+CLUSTER_RUNS = "flops-cluster-runs"
+ROOT_TIER = "root"
+CLUSTER_TIER = "cluster"
 
 # node config keys
 NODE_DATA_DIR = "flops-data-dir"
 NODE_LEARNER = "flops-learner"
+# A cluster's uplink (its node at the root SuperLink): the relay socket of the
+# cluster's aggregator, which its tasks hand the root's messages to.
+NODE_RELAY = "flops-relay"
 # Flower's conventional node config, for Flower apps: this learner's partition,
 # how many there are, and its local data (a folder per data tag of parquet files).
 NODE_PARTITION_ID = "partition-id"
@@ -56,6 +68,9 @@ class RunSettings:
     # How long the first round waits for every learner before it starts with
     # those connected (if min_fit/min_evaluate allow).
     connect_timeout: float = 120.0
+    tier: str = ""
+    cluster: str = ""
+    relay: str = ""
 
     @classmethod
     def from_run_config(cls, run_config: dict[str, Any]) -> RunSettings:
@@ -68,6 +83,9 @@ class RunSettings:
             requirements=tuple(json.loads(str(run_config[REQUIREMENTS]))),
             poll_interval=float(run_config[POLL_INTERVAL]),
             connect_timeout=float(run_config.get(CONNECT_TIMEOUT, 120.0)),
+            tier=str(run_config.get(TIER, "")),
+            cluster=str(run_config.get(CLUSTER, "")),
+            relay=str(run_config.get(RELAY, "")),
         )
 
 
@@ -80,3 +98,15 @@ def node_config_args(
         f"{NODE_PARTITION_ID}={partition_id} {NODE_NUM_PARTITIONS}={num_partitions} "
         f'{NODE_DATA_PATH}="{data_dir}"'
     )
+
+
+def uplink_node_config(cluster: str, relay: str) -> str:
+    """`--node-config` of a cluster's uplink: its name at the root, and the
+    relay socket of the cluster's aggregator."""
+    return f'{NODE_LEARNER}="{cluster}" {NODE_RELAY}="{relay}"'
+
+
+def cluster_runs(run_config: dict[str, Any]) -> dict[str, str]:
+    """The root's map of cluster name -> its MLflow run id ({} when classic)."""
+    text = str(run_config.get(CLUSTER_RUNS, "") or "{}")
+    return {str(k): str(v) for k, v in json.loads(text).items()}

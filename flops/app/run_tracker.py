@@ -17,8 +17,17 @@ from flops.app import autolog_records
 class RunTracker:
     """Where round figures go: MLflow (parent and per-learner runs) and events."""
 
-    def __init__(self, client: Any | None, experiment_id: str, run_id: str) -> None:
+    def __init__(
+        self,
+        client: Any | None,
+        experiment_id: str,
+        run_id: str,
+        log_children: bool = True,
+    ) -> None:
+        """`log_children`: False where the per-node figures are logged elsewhere
+        (a hierarchical root: each cluster logs its own)."""
         self._client = client
+        self._log_children = log_children
         self._experiment_id = experiment_id
         self._run_id = run_id
         self._children: dict[str, str] = {}
@@ -51,6 +60,8 @@ class RunTracker:
         per_learner: dict[str, dict[str, float]],
     ) -> None:
         self._log(self._run_id, metrics, server_round)
+        if not self._log_children:
+            return
         for learner, values in per_learner.items():
             self._log(self._child(learner), values, server_round)
 

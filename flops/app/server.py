@@ -18,6 +18,8 @@ from flwr.app import ArrayRecord, Context
 from flwr.serverapp import Grid, ServerApp
 
 from flops import events, usercode
+from flops.app import cluster
+from flops.app import run_settings as keys
 from flops.app.grid import FastPollGrid, connection_reporter
 from flops.app.run_settings import RunSettings
 from flops.app.run_tracker import RunTracker
@@ -59,7 +61,14 @@ def _train_and_export(grid: Grid, settings: RunSettings, client: Any) -> None:
     with WorkerSession() as worker:
         worker.new()
         initial = ArrayRecord(worker.get_parameters())
-    tracker = RunTracker(client, settings.experiment_id, settings.run_id)
+    # Hierarchical: each cluster's aggregator logs its own figures, and its
+    # learners', into its run; the root logs the root's rounds alone.
+    tracker = RunTracker(
+        client,
+        settings.experiment_id,
+        settings.run_id,
+        log_children=settings.tier != keys.ROOT_TIER,
+    )
     strategy = build_strategy(config, TrackedStrategy)
     assert isinstance(strategy, TrackedStrategy)
     strategy.track(
@@ -67,11 +76,11 @@ def _train_and_export(grid: Grid, settings: RunSettings, client: Any) -> None:
         config.rounds,
         config.effective_min_fit,
         config.effective_min_evaluate,
-        learners=config.learners,
+        learners=config.root_nodes,
         wait_timeout=config.round_timeout,
         connect_timeout=settings.connect_timeout,
     )
-    on_new_node = connection_reporter(config.learners)
+    on_new_node = connection_reporter(config.root_nodes)
 
     result = strategy.start(  # type: ignore[attr-defined]
         grid=FastPollGrid(grid, settings.poll_interval, on_new_node),
@@ -112,8 +121,25 @@ def _train_and_export(grid: Grid, settings: RunSettings, client: Any) -> None:
     )
 
 
+def _cluster_main(grid: Grid, settings: RunSettings) -> None:
+    try:
+        cluster.main(grid, settings)
+    except Exception as exc:
+        message = (
+            str(exc)
+            if isinstance(exc, FlopsError)
+            else usercode.describe(exc, "the cluster's aggregator")
+        )
+        events.emit(events.RUN_FAILED, cluster=settings.cluster, message=message)
+        raise
+    events.emit(events.RUN_FINISHED, cluster=settings.cluster)
+
+
 def main(grid: Grid, context: Context) -> None:
     settings = RunSettings.from_run_config(dict(context.run_config))
+    if settings.tier == keys.CLUSTER_TIER:
+        _cluster_main(grid, settings)
+        return
     config = settings.config
     events.emit(
         events.RUN_STARTED,

@@ -51,7 +51,15 @@ app = observed_client_app({ref!r})
 
 # Keys the train stage fills per run with `flwr run --run-config`; Flower only
 # accepts overrides for keys the app declares, so they are declared empty here.
-PER_RUN_KEYS = (keys.MLFLOW_TRACKING_URI, keys.MLFLOW_EXPERIMENT_ID, keys.MLFLOW_RUN_ID)
+PER_RUN_KEYS = (
+    keys.MLFLOW_TRACKING_URI,
+    keys.MLFLOW_EXPERIMENT_ID,
+    keys.MLFLOW_RUN_ID,
+    keys.TIER,
+    keys.CLUSTER,
+    keys.RELAY,
+    keys.CLUSTER_RUNS,
+)
 
 
 def app_pyproject(project_name: str, run_config: dict[str, Any]) -> dict[str, Any]:

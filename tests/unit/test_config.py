@@ -25,7 +25,51 @@ def test_defaults_are_the_embedded_run() -> None:
         ({"epochs": 3}, "unknown key 'epochs' (known keys: "),
         ({"resources": {"gpu": 1}}, "unknown key 'resources.gpu'"),
         ({"min_fit": 5, "learners": 2}, "min_fit (5) cannot exceed learners (2)"),
-        ({"mode": "hierarchical"}, "mode 'hierarchical' is not available"),
+        ({"mode": "hierarchical"}, "mode 'hierarchical' needs clusters"),
+        (
+            {"clusters": [{"name": "a", "learners": 1}]},
+            "clusters only applies to mode 'hierarchical'",
+        ),
+        (
+            {"mode": "hierarchical", "clusters": [{"name": "Edge A", "learners": 1}]},
+            "cluster name 'Edge A' must be",
+        ),
+        (
+            {
+                "mode": "hierarchical",
+                "learners": 3,
+                "clusters": [{"name": "a", "learners": 2}],
+            },
+            "learners (3) must be the clusters' sum (2)",
+        ),
+        (
+            {
+                "mode": "hierarchical",
+                "min_fit": 3,
+                "clusters": [
+                    {"name": "a", "learners": 2},
+                    {"name": "b", "learners": 2},
+                ],
+            },
+            "min_fit (3) counts clusters in mode 'hierarchical'",
+        ),
+        (
+            {
+                "mode": "hierarchical",
+                "clusters": [
+                    {"name": "a", "learners": 2},
+                    {"name": "a", "learners": 1},
+                ],
+            },
+            "cluster names must differ: a, a",
+        ),
+        (
+            {
+                "mode": "hierarchical",
+                "clusters": [{"name": "a", "learners": 1, "min_fit": 2}],
+            },
+            "cluster a: min_fit (2) cannot exceed its learners (1)",
+        ),
         ({"resources": {"memory": "lots"}}, "memory 'lots' is not a size"),
         ({"data_tags": ["bad tag"]}, "data tag 'bad tag' must be"),
         ({"platforms": ["linux/s390x"]}, "'platforms.0'"),
@@ -82,3 +126,28 @@ def test_read_toml_reports_syntax_and_missing_file(tmp_path: Path) -> None:
         read_toml(tmp_path / "bad.toml")
     with pytest.raises(ConfigError, match="does not exist"):
         read_toml(tmp_path / "missing.toml")
+
+
+def test_hierarchical_learners_are_the_clusters_and_min_fit_counts_clusters() -> None:
+    config = parse_config(
+        {
+            "mode": "hierarchical",
+            "min_fit": 1,
+            "clusters": [
+                {"name": "edge-a", "learners": 2},
+                {
+                    "name": "edge-b",
+                    "learners": 3,
+                    "min_fit": 2,
+                    "placement": {"labels": {"site": "b"}},
+                },
+            ],
+        }
+    )
+    assert config.learners == 5
+    assert (config.root_nodes, config.effective_min_fit) == (2, 1)
+    assert config.effective_min_evaluate == 2
+    cluster = config.cluster_config("edge-b")
+    assert (cluster.learners, cluster.effective_min_fit) == (3, 2)
+    assert cluster.effective_min_evaluate == 3 and not cluster.hierarchical
+    assert config.cluster("edge-b").placement.labels == {"site": "b"}
