@@ -355,9 +355,13 @@ def loads_toml(text: str, name: str) -> dict[str, Any]:
 
 
 def merge_configs(*layers: dict[str, Any]) -> dict[str, Any]:
-    """Later layers win; nested tables (resources, post_training) merge by key."""
+    """Later layers win; nested tables (resources, post_training) merge by key.
+    A layer's clusters say how many learners there are: an earlier layer's
+    `learners` goes unless that layer sets it too."""
     merged: dict[str, Any] = {}
     for layer in layers:
+        if "clusters" in layer and "learners" not in layer:
+            merged.pop("learners", None)
         for key, value in layer.items():
             if isinstance(value, dict) and isinstance(merged.get(key), dict):
                 merged[key] = {**merged[key], **value}

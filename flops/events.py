@@ -33,6 +33,11 @@ RUN_FAILED = "run_failed"
 # what the service adds: a cluster whose learners are all gone.
 CLUSTER_FAILED = "cluster_failed"
 CLUSTER_LOST = "cluster_lost"
+# The service's names for what the tiers report: the root's nodes are the
+# clusters' uplinks; a cluster's own run starts and ends with the job's.
+CLUSTER_CONNECTED = "cluster_connected"
+CLUSTER_STARTED = "cluster_started"
+CLUSTER_FINISHED = "cluster_finished"
 
 # What a learner prints as it takes each task (a joined device shows it).
 LEARNER_TASK = "learner_task"

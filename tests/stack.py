@@ -63,11 +63,17 @@ class Stack:
         import httpx
 
         token = (self.home / "token").read_text().strip()
-        response = httpx.get(
-            f"{self.env['FLOPS_API_URL']}/api/projects/{project_id}/events",
-            headers={"Authorization": f"Bearer {token}"},
-        )
-        return list(response.json())
+        found: list[dict[str, Any]] = []
+        while True:  # the API answers in pages (of 1000)
+            response = httpx.get(
+                f"{self.env['FLOPS_API_URL']}/api/projects/{project_id}/events",
+                params={"after": found[-1]["seq"] if found else 0},
+                headers={"Authorization": f"Bearer {token}"},
+            )
+            page = list(response.json())
+            if not page:
+                return found
+            found += page
 
     def wait_for(
         self, project_id: str, predicate: Any, timeout: float = 300

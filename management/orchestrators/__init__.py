@@ -12,6 +12,7 @@ from importlib.metadata import EntryPoint, entry_points
 
 from flops.errors import ConfigError
 from flops_management.orchestrators.base import (
+    ClusterSpec,
     Deployment,
     DeploymentSpec,
     LearnerSpec,
@@ -96,6 +97,7 @@ def get_orchestrator(name: str, settings: Settings) -> Orchestrator:
 
 __all__ = [
     "Capability",
+    "ClusterSpec",
     "Component",
     "ComponentState",
     "ComponentStatus",

@@ -39,6 +39,32 @@ SUPERLINK = "superlink"
 FLEET_FRONT = "fleet-front"
 # A learner's SuperNode, where it runs as a component of its own (`local`).
 SUPERNODE_SUFFIX = "-supernode"
+# A cluster's uplink: its node at the root SuperLink (hierarchical mode).
+UPLINK = "uplink"
+
+
+def cluster_part(cluster: str, part: str) -> str:
+    """A cluster's component name: `<cluster>-superlink`, `<cluster>-aggregator`,
+    `<cluster>-uplink` (the cluster name is a DNS label, so is this)."""
+    return f"{cluster}-{part}"
+
+
+@dataclass(frozen=True)
+class ClusterSpec:
+    """One cluster of a hierarchical job: its aggregator and uplink are placed
+    like its learners (`placement`)."""
+
+    name: str
+    placement: Placement = field(default_factory=Placement)
+
+
+@dataclass(frozen=True)
+class ClusterEndpoint:
+    """Where the service reaches a cluster's SuperLink (`flwr run`), and the
+    relay socket its aggregator serves the uplink on, as the actors see it."""
+
+    control_address: str
+    relay: str
 
 
 @dataclass(frozen=True)
@@ -47,6 +73,8 @@ class LearnerSpec:
     # Its partitions of the tenant's datasets (None: the repo loads its own data).
     data: StoredPartitions | None
     placement: Placement = field(default_factory=Placement)
+    # Hierarchical mode: the cluster whose SuperLink it dials (None: the root).
+    cluster: str | None = None
 
 
 @dataclass(frozen=True)
@@ -72,6 +100,17 @@ class DeploymentSpec:
     # Who the tenant's code runs as (sandboxed backends); None: the service's
     # own unprivileged identity, in a user namespace.
     identity: Identity | None = None
+    # Hierarchical mode: the clusters (each learner names its own); empty: the
+    # learners dial the one SuperLink.
+    clusters: tuple[ClusterSpec, ...] = ()
+
+    def cluster_learners(self, cluster: str | None) -> tuple[LearnerSpec, ...]:
+        """The placed learners that dial `cluster`'s SuperLink (None: the root's)."""
+        return tuple(
+            learner
+            for learner in placed_learners(self.learners)
+            if learner.cluster == cluster
+        )
 
 
 @dataclass(frozen=True)
@@ -111,6 +150,8 @@ class Deployment(ABC):
     # host:port that learners outside the host dial (the job's Fleet-only
     # front); None when every learner is placed by the backend.
     fleet_address: str | None = None
+    # Hierarchical mode: each cluster's SuperLink and relay.
+    clusters: dict[str, ClusterEndpoint] = {}
 
     @property
     @abstractmethod
@@ -167,6 +208,12 @@ class Deployment(ABC):
                 return placed.learner
         return None
 
+    def component(self, name: str) -> Component | None:
+        for placed in self.components():
+            if placed.name == name:
+                return placed
+        return None
+
 
 def placed_learners(learners: tuple[LearnerSpec, ...]) -> tuple[LearnerSpec, ...]:
     """The learners a backend places (not those that join by themselves)."""
@@ -178,23 +225,48 @@ def has_joined(learners: tuple[LearnerSpec, ...]) -> bool:
 
 
 def job_components(
-    learners: tuple[LearnerSpec, ...], separate: bool
+    learners: tuple[LearnerSpec, ...],
+    separate: bool,
+    clusters: tuple[ClusterSpec, ...] = (),
 ) -> list[Component]:
     """A job's components as a backend places them. `separate`: the SuperLink
     and each SuperNode are components of their own (processes); otherwise they
-    share a container with the aggregator and with their learner's tasks.
-    Joined learners are nobody's to place; with them comes the Fleet front."""
+    share a container with the aggregator and with their learner's tasks (a
+    cluster's SuperLink, aggregator and uplink share one). Joined learners are
+    nobody's to place; with them comes the Fleet front."""
     placed = [
         Component(SUPERLINK, Role.SUPERLINK) if separate else None,
         Component(AGGREGATOR, Role.AGGREGATOR),
         Component(FLEET_FRONT, Role.FLEET_FRONT) if has_joined(learners) else None,
     ]
+    for cluster in clusters:
+        name = cluster.name
+        if separate:
+            placed += [
+                Component(cluster_part(name, SUPERLINK), Role.SUPERLINK, cluster=name),
+                Component(
+                    cluster_part(name, UPLINK) + SUPERNODE_SUFFIX,
+                    Role.SUPERNODE,
+                    cluster=name,
+                ),
+                Component(cluster_part(name, UPLINK), Role.UPLINK, cluster=name),
+            ]
+        placed.append(
+            Component(cluster_part(name, AGGREGATOR), Role.AGGREGATOR, cluster=name)
+        )
     for learner in placed_learners(learners):
         if separate:
             placed.append(
-                Component(learner.name + SUPERNODE_SUFFIX, Role.SUPERNODE, learner.name)
+                Component(
+                    learner.name + SUPERNODE_SUFFIX,
+                    Role.SUPERNODE,
+                    learner.name,
+                    learner.cluster,
+                )
             )
-        placed.append(Component(learner.name, Role.LEARNER, learner.name))
+        placed.append(
+            Component(learner.name, Role.LEARNER, learner.name, learner.cluster)
+        )
     return [c for c in placed if c is not None]
 
 
@@ -226,6 +298,14 @@ class Orchestrator(ABC):
         error = missing(self.name, self.capabilities, placements, able or {})
         if error is not None:
             raise error
+        if spec.clusters and Capability.CLUSTERS not in self.capabilities:
+            others = (able or {}).get(Capability.CLUSTERS, [])
+            raise Unsupported(
+                f"The {self.name} orchestrator cannot run {Capability.CLUSTERS.value}"
+                + (f" (these can: {', '.join(others)})" if others else "")
+                + ".",
+                hint="Choose an orchestrator that can, or use mode 'classic'.",
+            )
         if any(learner.placement.is_joined for learner in spec.learners):
             if self.settings.dev_insecure_flower:
                 raise Unsupported(

@@ -49,7 +49,7 @@ from flops_management.orchestrators.docker_containers import (
 )
 from flops_management.orchestrators.flower_tls import JobTLS, issue_job_tls
 from flops_management.orchestrators.host import stage_learner_data
-from flops_management.orchestrators.local import READY_TIMEOUT_S, free_port
+from flops_management.orchestrators.local_actors import READY_TIMEOUT_S, free_port
 from flops_management.orchestrators.log_file import LogFile
 from flops_management.orchestrators.node_auth import enrol_learners
 from flops_management.orchestrators.topology import (

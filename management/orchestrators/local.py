@@ -17,27 +17,22 @@ which `notes()` tells the user.
 from __future__ import annotations
 
 import math
-import os
-import socket
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from flops import subprocesses
-from flops.app.run_settings import node_config_args
 from flops.errors import FlopsError
-from flops.usercode import REPO_DIR_ENV
-from flops.waiting import port_open, wait_until
+from flops.waiting import wait_until
 from flops_management.orchestrators import fleet_front
 from flops_management.orchestrators.base import (
     AGGREGATOR,
     FLEET_FRONT,
     SUPERLINK,
-    SUPERNODE_SUFFIX,
+    ClusterEndpoint,
     Deployment,
     DeploymentSpec,
-    LearnerSpec,
     LogLine,
     Orchestrator,
     ServerSpec,
@@ -45,60 +40,42 @@ from flops_management.orchestrators.base import (
     job_components,
     placed_learners,
 )
-from flops_management.orchestrators.flower_tls import issue_job_tls
+from flops_management.orchestrators.flower_tls import JobTLS, issue_job_tls
 from flops_management.orchestrators.host import stage_learner_data
-from flops_management.orchestrators.local_commands import (
-    THREAD_VARIABLES,
-    actor_mounts,
-    executor_args,
-    learner_cores,
-    limit_prefix,
-    server_args,
-    superlink_args,
-    supernode_args,
+from flops_management.orchestrators.local_actors import (
+    LocalActors,
+    Processes,
+    free_port,
 )
+from flops_management.orchestrators.local_commands import server_args
 from flops_management.orchestrators.log_file import LogFile
-from flops_management.orchestrators.node_auth import (
-    NODE_KEY_FILE,
-    enrol_learners,
-    key_folder,
-)
+from flops_management.orchestrators.node_auth import enrol_learners
 from flops_management.orchestrators.topology import (
     Capability,
     Component,
     ComponentStatus,
 )
-from flops_management.sandbox import DEFAULT_PATH, Mounts, sandbox_for, tenant_env
+from flops_management.sandbox import Mounts, sandbox_for, tenant_env
 
-READY_TIMEOUT_S = 60.0
 _OWN_PROCESS_MARKERS = (b"flower-superlink", b"flower-supernode", b"flops.executor")
 _SERVER_MARKER = b"flops.serve"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 # -- the deployment -----------------------------------------------------------
 
 
-class LocalDeployment(Deployment):
-    def __init__(self, control_address: str, learners: tuple[LearnerSpec, ...]) -> None:
+class LocalDeployment(Processes):
+    def __init__(self, control_address: str, spec: DeploymentSpec) -> None:
         self._control = control_address
-        self._components = job_components(learners, separate=True)
+        self._components = job_components(spec.learners, True, spec.clusters)
         self.processes: dict[str, subprocess.Popen[bytes]] = {}
         self.log_files: dict[str, LogFile] = {}
+        self.nodes: dict[str, int] = {}
+        self.clusters: dict[str, ClusterEndpoint] = {}
 
     @property
     def control_address(self) -> str:
         return self._control
-
-    def add(self, name: str, proc: subprocess.Popen[bytes], log: Path) -> None:
-        self.processes[name] = proc
-        self.log_files[name] = LogFile(log)
 
     def components(self) -> list[Component]:
         return list(self._components)
@@ -147,7 +124,13 @@ class LocalDeployment(Deployment):
 
 class LocalOrchestrator(Orchestrator):
     name = "local"
-    capabilities = frozenset({Capability.INFERENCE_SERVERS, Capability.JOINED_LEARNERS})
+    capabilities = frozenset(
+        {
+            Capability.INFERENCE_SERVERS,
+            Capability.JOINED_LEARNERS,
+            Capability.CLUSTERS,
+        }
+    )
     servers_outlive_service = False
 
     def notes(self, spec: DeploymentSpec) -> list[str]:
@@ -166,47 +149,28 @@ class LocalOrchestrator(Orchestrator):
             )
         return notes
 
-    def _env(
-        self,
-        spec: DeploymentSpec,
-        flwr_home: Path,
-        threads: int | None = None,
-        extra: dict[str, str] | None = None,
-    ) -> dict[str, str]:
-        """The actor's whole environment: nothing of the service's."""
-        runtime = spec.runtime_environment or spec.environment
-        assert runtime is not None
-        env = tenant_env(
-            {
-                "PATH": os.pathsep.join([str(runtime / "bin"), DEFAULT_PATH]),
-                "VIRTUAL_ENV": str(runtime),
-                REPO_DIR_ENV: str(spec.repo_dir),
-                "FLWR_HOME": str(flwr_home),
-                "FLWR_TELEMETRY_ENABLED": "0",  # no phoning home from offline hosts
-                "PYTHONUNBUFFERED": "1",
-                # The environment is read-only to actors; the build compiled it.
-                "PYTHONDONTWRITEBYTECODE": "1",
-                **spec.env,
-                **(extra or {}),
-            }
-        )
-        if threads is not None:
-            env.update({name: str(threads) for name in THREAD_VARIABLES})
-        return env
-
     def submit(self, spec: DeploymentSpec) -> Deployment:
         if spec.environment is None:
             raise FlopsError("The local orchestrator needs the project's environment.")
         # Flower's side from FLOps' runtime environment (the user's environment
         # when none is given: it then holds both).
         bin_dir = (spec.runtime_environment or spec.environment) / "bin"
-        logs = spec.workdir / "logs"
         link_port = free_port()
-        link = f"127.0.0.1:{link_port}"
-        data = stage_learner_data(self.settings, spec)
-        deployment = LocalDeployment(link, spec.learners)
+        deployment = LocalDeployment(f"127.0.0.1:{link_port}", spec)
         try:
-            self._start(spec, bin_dir, logs, link_port, deployment, data)
+            tls = issue_job_tls(
+                self.settings, spec.workdir, ["127.0.0.1", "localhost"], spec.identity
+            )
+            deployment.root_certificates = tls.ca_file if tls else None
+            actors = LocalActors(
+                self.settings,
+                spec,
+                deployment,
+                bin_dir,
+                stage_learner_data(self.settings, spec),
+                tls,
+            )
+            self._start(spec, actors, link_port, deployment, tls)
         except BaseException:
             deployment.cancel()
             raise
@@ -215,135 +179,27 @@ class LocalOrchestrator(Orchestrator):
     def _start(
         self,
         spec: DeploymentSpec,
-        bin_dir: Path,
-        logs: Path,
+        actors: LocalActors,
         link_port: int,
         deployment: LocalDeployment,
-        data: dict[str, Path],
+        tls: JobTLS | None,
     ) -> None:
-        link = f"127.0.0.1:{link_port}"
-        home = spec.workdir / "flwr"
-        sandbox = sandbox_for(self.settings)
-        assert spec.environment is not None
-        worker_python = spec.environment / "bin" / "python"
-        environments = tuple(
-            dict.fromkeys(
-                [spec.environment, spec.runtime_environment or spec.environment]
-            )
-        )
-
         front = fleet_front.plan(self.settings) if has_joined(spec.learners) else None
-        tls = issue_job_tls(
-            self.settings, spec.workdir, ["127.0.0.1", "localhost"], spec.identity
-        )
-        deployment.root_certificates = tls.ca_file if tls else None
-        superlink_tls = tls.superlink if tls else None
-        ca_tls = tls.ca if tls else None
-
-        def start(
-            name: str,
-            args: list[str],
-            threads: int | None = None,
-            data: Path | None = None,
-            extra: dict[str, str] | None = None,
-            secrets: tuple[Path | None, ...] = (),
-        ) -> subprocess.Popen[bytes]:
-            flwr_home = home / name
-            flwr_home.mkdir(parents=True, exist_ok=True)
-            sandbox.give(flwr_home, spec.identity)
-            env = self._env(spec, flwr_home, threads, extra)
-            mounts = actor_mounts(
-                environments,
-                spec.repo_dir,
-                flwr_home,
-                data,
-                tuple(p for p in secrets if p is not None),
-            )
-            log = logs / f"{name}.log"
-            proc = subprocesses.spawn(
-                sandbox.command(args, mounts, spec.identity),
-                log_path=log,
-                cwd=spec.workdir,
-                env=env,
-            )
-            deployment.add(name, proc, log)
-            return proc
-
-        superlink = start(
-            SUPERLINK,
-            # Its state in its own Flower home, a file: it outlives the process.
-            superlink_args(
-                bin_dir, link_port, superlink_tls, home / SUPERLINK / "state.db"
-            ),
-            secrets=(superlink_tls,),
-        )
-        if not wait_until(
-            lambda: port_open("127.0.0.1", link_port),
-            READY_TIMEOUT_S,
-            hopeless=lambda: superlink.poll() is not None,
-        ):
-            raise FlopsError(
-                "The Flower SuperLink did not start:\n" + deployment.tail(SUPERLINK)
-            )
-        start(
-            AGGREGATOR,
-            executor_args(
-                bin_dir,
-                "aggregator",
-                link,
-                spec.repo_dir,
-                spec.poll_interval,
-                worker_python,
-                spec.flower_app[0] if spec.flower_app else None,
-                ca_tls,
-            ),
-            extra=spec.aggregator_env,
-            secrets=(ca_tls,),
-        )
+        link = actors.superlink(SUPERLINK, link_port)
+        actors.aggregator(AGGREGATOR, link)
         if front is not None:
             assert tls is not None  # Orchestrator.check refused plaintext
-            log = logs / f"{FLEET_FRONT}.log"
+            log = spec.workdir / "logs" / f"{FLEET_FRONT}.log"
             deployment.add(
                 FLEET_FRONT,
                 fleet_front.start(self.settings, spec.workdir, front, link, tls, log),
                 log,
             )
             deployment.fleet_address = front.address
-        deployment.nodes = enrol_learners(self.settings, spec, link, tls)
-        cores = sorted(os.sched_getaffinity(0))
-        placed = placed_learners(spec.learners)
-        for index, learner in enumerate(placed):
-            node_port = free_port()
-            data_dir = data[learner.name]
-            keys = key_folder(spec, learner.name) if deployment.nodes else None
-            start(
-                f"{learner.name}{SUPERNODE_SUFFIX}",
-                supernode_args(
-                    bin_dir,
-                    link,
-                    node_port,
-                    node_config_args(data_dir, learner.name, index, len(spec.learners)),
-                    ca_tls,
-                    keys / NODE_KEY_FILE if keys else None,
-                ),
-                secrets=(ca_tls, keys),
-            )
-            pinned = learner_cores(spec.resources, index, cores)
-            start(
-                learner.name,
-                limit_prefix(spec.resources, pinned)
-                + executor_args(
-                    bin_dir,
-                    "learner",
-                    f"127.0.0.1:{node_port}",
-                    spec.repo_dir,
-                    spec.poll_interval,
-                    worker_python,
-                    spec.flower_app[1] if spec.flower_app else None,
-                ),
-                threads=len(pinned) if pinned else max(1, len(cores) // len(placed)),
-                data=data_dir,
-            )
+        deployment.nodes.update(enrol_learners(self.settings, spec, link, tls))
+        placed = len(placed_learners(spec.learners))
+        actors.learners(link, None, placed)
+        deployment.clusters = actors.clusters(link)
 
     def cleanup(self, runtime_info: dict[str, Any]) -> None:
         for pid in runtime_info.get("pids", {}).values():

@@ -116,13 +116,17 @@ def actor_mounts(
     flwr_home: Path,
     data: Path | None = None,
     secrets: tuple[Path, ...] = (),
+    shared: tuple[Path, ...] = (),
 ) -> Mounts:
     """What one actor's sandbox holds: the environments (FLOps' runtime and the
     user's) and the repo read-only, a learner's data and its TLS and key
-    folders (`secrets`) read-only, its own Flower home writable."""
+    folders (`secrets`) read-only, its own Flower home writable, and `shared`
+    folders it writes with another actor (a cluster's relay)."""
     extra = (*(() if data is None else (data,)), *secrets)
     return Mounts(
-        read_only=(*environments, repo, *extra), writable=(flwr_home,), chdir=flwr_home
+        read_only=(*environments, repo, *extra),
+        writable=(flwr_home, *shared),
+        chdir=flwr_home,
     )
 
 

@@ -16,7 +16,7 @@ import re
 from pathlib import Path
 
 from flops.node_key import NodeKey
-from flops_management.orchestrators.base import DeploymentSpec, placed_learners
+from flops_management.orchestrators.base import DeploymentSpec
 from flops_management.orchestrators.flower_tls import JobTLS
 from flops_management.orchestrators.superlink_control import SuperLinkControl
 from flops_management.sandbox import sandbox_for
@@ -43,19 +43,35 @@ def key_folder(spec: DeploymentSpec, learner: str) -> Path:
     return spec.workdir / "keys" / learner
 
 
-def enrol_learners(
-    settings: Settings, spec: DeploymentSpec, control_address: str, tls: JobTLS | None
+def enrol_nodes(
+    settings: Settings,
+    spec: DeploymentSpec,
+    control_address: str,
+    tls: JobTLS | None,
+    names: list[str],
 ) -> dict[str, int]:
-    """Each learner's node id, its key made and registered; {} in plaintext
+    """Each named node's id at the SuperLink at `control_address`, its key made
+    (`keys/<name>/node.key`) and registered; {} in plaintext
     (`dev_insecure_flower`: Flower's node authentication needs TLS)."""
-    if tls is None:
+    if tls is None or not names:
         return {}
     nodes: dict[str, int] = {}
     with SuperLinkControl(control_address, tls.ca_file) as control:
-        for learner in placed_learners(spec.learners):
-            key = NodeKey.create(key_folder(spec, learner.name) / NODE_KEY_FILE)
-            nodes[learner.name] = control.register(
-                key.public_pem(), learner.name
-            ).node_id
+        for name in names:
+            key = NodeKey.create(key_folder(spec, name) / NODE_KEY_FILE)
+            nodes[name] = control.register(key.public_pem(), name).node_id
     sandbox_for(settings).give(spec.workdir / "keys", spec.identity)
     return nodes
+
+
+def enrol_learners(
+    settings: Settings,
+    spec: DeploymentSpec,
+    control_address: str,
+    tls: JobTLS | None,
+    cluster: str | None = None,
+) -> dict[str, int]:
+    """The placed learners that dial this SuperLink (the root's, or `cluster`'s),
+    each enrolled as `enrol_nodes` does."""
+    names = [learner.name for learner in spec.cluster_learners(cluster)]
+    return enrol_nodes(settings, spec, control_address, tls, names)

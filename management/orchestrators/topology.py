@@ -1,9 +1,12 @@
 """What an orchestrator places and reports, in words every backend shares.
 
 A job's topology is its components: the SuperLink with its aggregator, and each
-learner (its SuperNode and its tasks), each with a `Role`. A learner has a
-`Placement`: anywhere the backend likes, a named node, nodes with given labels,
-or "joined": its owner runs it on their own machine and it connects out. Each
+learner (its SuperNode and its tasks), each with a `Role`. In hierarchical mode
+the root SuperLink's nodes are the clusters' uplinks: each cluster has its own
+SuperLink and aggregator, its uplink to the root beside them, and its
+learners. A learner has a `Placement`: anywhere the backend likes, a named
+node, nodes with given labels, or "joined": its owner runs it on their own
+machine and it connects out. Each
 component reports a `ComponentStatus` (a `ComponentState`, and the exit code
 when there is one). What a backend cannot do is a `Capability` it lacks, and
 asking for it is an `Unsupported` error before anything starts.
@@ -56,6 +59,7 @@ class Role(enum.Enum):
     SUPERNODE = "supernode"  # a learner's Flower SuperNode, where it is apart
     LEARNER = "learner"  # a learner's tasks (its executor), or all of it
     FLEET_FRONT = "fleet-front"  # the Fleet-only front joined learners dial
+    UPLINK = "uplink"  # a cluster's node at the root SuperLink (its tasks)
 
 
 @dataclass(frozen=True)
@@ -63,6 +67,7 @@ class Component:
     name: str
     role: Role
     learner: str | None = None  # the learner it belongs to
+    cluster: str | None = None  # hierarchical mode: the cluster it belongs to
 
 
 @dataclass(frozen=True)
@@ -120,6 +125,7 @@ class Capability(enum.Enum):
     PLACE_BY_LABELS = "placing a learner by node labels"
     JOINED_LEARNERS = "learners that join from their owners' machines"
     INFERENCE_SERVERS = "running inference servers"
+    CLUSTERS = "hierarchical aggregation (an aggregator per cluster)"
 
 
 PLACEMENT_NEEDS: dict[PlacementKind, Capability] = {

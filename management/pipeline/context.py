@@ -96,6 +96,8 @@ class JobContext:
     deployment: Deployment | None = None
     flower_run_id: str | None = None
     mlflow_run_id: str | None = None
+    # Hierarchical mode: each cluster's MLflow run (a child of the job's).
+    mlflow_cluster_runs: dict[str, str] = field(default_factory=dict)
     model_uri: str | None = None
     # The job's MLflow user (its aggregator's) exists and must be removed.
     mlflow_job_user: bool = False

@@ -99,9 +99,12 @@ def _teardown(ctx: JobContext, status: ProjectStatus) -> None:
             ProjectStatus.CANCELLED: "KILLED",
         }.get(status, "FAILED")
         try:
-            Tracking(ctx.settings.tracking_uri).finish_run(
-                ctx.mlflow_run_id, mlflow_status
-            )
+            client = Tracking(ctx.settings.tracking_uri)
+            client.finish_run(ctx.mlflow_run_id, mlflow_status)
+            # A cluster that did not reach the end (lost, or the job's failure)
+            # left its run open; those that did closed theirs as FINISHED.
+            for run_id in ctx.mlflow_cluster_runs.values():
+                client.finish_run_if_running(run_id, mlflow_status)
         except Exception:
             logger.exception("Could not close MLflow run %s", ctx.mlflow_run_id)
 

@@ -5,21 +5,17 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import re
-import sys
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import flwr
-import tomli_w
 
-from flops import flower_repo, strategies, subprocesses
+from flops import flower_repo, strategies
 from flops.app import run_settings as keys
 from flops.config import ProjectConfig, loads_toml, merge_configs, parse_config
 from flops.contract import check_repo
-from flops.errors import ConfigError, TrainingError
+from flops.errors import ConfigError
 from flops.repo_files import RepoRoot
 from flops_management import datasets, limits
 from flops_management.images.fl_actor import ActorImageRequest, FlActorImages
@@ -32,6 +28,7 @@ from flops_management.mlflow_access import (
 )
 from flops_management.models import MlflowInfo
 from flops_management.orchestrators import (
+    ClusterSpec,
     Deployment,
     DeploymentSpec,
     LearnerSpec,
@@ -42,7 +39,7 @@ from flops_management.orchestrators import (
     get_orchestrator,
 )
 from flops_management.pipeline import augment as augment_mod
-from flops_management.pipeline import repo_url, source, tracking
+from flops_management.pipeline import flower_runs, repo_url, source, tracking
 from flops_management.pipeline.context import JobContext, StageResult
 from flops_management.pipeline.environment import EnvironmentBuilder, smoke_test
 from flops_management.pipeline.follow import RunFollower
@@ -260,10 +257,15 @@ def schedule(ctx: JobContext) -> StageResult:
     config = ctx.require_config()
     app = ctx.report.flower_app if ctx.report is not None else None
     orchestrator = get_orchestrator(config.orchestrator, ctx.settings)
+    homes = flower_runs.learner_clusters(config)
     learners = [
         LearnerSpec(
             name=f"learner-{index}",
             data=StoredPartitions(ctx.project.tenant, tuple(config.data_tags), index),
+            placement=(
+                flower_runs.placement(homes[index].placement) if homes else Placement()
+            ),
+            cluster=homes[index].name if homes else None,
         )
         for index in range(config.placed_learners)
     ] + [
@@ -284,6 +286,10 @@ def schedule(ctx: JobContext) -> StageResult:
         identity=ctx.identity,
         aggregator_env=_job_user(ctx).as_env(),
         flower_app=(app.serverapp, app.clientapp) if app is not None else None,
+        clusters=tuple(
+            ClusterSpec(cluster.name, flower_runs.placement(cluster.placement))
+            for cluster in config.clusters
+        ),
     )
     orchestrator.check(spec, able())
     for note in orchestrator.notes(spec):
@@ -331,66 +337,6 @@ def _joining(spec: DeploymentSpec, deployment: Deployment) -> dict[str, Any]:
     }
 
 
-def _flwr() -> str:
-    beside = Path(sys.executable).parent / "flwr"
-    return str(beside) if beside.exists() else subprocesses.which("flwr")
-
-
-def flwr_run_args(flwr: str, app_dir: Path, overrides: Path) -> list[str]:
-    return [
-        flwr,
-        "run",
-        str(app_dir),
-        "flops",
-        "--run-config",
-        str(overrides),
-        "--format",
-        "json",
-    ]
-
-
-def flwr_cli_config(address: str, root_certificates: Path | None) -> str:
-    """The `flwr` CLI's config.toml: the SuperLink's Control API over TLS,
-    checked against the CA (plaintext only with `dev_insecure_flower`)."""
-    link: dict[str, str | bool] = {"address": address}
-    if root_certificates is None:
-        link["insecure"] = True
-    else:
-        link["root-certificates"] = str(root_certificates)
-    return tomli_w.dumps({"superlink": {"default": "flops", "flops": link}})
-
-
-def _start_flower_run(ctx: JobContext, run_id: str, experiment_id: str) -> str:
-    assert ctx.deployment is not None
-    home = ctx.workspace.flwr_cli
-    home.mkdir(parents=True, exist_ok=True)
-    (home / "config.toml").write_text(
-        flwr_cli_config(
-            ctx.deployment.control_address, ctx.deployment.root_certificates
-        )
-    )
-    overrides = home / "run-config.toml"
-    overrides.write_text(
-        augment_mod.run_overrides(
-            {
-                keys.MLFLOW_TRACKING_URI: ctx.settings.tracking_uri,
-                keys.MLFLOW_EXPERIMENT_ID: experiment_id,
-                keys.MLFLOW_RUN_ID: run_id,
-            }
-        )
-    )
-    output = subprocesses.run(
-        flwr_run_args(_flwr(), ctx.workspace.app, overrides),
-        env={**os.environ, "FLWR_HOME": str(home), "FLWR_TELEMETRY_ENABLED": "0"},
-        timeout=120,
-    )
-    start, end = output.find("{"), output.rfind("}")
-    payload = json.loads(output[start : end + 1]) if start >= 0 else {}
-    if not payload.get("success"):
-        raise TrainingError(f"Flower did not start the run:\n{output[-2000:]}")
-    return str(payload["run-id"])
-
-
 def train(ctx: JobContext) -> StageResult:
     config = ctx.require_config()
     assert ctx.deployment is not None
@@ -431,7 +377,20 @@ def train(ctx: JobContext) -> StageResult:
         run_id=run_id,
     )
     ctx.store.update_project(ctx.project_id, mlflow=info)
-    ctx.flower_run_id = _start_flower_run(ctx, run_id, experiment_id)
+    runs = flower_runs.JobRuns(
+        ctx.settings.tracking_uri,
+        experiment_id,
+        run_id,
+        ctx.workspace.app,
+        ctx.workspace.flwr_cli,
+    )
+    # Clusters first: the root's first message finds their aggregators ready.
+    ctx.mlflow_cluster_runs = flower_runs.start_cluster_runs(
+        runs, ctx.deployment, client
+    )
+    ctx.flower_run_id = flower_runs.start_root_run(
+        runs, ctx.deployment, ctx.mlflow_cluster_runs
+    )
     ctx.log(f"Flower run {ctx.flower_run_id} started; MLflow run {run_id}")
     ctx.event(
         "flower_run_started", flower_run_id=ctx.flower_run_id, mlflow_run_id=run_id

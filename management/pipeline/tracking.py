@@ -103,6 +103,11 @@ class Tracking:
     def finish_run(self, run_id: str, status: str) -> None:
         self._client().set_terminated(run_id, status=status)
 
+    def finish_run_if_running(self, run_id: str, status: str) -> None:
+        client = self._client()
+        if client.get_run(run_id).info.status == "RUNNING":
+            client.set_terminated(run_id, status=status)
+
     def check_job_model(self, model_uri: str, experiment_id: str, run_id: str) -> None:
         """TrainingError unless `model_uri` names a model logged by this job's run.
 

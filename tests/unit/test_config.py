@@ -151,3 +151,13 @@ def test_hierarchical_learners_are_the_clusters_and_min_fit_counts_clusters() ->
     assert (cluster.learners, cluster.effective_min_fit) == (3, 2)
     assert cluster.effective_min_evaluate == 3 and not cluster.hierarchical
     assert config.cluster("edge-b").placement.labels == {"site": "b"}
+
+
+def test_clusters_in_a_later_layer_replace_an_earlier_learners() -> None:
+    repo = {"learners": 2, "rounds": 5}
+    submitted = {"mode": "hierarchical", "clusters": [{"name": "a", "learners": 3}]}
+    config = parse_config(merge_configs(repo, submitted))
+    assert (config.learners, config.rounds) == (3, 5)
+    both = merge_configs(repo, {**submitted, "learners": 2})
+    with pytest.raises(ConfigError, match="must be the clusters' sum"):
+        parse_config(both)

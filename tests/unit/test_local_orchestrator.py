@@ -101,7 +101,7 @@ def test_executor_args() -> None:
 def test_the_flwr_cli_checks_the_superlink_against_the_ca() -> None:
     import tomllib
 
-    from flops_management.pipeline.stages import flwr_cli_config
+    from flops_management.pipeline.flower_runs import flwr_cli_config
 
     config = tomllib.loads(flwr_cli_config("127.0.0.1:9000", Path("/job/ca.crt")))
     assert config["superlink"] == {
