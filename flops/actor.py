@@ -1,10 +1,12 @@
-"""The FL-actor image's entrypoint: `python3 -m flops.actor learner|aggregator`.
+"""The FL-actor image's entrypoint: `python3 -m flops.actor learner|aggregator|cluster`.
 
-A container runs one role. Each role is two processes, as with the `local`
-orchestrator: the Flower server (SuperLink or SuperNode, `--isolation process`)
-and the `flops-executor` that runs its tasks warm. This supervisor starts both,
-forwards SIGTERM/SIGINT, and exits with the first one's exit code, stopping the
-other, so the container's state is the role's state.
+A container runs one role. Each role is pairs of processes, as with the `local`
+orchestrator: a Flower server (SuperLink or SuperNode, `--isolation process`)
+and the `flops-executor` that runs its tasks warm; a learner and an aggregator
+are one pair, a cluster's aggregator (hierarchical mode) two: its SuperLink
+and its uplink to the root. This supervisor starts them, forwards
+SIGTERM/SIGINT, and exits with the first one's exit code, stopping the others,
+so the container's state is the role's state.
 
 `python3 -m flops.actor run NAME ARGS...` starts a console script by its entry
 point name: image packages are installed into a plain folder, without scripts.
@@ -20,17 +22,21 @@ import socket
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 
 from flops import actor_commands
-from flops.app.run_settings import node_config_args
+from flops.app.relay import relay_path
+from flops.app.run_settings import node_config_args, uplink_node_config
 from flops.usercode import REPO_DIR_ENV
 from flops.waiting import port_open, wait_until
 
 READY_TIMEOUT_S = 120.0
 DEFAULT_SUPERLINK_PORT = 8000
 DEFAULT_RUNTIME_PORT = 9094
+# Inside a cluster's container: the relay between its uplink and aggregator.
+RELAY_DIR = "/tmp/flops-relay"  # noqa: S108 - the container's own /tmp
 # The image's user-site folder (images/fl-actor.Containerfile): the model
 # worker's PYTHONPATH, in place of the Flower runtime's.
 WORKER_PATH_ENV = "FLOPS_WORKER_PATH"
@@ -137,12 +143,20 @@ def _wait_port(port: int, server: subprocess.Popen[bytes]) -> bool:
     )
 
 
-def supervise(
-    commands: list[list[str]],
-    ready_port: int,
-    executor_environment: dict[str, str] | None = None,
-) -> int:
-    """Start the server, then (once its port answers) the executor; see module doc."""
+@dataclass(frozen=True)
+class Pair:
+    """A Flower server (SuperLink or SuperNode) and the executor that runs its
+    tasks, started once the server's port answers."""
+
+    server: list[str]
+    ready_port: int
+    executor: list[str]
+    executor_env: dict[str, str] | None = None
+
+
+def supervise(pairs: list[Pair]) -> int:
+    """Start each pair in turn; then wait until any process exits, stop the
+    others, and return its exit code (see module doc)."""
     children: list[subprocess.Popen[bytes]] = []
 
     def stop(signum: int, _frame: FrameType | None) -> None:
@@ -152,15 +166,17 @@ def supervise(
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
-    server_cmd, executor_cmd = commands
-    children.append(subprocess.Popen(server_cmd))
-    if not _wait_port(ready_port, children[0]):
-        print(
-            f"flops.actor: {server_cmd[4]} did not open port {ready_port}", flush=True
-        )
-        stop(signal.SIGTERM, None)
-        return children[0].wait() or 1
-    children.append(subprocess.Popen(executor_cmd, env=executor_environment))
+    for pair in pairs:
+        server = subprocess.Popen(pair.server)
+        children.append(server)
+        if not _wait_port(pair.ready_port, server):
+            print(
+                f"flops.actor: {pair.server[4]} did not open port {pair.ready_port}",
+                flush=True,
+            )
+            stop(signal.SIGTERM, None)
+            return server.wait() or 1
+        children.append(subprocess.Popen(pair.executor, env=pair.executor_env))
     while all(child.poll() is None for child in children):
         time.sleep(0.2)
     code = next(child.returncode for child in children if child.poll() is not None)
@@ -171,6 +187,42 @@ def supervise(
         except subprocess.TimeoutExpired:
             child.kill()
     return code
+
+
+def cluster_pairs(
+    name: str,
+    root: str,
+    host: str,
+    port: int,
+    runtime_port: int,
+    repo: str,
+    poll_interval: float,
+    tls: actor_commands.FlowerTLS | None,
+    node_key: str | None,
+    database: str | None = None,
+) -> list[Pair]:
+    """A cluster's aggregator (hierarchical mode): its SuperLink on `host:port`
+    for its learners, with the executor of its ServerApp; and its uplink, a
+    SuperNode dialling the root SuperLink `root` as node `name`, whose tasks
+    relay the root's messages to that ServerApp (flops.app.relay)."""
+    aggregator, executor = aggregator_commands(
+        host, port, repo, poll_interval, tls=tls, database=database
+    )
+    uplink = actor_commands.supernode_args(
+        _in_image,
+        root,
+        runtime_port,
+        uplink_node_config(name, relay_path(RELAY_DIR)),
+        tls,
+        node_key,
+    )
+    relay_executor = _executor(
+        "learner", f"127.0.0.1:{runtime_port}", repo, poll_interval, None
+    )
+    return [
+        Pair(aggregator, port, executor),
+        Pair(uplink, runtime_port, relay_executor),
+    ]
 
 
 def _join(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
@@ -206,7 +258,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         prog="flops.actor", description=__doc__.split("\n")[0]
     )
-    parser.add_argument("role", choices=["learner", "aggregator"])
+    parser.add_argument("role", choices=["learner", "aggregator", "cluster"])
     parser.add_argument("--repo-dir", default=os.environ.get(REPO_DIR_ENV, "."))
     parser.add_argument("--poll-interval", type=float, default=0.05)
     # A container's own network namespace: all its interfaces are the container's.
@@ -214,7 +266,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--port", type=int, help="SuperLink port / SuperNode runtime port"
     )
-    parser.add_argument("--superlink", help="learner: the SuperLink's host:port")
+    parser.add_argument(
+        "--superlink", help="learner: the SuperLink's host:port; cluster: the root's"
+    )
+    parser.add_argument(
+        "--runtime-port",
+        type=int,
+        default=DEFAULT_RUNTIME_PORT,
+        help="cluster: its uplink SuperNode's runtime port",
+    )
     parser.add_argument("--data-dir", default="/data", help="learner: its data")
     parser.add_argument("--name", default=socket.gethostname(), help="learner name")
     parser.add_argument("--partition-id", type=int, default=0, help="learner: index")
@@ -263,6 +323,27 @@ def main(argv: list[str] | None = None) -> None:
     if not args.tls_dir and not args.dev_insecure_flower:
         parser.error("one of --tls-dir, --dev-insecure-flower or --join is needed")
     tls = None if args.dev_insecure_flower else actor_commands.FlowerTLS(args.tls_dir)
+    if args.role != "aggregator" and (tls is None) != (args.node_key is None):
+        parser.error(f"a {args.role} over TLS needs --node-key (and only then)")
+    if args.role == "cluster":
+        if not args.superlink:
+            parser.error("a cluster needs --superlink HOST:PORT (the root's)")
+        sys.exit(
+            supervise(
+                cluster_pairs(
+                    args.name,
+                    args.superlink,
+                    args.host,
+                    args.port or DEFAULT_SUPERLINK_PORT,
+                    args.runtime_port,
+                    args.repo_dir,
+                    args.poll_interval,
+                    tls,
+                    args.node_key,
+                    args.database,
+                )
+            )
+        )
     if args.role == "aggregator":
         port = args.port or DEFAULT_SUPERLINK_PORT
         commands = aggregator_commands(
@@ -277,8 +358,6 @@ def main(argv: list[str] | None = None) -> None:
     else:
         if not args.superlink:
             parser.error("a learner needs --superlink HOST:PORT")
-        if (tls is None) != (args.node_key is None):
-            parser.error("a learner over TLS needs --node-key (and only then)")
         port = args.port or DEFAULT_RUNTIME_PORT
         commands = learner_commands(
             args.superlink,
@@ -294,7 +373,8 @@ def main(argv: list[str] | None = None) -> None:
             args.node_key,
             args.worker_python,
         )
-    sys.exit(supervise(commands, port, executor_env(args.flower_app)))
+    server, executor = commands
+    sys.exit(supervise([Pair(server, port, executor, executor_env(args.flower_app))]))
 
 
 if __name__ == "__main__":

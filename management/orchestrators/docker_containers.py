@@ -16,6 +16,7 @@ from flops.config import Resources
 from flops_management.orchestrators.base import (
     AGGREGATOR,
     DeploymentSpec,
+    LearnerSpec,
     placed_learners,
 )
 from flops_management.orchestrators.flower_tls import JobTLS
@@ -138,59 +139,69 @@ def container_specs(
         )
     ]
     superlink = f"127.0.0.1:{port}" if on_host else f"{aggregator_name}:{port}"
-    placed = placed_learners(spec.learners)
-    threads = str(learner_threads(spec.resources, len(placed)))
-    memory = spec.resources.memory_bytes()
-    for index, (learner, runtime_port) in enumerate(
-        zip(placed, learner_ports, strict=True)
-    ):
-        command = [
-            "learner",
-            "--superlink",
-            superlink,
-            "--name",
-            learner.name,
-            "--data-dir",
-            LEARNER_DATA,
-            "--poll-interval",
-            poll,
-            "--partition-id",
-            str(index),
-            "--num-partitions",
-            str(len(spec.learners)),
-            *_tls_args(tls),
-            *(["--node-key", f"{NODE_KEY_DIR}/{NODE_KEY_FILE}"] if tls else []),
-            *(["--flower-app", spec.flower_app[1]] if spec.flower_app else []),
-        ]
-        if on_host:
-            command += ["--port", str(runtime_port)]
+    placed = spec.cluster_learners(None)
+    for learner, runtime_port in zip(placed, learner_ports, strict=True):
         specs.append(
-            ContainerSpec(
-                name=container_name(spec.job_id, learner.name),
-                role=learner.name,
-                command=command,
-                environment={
-                    **BASE_ENVIRONMENT,
-                    **spec.env,
-                    **{name: threads for name in THREAD_VARIABLES},
-                },
-                volumes={
-                    **_bind(data[learner.name], LEARNER_DATA),
-                    **_bind(tls.ca if tls else None, TLS_DIR),
-                    **_bind(
-                        key_folder(spec, learner.name) if tls else None, NODE_KEY_DIR
-                    ),
-                },
-                nano_cpus=(
-                    int(spec.resources.cpu * 1e9)
-                    if spec.resources.cpu is not None
-                    else None
-                ),
-                mem_limit=memory,
-                user=container_user(spec.identity),
+            learner_container_spec(
+                spec, learner, superlink, runtime_port if on_host else None, data, tls
             )
         )
     return specs
+
+
+def learner_container_spec(
+    spec: DeploymentSpec,
+    learner: LearnerSpec,
+    superlink: str,
+    runtime_port: int | None,
+    data: dict[str, Path],
+    tls: JobTLS | None,
+) -> ContainerSpec:
+    """One learner dialling `superlink`, with its partition of the data, its
+    node key and the config's limits; `runtime_port`: its SuperNode's own port
+    on the host network (None: the image's default, in its own network)."""
+    index = spec.learners.index(learner)
+    command = [
+        "learner",
+        "--superlink",
+        superlink,
+        "--name",
+        learner.name,
+        "--data-dir",
+        LEARNER_DATA,
+        "--poll-interval",
+        str(spec.poll_interval),
+        "--partition-id",
+        str(index),
+        "--num-partitions",
+        str(len(spec.learners)),
+        *_tls_args(tls),
+        *(["--node-key", f"{NODE_KEY_DIR}/{NODE_KEY_FILE}"] if tls else []),
+        *(["--flower-app", spec.flower_app[1]] if spec.flower_app else []),
+    ]
+    if runtime_port is not None:
+        command += ["--port", str(runtime_port)]
+    threads = str(learner_threads(spec.resources, len(placed_learners(spec.learners))))
+    return ContainerSpec(
+        name=container_name(spec.job_id, learner.name),
+        role=learner.name,
+        command=command,
+        environment={
+            **BASE_ENVIRONMENT,
+            **spec.env,
+            **{name: threads for name in THREAD_VARIABLES},
+        },
+        volumes={
+            **_bind(data[learner.name], LEARNER_DATA),
+            **_bind(tls.ca if tls else None, TLS_DIR),
+            **_bind(key_folder(spec, learner.name) if tls else None, NODE_KEY_DIR),
+        },
+        nano_cpus=(
+            int(spec.resources.cpu * 1e9) if spec.resources.cpu is not None else None
+        ),
+        mem_limit=spec.resources.memory_bytes(),
+        user=container_user(spec.identity),
+    )
 
 
 SERVER_PORT = 8080  # flops.serve's default, EXPOSEd by the inference image

@@ -317,7 +317,9 @@ def test_the_image_entrypoint_joins_then_runs_the_assigned_learner(
 
     monkeypatch.setattr(joining, "join", fake_join)
     monkeypatch.setattr(
-        actor, "supervise", lambda commands, port, env: seen.update(cmds=commands) or 0
+        actor,
+        "supervise",
+        lambda pairs: seen.update(cmds=[pairs[0].server, pairs[0].executor]) or 0,
     )
     with pytest.raises(SystemExit) as exited:
         actor.main([
