@@ -29,20 +29,32 @@ from flops_management.images.base import native_platform
 from flops_management.images.commands import arch
 from flops_management.orchestrators import fleet_front
 from flops_management.orchestrators.base import (
+    AGGREGATOR,
     FLEET_FRONT,
+    SUPERLINK,
+    UPLINK,
+    ClusterEndpoint,
     Deployment,
     DeploymentSpec,
-    LearnerSpec,
     LogLine,
     Orchestrator,
     ServerSpec,
+    cluster_part,
     has_joined,
     job_components,
-    placed_learners,
+)
+from flops_management.orchestrators.docker_clusters import (
+    ClusterPorts,
+    cluster_container_spec,
+    cluster_hosts,
+    cluster_learner_specs,
+    endpoint,
 )
 from flops_management.orchestrators.docker_containers import (
     HOST_NETWORK,
+    SUPERLINK_PORT,
     ContainerSpec,
+    container_name,
     container_specs,
     server_container_spec,
     superlink_hosts,
@@ -51,7 +63,7 @@ from flops_management.orchestrators.flower_tls import JobTLS, issue_job_tls
 from flops_management.orchestrators.host import stage_learner_data
 from flops_management.orchestrators.local_actors import READY_TIMEOUT_S, free_port
 from flops_management.orchestrators.log_file import LogFile
-from flops_management.orchestrators.node_auth import enrol_learners
+from flops_management.orchestrators.node_auth import enrol_learners, enrol_nodes
 from flops_management.orchestrators.topology import (
     Capability,
     Component,
@@ -88,10 +100,10 @@ class DockerDeployment(Deployment):
         client: docker.DockerClient,
         job_id: str,
         control: str,
-        learners: tuple[LearnerSpec, ...],
+        spec: DeploymentSpec,
     ) -> None:
         self.client = client
-        self._components = job_components(learners, separate=False)
+        self._components = job_components(spec.learners, False, spec.clusters)
         self.job_id = job_id
         self._control = control
         self.containers: dict[str, Any] = {}
@@ -214,7 +226,13 @@ def remove_job(client: docker.DockerClient, job_id: str) -> None:
 class DockerOrchestrator(Orchestrator):
     name = "docker"
     needs_image = True
-    capabilities = frozenset({Capability.INFERENCE_SERVERS, Capability.JOINED_LEARNERS})
+    capabilities = frozenset(
+        {
+            Capability.INFERENCE_SERVERS,
+            Capability.JOINED_LEARNERS,
+            Capability.CLUSTERS,
+        }
+    )
 
     def __init__(self, settings: Settings) -> None:
         super().__init__(settings)
@@ -288,14 +306,12 @@ class DockerOrchestrator(Orchestrator):
         image = self._image(spec.image)
         # Bound read-only, read as the tenant's group.
         data = stage_learner_data(self.settings, spec)
-        tls = issue_job_tls(
-            self.settings,
-            spec.workdir,
-            superlink_hosts(spec.job_id, network),
-            spec.identity,
-        )
+        hosts = superlink_hosts(spec.job_id, network)
+        if network != HOST_NETWORK:
+            hosts += cluster_hosts(spec.job_id, spec.clusters)
+        tls = issue_job_tls(self.settings, spec.workdir, hosts, spec.identity)
         link_port = free_port()
-        placed = placed_learners(spec.learners)
+        placed = spec.cluster_learners(None)
         state = spec.workdir / "flwr" / "superlink"
         state.mkdir(parents=True, exist_ok=True)
         sandbox_for(self.settings).give(state, spec.identity)
@@ -303,7 +319,7 @@ class DockerOrchestrator(Orchestrator):
             spec, network, link_port, [free_port() for _ in placed], data, tls, state
         )
         deployment = DockerDeployment(
-            self.client, spec.job_id, f"127.0.0.1:{link_port}", spec.learners
+            self.client, spec.job_id, f"127.0.0.1:{link_port}", spec
         )
         deployment.root_certificates = tls.ca_file if tls else None
         labels = {JOB_LABEL: spec.job_id}
@@ -323,10 +339,65 @@ class DockerOrchestrator(Orchestrator):
                 deployment.add(
                     container.role, self._run(image, container, network, labels)
                 )
+            deployment.clusters = self._start_clusters(
+                spec, deployment, image, network, data, tls, link_port
+            )
         except BaseException:
             deployment.cancel()
             raise
         return deployment
+
+    def _start_clusters(
+        self,
+        spec: DeploymentSpec,
+        deployment: DockerDeployment,
+        image: str,
+        network: str,
+        data: dict[str, Path],
+        tls: JobTLS | None,
+        link_port: int,
+    ) -> dict[str, ClusterEndpoint]:
+        """Hierarchical mode: each cluster's container (its uplink's key
+        registered at the root first), then its learners (theirs at it)."""
+        root = (
+            f"127.0.0.1:{link_port}"
+            if network == HOST_NETWORK
+            else f"{container_name(spec.job_id, AGGREGATOR)}:{SUPERLINK_PORT}"
+        )
+        uplinks = [cluster_part(c.name, UPLINK) for c in spec.clusters]
+        deployment.nodes.update(
+            enrol_nodes(self.settings, spec, deployment.control_address, tls, uplinks)
+        )
+        labels = {JOB_LABEL: spec.job_id}
+        endpoints = {}
+        for cluster in spec.clusters:
+            members = spec.cluster_learners(cluster.name)
+            ports = ClusterPorts(
+                free_port(), free_port(), tuple(free_port() for _ in members)
+            )
+            state = spec.workdir / "flwr" / cluster_part(cluster.name, SUPERLINK)
+            state.mkdir(parents=True, exist_ok=True)
+            sandbox_for(self.settings).give(state, spec.identity)
+            container = cluster_container_spec(
+                spec, cluster, network, root, ports, tls, state
+            )
+            deployment.add(container.role, self._run(image, container, network, labels))
+            self._wait_ready(deployment, container, ports.superlink)
+            deployment.nodes.update(
+                enrol_learners(
+                    self.settings,
+                    spec,
+                    f"127.0.0.1:{ports.superlink}",
+                    tls,
+                    cluster.name,
+                )
+            )
+            for learner in cluster_learner_specs(
+                spec, cluster, network, ports, data, tls
+            ):
+                deployment.add(learner.role, self._run(image, learner, network, labels))
+            endpoints[cluster.name] = endpoint(ports)
+        return endpoints
 
     def _wait_ready(
         self, deployment: DockerDeployment, aggregator: ContainerSpec, port: int

@@ -281,3 +281,45 @@ def test_a_device_runs_its_learner_from_the_fl_actor_image(
     ]
     assert _containers("io.flops.job=" + project_id) == []
     subprocess.run(["podman", "rmi", local], check=False, capture_output=True)
+
+
+def test_hierarchical_clusters_run_as_containers(
+    stack: Stack,
+    digits: str,
+    mnist_repo: Path,
+    first_run: dict[str, Any],
+    mlflow_client: Any,
+) -> None:
+    """Two clusters of one learner each: a container per cluster (its SuperLink,
+    aggregator and uplink to the root), its learner dialling it by name; the
+    image is the one already built for this commit."""
+    config = mnist_repo.parent / "clusters.toml"
+    config.write_text(
+        'mode = "hierarchical"\nrounds = 2\norchestrator = "docker"\n'
+        '[[clusters]]\nname = "edge-a"\nlearners = 1\n'
+        '[[clusters]]\nname = "edge-b"\nlearners = 1\n'
+    )
+    result, project = stack.submit(
+        str(mnist_repo), "--data-tag", digits, "--config", str(config)
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert project["status"] == "succeeded", project["error"]
+    assert _stages(project)["build"] == "skipped"
+    events = stack.events(project["id"])
+    components = {e["data"]["component"] for e in events if e["type"] == "actor_log"}
+    assert {"aggregator", "edge-a-aggregator", "edge-b-aggregator"} <= components
+    finished = {e["data"]["cluster"] for e in events if e["type"] == "cluster_finished"}
+    assert finished == {"edge-a", "edge-b"}
+    run_id = project["mlflow"]["run_id"]
+    run = mlflow_client.get_run(run_id)
+    clusters = mlflow_client.search_runs(
+        [run.info.experiment_id], filter_string=f"tags.mlflow.parentRunId = '{run_id}'"
+    )
+    assert sorted(c.data.tags["flops.cluster"] for c in clusters) == [
+        "edge-a",
+        "edge-b",
+    ]
+    for cluster in clusters:
+        history = mlflow_client.get_metric_history(cluster.info.run_id, "eval_accuracy")
+        assert sorted(m.step for m in history) == [1, 2]
+    assert not _containers(f"io.flops.job={project['id']}")

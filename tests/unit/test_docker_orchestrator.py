@@ -8,10 +8,27 @@ from pathlib import Path
 
 import pytest
 
-from flops.actor import aggregator_commands, executor_env, learner_commands
+from flops.actor import (
+    aggregator_commands,
+    cluster_pairs,
+    executor_env,
+    learner_commands,
+)
 from flops.actor_commands import FlowerTLS
 from flops.config import Resources
-from flops_management.orchestrators.base import DeploymentSpec, LearnerSpec
+from flops_management.orchestrators.base import (
+    ClusterEndpoint,
+    ClusterSpec,
+    DeploymentSpec,
+    LearnerSpec,
+)
+from flops_management.orchestrators.docker_clusters import (
+    ClusterPorts,
+    cluster_container_spec,
+    cluster_hosts,
+    cluster_learner_specs,
+    endpoint,
+)
 from flops_management.orchestrators.docker_containers import (
     container_specs,
     superlink_hosts,
@@ -176,3 +193,102 @@ def test_the_superlinks_state_lives_on_a_volume_of_the_job() -> None:
     )
     assert aggregator.command[-2:] == ["--database", "/state/superlink.db"]
     assert aggregator.volumes["/w/flwr/superlink"] == {"bind": "/state", "mode": "rw"}
+
+
+def _hierarchical_spec() -> DeploymentSpec:
+    learners = tuple(
+        LearnerSpec(
+            f"learner-{i}",
+            StoredPartitions("t", ("digits",), i),
+            cluster="edge-a" if i < 2 else "edge-b",
+        )
+        for i in range(4)
+    )
+    return dataclasses.replace(
+        _spec(),
+        learners=learners,
+        clusters=(ClusterSpec("edge-a"), ClusterSpec("edge-b")),
+    )
+
+
+def test_a_cluster_is_one_container_its_learners_dial_by_name() -> None:
+    spec = _hierarchical_spec()
+    ports = ClusterPorts(43000, 43001, (43002, 43003))
+    state = Path("/w/flwr/edge-b-superlink")
+    root = "flops-0123456789ab-aggregator:8000"
+    cluster = cluster_container_spec(
+        spec, spec.clusters[1], "flops-net", root, ports, TLS, state
+    )
+    assert (cluster.name, cluster.role) == (
+        "flops-0123456789ab-edge-b-aggregator",
+        "edge-b-aggregator",
+    )
+    assert cluster.command == [
+        "cluster", "--name", "edge-b", "--superlink", root,
+        "--host", "0.0.0.0", "--port", "8000", "--poll-interval", "0.05",
+        "--tls-dir", "/tls", "--node-key", "/node-key/node.key",
+        "--database", "/state/superlink.db",
+    ]  # fmt: skip
+    # Its SuperLink's key, its uplink's own node key, its state; the job's
+    # MLflow credential (it logs the cluster's run); its port on loopback.
+    assert cluster.volumes == {
+        "/w/tls/superlink": {"bind": "/tls", "mode": "ro"},
+        "/w/keys/edge-b-uplink": {"bind": "/node-key", "mode": "ro"},
+        "/w/flwr/edge-b-superlink": {"bind": "/state", "mode": "rw"},
+    }
+    assert cluster.environment["MLFLOW_TRACKING_PASSWORD"] == "job-secret"
+    assert cluster.ports == {"8000/tcp": ("127.0.0.1", 43000)}
+    data = {f"learner-{i}": Path(f"/w/l{i}") for i in range(4)}
+    learners = cluster_learner_specs(
+        spec, spec.clusters[1], "flops-net", ports, data, TLS
+    )
+    assert [c.role for c in learners] == ["learner-2", "learner-3"]
+    for index, learner in enumerate(learners, start=2):
+        assert learner.command[:3] == [
+            "learner",
+            "--superlink",
+            "flops-0123456789ab-edge-b-aggregator:8000",
+        ]
+        # Partitions across the whole job: as a classic job of four learners.
+        position = learner.command.index("--partition-id")
+        assert learner.command[position : position + 4] == [
+            "--partition-id", str(index), "--num-partitions", "4"
+        ]  # fmt: skip
+        assert "MLFLOW_TRACKING_PASSWORD" not in learner.environment
+    assert cluster_hosts(spec.job_id, spec.clusters) == [
+        "flops-0123456789ab-edge-a-aggregator",
+        "flops-0123456789ab-edge-b-aggregator",
+    ]
+    assert endpoint(ports) == ClusterEndpoint(
+        "127.0.0.1:43000", "/tmp/flops-relay/relay.sock"
+    )
+
+
+def test_on_the_host_network_a_cluster_uses_loopback_ports() -> None:
+    spec = _hierarchical_spec()
+    ports = ClusterPorts(43000, 43001, (43002, 43003))
+    cluster = cluster_container_spec(
+        spec, spec.clusters[0], "host", "127.0.0.1:41000", ports, TLS
+    )
+    assert cluster.command[-2:] == ["--runtime-port", "43001"]
+    assert cluster.command[cluster.command.index("--host") + 1] == "127.0.0.1"
+    assert cluster.ports == {}
+    learners = cluster_learner_specs(spec, spec.clusters[0], "host", ports, {
+        "learner-0": Path("/w/l0"), "learner-1": Path("/w/l1")}, TLS)  # fmt: skip
+    assert [c.command[2] for c in learners] == ["127.0.0.1:43000"] * 2
+    assert [c.command[-1] for c in learners] == ["43002", "43003"]
+
+
+def test_a_cluster_actor_runs_its_superlink_and_its_uplink() -> None:
+    tls = FlowerTLS("/tls")
+    link, uplink = cluster_pairs(
+        "edge-a", "root:8000", "0.0.0.0", 8000, 9094, "/repo", 0.05, tls,
+        "/node-key/node.key",
+    )  # fmt: skip
+    assert link.ready_port == 8000 and "--enable-supernode-auth" in link.server
+    assert link.executor[link.executor.index("flops.executor") + 1] == "aggregator"
+    assert uplink.ready_port == 9094
+    assert uplink.server[uplink.server.index("--superlink") + 1] == "root:8000"
+    config = uplink.server[uplink.server.index("--node-config") + 1]
+    assert config == 'flops-learner="edge-a" flops-relay="/tmp/flops-relay/relay.sock"'
+    assert uplink.executor[uplink.executor.index("flops.executor") + 1] == "learner"
