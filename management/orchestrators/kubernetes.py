@@ -19,17 +19,23 @@ import time
 from pathlib import Path
 from typing import Any
 
+from flops.actor import RELAY_DIR
 from flops.actor_commands import CA_FILE, SUPERLINK_CERT_FILE, SUPERLINK_KEY_FILE
+from flops.app.relay import relay_path
 from flops.errors import ConfigError, FlopsError, ServiceUnavailableError
 from flops.node_key import NodeKey
+from flops_management.orchestrators import kubernetes_clusters as c
 from flops_management.orchestrators import kubernetes_manifests as m
 from flops_management.orchestrators import kubernetes_objects as o
 from flops_management.orchestrators.base import (
     AGGREGATOR,
+    UPLINK,
+    ClusterEndpoint,
     Deployment,
     DeploymentSpec,
     Orchestrator,
     ServerSpec,
+    cluster_part,
     placed_learners,
 )
 from flops_management.orchestrators.flower_tls import issue_job_tls
@@ -51,6 +57,7 @@ from flops_management.orchestrators.topology import (
     Capability,
     ComponentState,
     ComponentStatus,
+    Unsupported,
 )
 from flops_management.settings import Settings
 
@@ -65,6 +72,7 @@ class KubernetesOrchestrator(Orchestrator):
             Capability.PLACE_ON_NODE,
             Capability.PLACE_BY_LABELS,
             Capability.INFERENCE_SERVERS,
+            Capability.CLUSTERS,
         }
     )
 
@@ -102,6 +110,13 @@ class KubernetesOrchestrator(Orchestrator):
     ) -> None:
         super().check(spec, able)
         self._data_check(spec)
+        if spec.clusters and self.kube.control_host:
+            raise Unsupported(
+                "Hierarchical mode on kubernetes needs the FLOps service inside the "
+                "cluster: each cluster's SuperLink is reached at its Service, and "
+                "FLOPS_KUBERNETES_CONTROL_HOST names the root's alone.",
+                hint="Run the service in the cluster, or use mode 'classic'.",
+            )
 
     def _data_check(self, spec: DeploymentSpec) -> None:
         wants = [ls.name for ls in placed_learners(spec.learners) if ls.data]
@@ -119,10 +134,10 @@ class KubernetesOrchestrator(Orchestrator):
         self._data_check(spec)
         ks, job = self.kube, spec.job_id
         hosts = m.superlink_hosts(job, ks.namespace, ks)
+        hosts += c.cluster_hosts(job, ks.namespace, spec.clusters)
         # The files go into Secrets, read here: the service's, not the tenant's.
         tls = issue_job_tls(self.settings, spec.workdir, hosts, None)
         control = ks.control_host or m.control_address(job, ks.namespace)
-        placed = placed_learners(spec.learners)
         tls_files = None
         if tls is not None:
             files = [CA_FILE, SUPERLINK_CERT_FILE, SUPERLINK_KEY_FILE]
@@ -134,22 +149,54 @@ class KubernetesOrchestrator(Orchestrator):
             m.aggregator_service(job, ks),
         ]
         learners = [
-            m.learner_pod(spec, learner, index, ks, tls is not None)
-            for index, learner in enumerate(placed)
+            m.learner_pod(
+                spec, learner, spec.learners.index(learner), ks, tls is not None
+            )
+            for learner in spec.cluster_learners(None)
         ]
-        validate_all([*first, *learners])
+        clusters = {
+            cluster.name: (
+                [
+                    c.cluster_pod(spec, cluster, ks, tls is not None, env),
+                    c.cluster_service(job, cluster.name, ks),
+                ],
+                [
+                    m.learner_pod(
+                        spec,
+                        learner,
+                        spec.learners.index(learner),
+                        ks,
+                        tls is not None,
+                        c.cluster_link(job, cluster.name),
+                    )
+                    for learner in spec.cluster_learners(cluster.name)
+                ],
+            )
+            for cluster in spec.clusters
+        }
+        every = [obj for pair in clusters.values() for part in pair for obj in part]
+        validate_all([*first, *learners, *every])
         deployment = KubernetesDeployment(self.api, spec, control)
-        deployment.root_certificates = tls.ca_file if tls else None
+        ca = deployment.root_certificates = tls.ca_file if tls else None
         try:
             for manifest in first:
                 self.api.create(manifest)
-            self._wait_running(deployment)
-            if tls is not None:
-                deployment.nodes = self._enrol(spec, control, tls.ca_file)
-            else:
-                log.info("job %s: plaintext Flower, no node keys to register", job)
+            self._wait_running(deployment, AGGREGATOR)
+            uplinks = [cluster_part(name, UPLINK) for name in clusters]
+            roots = [ls.name for ls in spec.cluster_learners(None)] + uplinks
+            deployment.nodes = self._enrol(spec, control, ca, roots)
             for manifest in learners:
                 self.api.create(manifest)
+            for name, (aggregator, members) in clusters.items():
+                for manifest in aggregator:
+                    self.api.create(manifest)
+                self._wait_running(deployment, cluster_part(name, AGGREGATOR))
+                link = c.cluster_control(job, name, ks.namespace)
+                deployment.clusters[name] = ClusterEndpoint(link, relay_path(RELAY_DIR))
+                names = [ls.name for ls in spec.cluster_learners(name)]
+                deployment.nodes.update(self._enrol(spec, link, ca, names))
+                for manifest in members:
+                    self.api.create(manifest)
         except BaseException:
             # What was created goes; an API server gone away must not hide why.
             with contextlib.suppress(FlopsError):
@@ -157,10 +204,10 @@ class KubernetesOrchestrator(Orchestrator):
             raise
         return deployment
 
-    def _wait_running(self, deployment: KubernetesDeployment) -> None:
-        """Learners are created once the SuperLink's Pod runs (its keys first)."""
+    def _wait_running(self, deployment: KubernetesDeployment, component: str) -> None:
+        """Learners are created once their SuperLink's Pod runs (keys first)."""
         deadline = time.monotonic() + self.kube.ready_timeout
-        name = deployment.pods[AGGREGATOR]
+        name = deployment.pods[component]
         while True:
             pod = self.api.get("pods", name)
             state = pod_status(pod)
@@ -172,22 +219,29 @@ class KubernetesOrchestrator(Orchestrator):
                     f"The aggregator Pod {name} did not run ({state}"
                     + (f", {why}" if why else "")
                     + "):\n"
-                    + deployment.tail(AGGREGATOR),
+                    + deployment.tail(component),
                     hint="`kubectl describe pod` tells why (image pull, quota...).",
                 )
             time.sleep(0.2)
 
-    def _enrol(self, spec: DeploymentSpec, control: str, ca: Path) -> dict[str, int]:
-        """Each learner's key made here, its public half registered with the
-        SuperLink, its private half a Secret only its Pod mounts."""
+    def _enrol(
+        self, spec: DeploymentSpec, control: str, ca: Path | None, names: list[str]
+    ) -> dict[str, int]:
+        """Each node's key made here (a learner's, a cluster's uplink), its
+        public half registered with the SuperLink at `control`, its private half
+        a Secret only its Pod mounts; nothing in plaintext (`ca` None)."""
+        if ca is None or not names:
+            if ca is None:
+                log.info("job %s: plaintext Flower, no node keys", spec.job_id)
+            return {}
         keys: list[tuple[str, bytes]] = []
-        for learner in placed_learners(spec.learners):
-            key = NodeKey.create(key_folder(spec, learner.name) / NODE_KEY_FILE)
-            keys.append((learner.name, key.public_pem()))
+        for name in names:
+            key = NodeKey.create(key_folder(spec, name) / NODE_KEY_FILE)
+            keys.append((name, key.public_pem()))
             secret = o.secret(
-                o.node_key_secret(spec.job_id, learner.name),
+                o.node_key_secret(spec.job_id, name),
                 self.kube.namespace,
-                o.labels(spec.job_id, "learner", learner.name),
+                o.labels(spec.job_id, "learner", name),
                 {NODE_KEY_FILE: key.private_path.read_bytes()},
             )
             validate_all([secret])

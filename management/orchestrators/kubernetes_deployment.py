@@ -84,7 +84,8 @@ class KubernetesDeployment(Deployment):
         self.api = api
         self.job_id = spec.job_id
         self._control = control
-        self._components = job_components(spec.learners, separate=False)
+        self._components = job_components(spec.learners, False, spec.clusters)
+        self.clusters = {}
         self.pods = {
             c.name: o.object_name(spec.job_id, c.name) for c in self._components
         }

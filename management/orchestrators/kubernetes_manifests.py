@@ -177,11 +177,13 @@ def learner_pod(
     index: int,
     ks: KubernetesSettings,
     tls: bool,
+    superlink: str | None = None,
 ) -> dict[str, Any]:
     """`index`: its partition; `tls`: it reads the CA's Secret at /tls and its
-    node key's at /node-key (False: plaintext, a dev switch)."""
+    node key's at /node-key (False: plaintext, a dev switch); `superlink`: what
+    it dials (None: the root's Service; a cluster's in hierarchical mode)."""
     name = object_name(spec.job_id, learner.name)
-    superlink = f"{object_name(spec.job_id, AGGREGATOR)}:{SUPERLINK_PORT}"
+    superlink = superlink or f"{object_name(spec.job_id, AGGREGATOR)}:{SUPERLINK_PORT}"
     command = ["learner", "--superlink", superlink, "--name", learner.name]
     command += ["--data-dir", LEARNER_DATA, "--poll-interval", str(spec.poll_interval)]
     command += ["--partition-id", str(index)]

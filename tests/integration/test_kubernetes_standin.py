@@ -10,6 +10,7 @@ the calls it made (against deploy/kubernetes/rbac.yaml) and what it removes.
 from __future__ import annotations
 
 import base64
+import dataclasses
 import json
 import threading
 from collections.abc import Iterator
@@ -29,7 +30,7 @@ from flops_management.orchestrators import (
     Placement,
     get_orchestrator,
 )
-from flops_management.orchestrators.base import ServerSpec
+from flops_management.orchestrators.base import ClusterSpec, ServerSpec
 from flops_management.orchestrators.kubernetes import KubernetesOrchestrator
 from flops_management.orchestrators.kubernetes_objects import (
     JOB_LABEL,
@@ -318,3 +319,61 @@ def test_kubernetes_standin_aggregator_that_fails_to_start_leaves_nothing(
     with pytest.raises(Exception, match="did not run"):
         backend.submit(_spec(tmp_path, JOB))
     assert standin.objects == {}
+
+
+def test_hierarchical_clusters_against_the_kmock_standin_api_server(
+    standin: StandinAPIServer, kubelet: None, tmp_path: Path
+) -> None:
+    """Each cluster: a Pod and a Service; its uplink's key registered at the
+    root's SuperLink, its learners' at its own; its learners dial its Service."""
+    registrar = Registrar()
+    backend = _backend(tmp_path, registrar)
+    spec = dataclasses.replace(
+        _spec(tmp_path, JOB),
+        learners=(
+            LearnerSpec("learner-0", None, Placement.on_node("edge-a"), "edge-a"),
+            LearnerSpec("learner-1", None, cluster="edge-b"),
+        ),
+        clusters=(
+            ClusterSpec("edge-a", Placement.on_node("edge-a")),
+            ClusterSpec("edge-b"),
+        ),
+    )
+    deployment = backend.submit(spec)
+    assert standin.names("pods", NS) == [
+        P + "aggregator",
+        P + "edge-a-aggregator",
+        P + "edge-b-aggregator",
+        P + "learner-0",
+        P + "learner-1",
+    ]
+    assert standin.names("services", NS) == [
+        P + "aggregator",
+        P + "edge-a-aggregator",
+        P + "edge-b-aggregator",
+    ]
+    cluster_a = standin.objects[("pods", NS, P + "edge-a-aggregator")]
+    assert cluster_a["spec"]["nodeSelector"] == {"kubernetes.io/hostname": "edge-a"}
+    assert cluster_a["spec"]["containers"][0]["args"][:5] == [
+        "cluster", "--name", "edge-a", "--superlink", P + "aggregator:8000",
+    ]  # fmt: skip
+    learner_1 = standin.objects[("pods", NS, P + "learner-1")]
+    assert learner_1["spec"]["containers"][0]["args"][2] == P + "edge-b-aggregator:8000"
+    assert [
+        (address, [n for n, _ in keys]) for address, _, keys in registrar.calls
+    ] == [
+        (f"{P}aggregator.{NS}.svc:8000", ["edge-a-uplink", "edge-b-uplink"]),
+        (f"{P}edge-a-aggregator.{NS}.svc:8000", ["learner-0"]),
+        (f"{P}edge-b-aggregator.{NS}.svc:8000", ["learner-1"]),
+    ]
+    assert sorted(deployment.clusters) == ["edge-a", "edge-b"]
+    assert deployment.clusters["edge-b"].control_address == (
+        f"{P}edge-b-aggregator.{NS}.svc:8000"
+    )
+    components = {c.name: c.cluster for c in deployment.components()}
+    assert components["edge-a-aggregator"] == "edge-a"
+    assert components["learner-1"] == "edge-b"
+    deployment.cancel()
+    assert standin.objects == {}
+    # The same calls as a classic job, nothing the Role does not grant.
+    assert {r[:2] for r in standin.requests} <= _granted()

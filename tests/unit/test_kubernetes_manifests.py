@@ -18,9 +18,14 @@ import yaml
 from flops.config import Resources
 from flops.errors import ConfigError
 from flops_management.orchestrators import get_orchestrator
+from flops_management.orchestrators import kubernetes_clusters as c
 from flops_management.orchestrators import kubernetes_manifests as m
 from flops_management.orchestrators import kubernetes_objects as o
-from flops_management.orchestrators.base import DeploymentSpec, LearnerSpec
+from flops_management.orchestrators.base import (
+    ClusterSpec,
+    DeploymentSpec,
+    LearnerSpec,
+)
 from flops_management.orchestrators.kubernetes_api import CALLS, pod_status
 from flops_management.orchestrators.kubernetes_validation import (
     ManifestError,
@@ -40,6 +45,7 @@ GOLDEN = Path(__file__).parent.parent / "golden" / "kubernetes"
 RBAC = Path(__file__).parent.parent.parent / "deploy" / "kubernetes" / "rbac.yaml"
 JOB = "0123456789abcdef0123456789abcdef"
 KS = o.KubernetesSettings(namespace="flops-jobs", data_pvc="flops-data")
+CLUSTER = ClusterSpec("edge-b", Placement.with_labels({"site": "b"}))
 
 
 def _spec() -> DeploymentSpec:
@@ -89,6 +95,13 @@ def _manifests() -> dict[str, dict[str, Any]]:
         ),
         "server-deployment": m.server_deployment("f" * 32, "reg/inf:1", None, KS),
         "server-service": m.server_service("f" * 32, 8080, KS),
+        # Hierarchical mode: a cluster's Pod (placed by labels), its Service,
+        # and a learner of it dialling that Service.
+        "cluster-pod": c.cluster_pod(spec, CLUSTER, KS, True, o.env_secret(JOB)),
+        "cluster-service": c.cluster_service(JOB, CLUSTER.name, KS),
+        "cluster-learner-pod": m.learner_pod(
+            spec, learner_1, 1, KS, True, c.cluster_link(JOB, CLUSTER.name)
+        ),
     }
 
 
