@@ -121,6 +121,11 @@ def _with_flower_app(
                 "this repo is not a Flower app (no [tool.flwr.app] in pyproject.toml)"
             )
         return config
+    if config.hierarchical:
+        raise ConfigError(
+            "mode 'hierarchical' runs the project's strategy at every tier, and a "
+            "Flower app runs its own ServerApp; train this app in mode 'classic'"
+        )
     key = flower_repo.ROUNDS_KEY
     if rounds_given and key in app.config and key not in config.app_config:
         config = config.model_copy(
