@@ -10,11 +10,7 @@ SuperNode leaves the federation at once, and the run goes on as long as the
 learners left can satisfy min_fit/min_evaluate; below that it fails naming who
 is gone.
 
-Hierarchical mode: each cluster's aggregator writes events too; they become the
-job's with the cluster's name. The root's nodes are the clusters, so its
-learner events are cluster events. A cluster whose learners are all gone, or
-whose own actors stopped, is reported (`cluster_lost`); whether the job goes on
-is the root's to say (min_fit/min_evaluate count clusters).
+Hierarchical mode: the clusters' events and losses are `follow_clusters`'.
 """
 
 from __future__ import annotations
@@ -37,19 +33,9 @@ from flops_management.orchestrators.topology import (
     Role,
 )
 from flops_management.pipeline.context import JobContext
+from flops_management.pipeline.follow_clusters import ROOT_NODE_EVENTS, ClusterFollower
 from flops_management.pipeline.joined import JoinedLearners
 
-# Hierarchical mode: what the root says of its nodes is said of clusters, and
-# a cluster's own run is part of the job's.
-_ROOT_NODE_EVENTS = {
-    events.LEARNER_CONNECTED: events.CLUSTER_CONNECTED,
-    events.LEARNER_FAILED: events.CLUSTER_FAILED,
-}
-_CLUSTER_RUN_EVENTS = {
-    events.RUN_STARTED: events.CLUSTER_STARTED,
-    events.RUN_FINISHED: events.CLUSTER_FINISHED,
-    events.RUN_FAILED: events.CLUSTER_FAILED,
-}
 POLL_S = 0.2
 CONNECT_GRACE_S = 15.0
 _SUMMARY_METRICS = ("eval_accuracy", "eval_loss", "round_seconds")
@@ -69,8 +55,7 @@ class RunFollower:
         self.needed = max(config.effective_min_fit, config.effective_min_evaluate)
         self.joined = JoinedLearners(ctx)
         self.hierarchical = config.hierarchical
-        self.clusters_lost: set[str] = set()
-        self.cluster_connected: dict[str, int] = {}
+        self.clusters = ClusterFollower(ctx, self.deployment, self.progress)
 
     def _deadline(self) -> float:
         # Flower enforces round_timeout per phase; this only catches a hang.
@@ -139,18 +124,7 @@ class RunFollower:
             return False
         if placed.learner is not None:
             return placed.learner in self.progress.learners_lost
-        return placed.cluster is not None and placed.cluster in self.clusters_lost
-
-    def _lose_cluster(self, cluster: str, why: str) -> None:
-        if cluster in self.clusters_lost:
-            return
-        self.clusters_lost.add(cluster)
-        self.ctx.log(
-            f"cluster {cluster} is lost ({why}) in round {self.progress.round}"
-        )
-        self.ctx.event(
-            events.CLUSTER_LOST, cluster=cluster, reason=why, round=self.progress.round
-        )
+        return self.clusters.accounted(placed.cluster)
 
     def _exited(self, components: list[str]) -> None:
         """A component stopped: the job fails, unless it is a learner the run can
@@ -161,7 +135,7 @@ class RunFollower:
             learner = placed.learner if placed else None
             state = states.get(name, ComponentStatus(ComponentState.REMOVED))
             if learner is None and placed is not None and placed.cluster is not None:
-                self._lose_cluster(
+                self.clusters.lose(
                     placed.cluster,
                     f"{name} {state}: " + self.deployment.tail(name, 5)[-500:],
                 )
@@ -183,15 +157,8 @@ class RunFollower:
             "learner_lost", learner=learner, reason=why, round=self.progress.round
         )
         self.ctx.store.update_project(self.ctx.project_id, progress=self.progress)
-        placed = self.deployment.component(learner)
         if self.hierarchical:
-            cluster = placed.cluster if placed else None
-            if cluster is not None and all(
-                c.learner in self.progress.learners_lost
-                for c in self.deployment.components()
-                if c.cluster == cluster and c.learner is not None
-            ):
-                self._lose_cluster(cluster, "all its learners are gone")
+            self.clusters.learner_lost(learner)
             return
         left = self.config.learners - len(self.progress.learners_lost)
         if left < self.needed:
@@ -265,22 +232,13 @@ class RunFollower:
         placed = self.deployment.component(line.component)
         if placed is not None and placed.cluster is not None:
             if placed.role is Role.AGGREGATOR:
-                event.pop("time", None)
-                self._cluster_event(placed.cluster, kind, event)
+                self.clusters.cluster_event(placed.cluster, kind, event)
             return False
         if line.component != AGGREGATOR:
             return False
         event.pop("time", None)
-        if self.hierarchical and kind in _ROOT_NODE_EVENTS:
-            # The root's nodes are the clusters' uplinks.
-            kind = _ROOT_NODE_EVENTS[kind]
-            event["cluster"] = event.pop("learner", None)
-            if kind == events.CLUSTER_FAILED:
-                self.ctx.log(
-                    f"cluster {event['cluster']} failed in round "
-                    f"{event.get('round')}: {event.get('reason')}"
-                )
-            self.ctx.event(kind, **event)
+        if self.hierarchical and kind in ROOT_NODE_EVENTS:
+            self.clusters.root_event(kind, event)
             return False
         if kind == TASK_EXITED:
             if event.get("code") != 0 and not self.finished and self.failure is None:
@@ -292,29 +250,6 @@ class RunFollower:
         self._apply(kind, event)
         self.ctx.event(kind, **event)
         return True
-
-    def _cluster_event(self, cluster: str, kind: str, event: dict[str, Any]) -> None:
-        """A cluster aggregator's event, as the job's, naming the cluster."""
-        event.pop("cluster", None)
-        if kind == TASK_EXITED:
-            if event.get("code") == 0:
-                return
-            kind = events.CLUSTER_FAILED
-            event = {"reason": f"its aggregator exited with code {event.get('code')}"}
-        kind = _CLUSTER_RUN_EVENTS.get(kind, kind)
-        if kind == events.LEARNER_CONNECTED:
-            self.cluster_connected[cluster] = int(event.get("connected", 0))
-            self.progress.learners_connected = sum(self.cluster_connected.values())
-            self.ctx.store.update_project(self.ctx.project_id, progress=self.progress)
-        elif kind == events.LEARNER_FAILED:
-            self.ctx.log(
-                f"{event.get('learner')} (cluster {cluster}) failed in round "
-                f"{event.get('round')}: {event.get('reason')}"
-            )
-        elif kind == events.CLUSTER_FAILED:
-            why = event.get("reason") or event.get("message")
-            self.ctx.log(f"cluster {cluster}: {why}")
-        self.ctx.event(kind, cluster=cluster, **event)
 
     def _apply(self, kind: str, event: dict[str, Any]) -> None:
         if kind == events.RUN_FAILED:
