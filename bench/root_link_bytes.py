@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import re
 import subprocess
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -127,7 +128,10 @@ def main() -> None:
     stack = Stack.start()
     try:
         stack.push_digits(partitions=4)
-        repo = make_repo(stack.home / "mnist-sklearn", EXAMPLES / "mnist-sklearn")
+        # Outside FLOPS_HOME: the service refuses repos inside its own folder.
+        repo = make_repo(
+            Path(tempfile.mkdtemp()) / "mnist-sklearn", EXAMPLES / "mnist-sklearn"
+        )
         common = {"repo": str(repo), "rounds": args.rounds, "data_tags": ["digits"]}
         setups = {
             "classic (4 learners)": {**common, "learners": 4},
@@ -145,7 +149,7 @@ def main() -> None:
         stack.stop()
     print(f"root link, per round ({args.rounds} rounds, mnist-sklearn):")
     print(
-        f"{'setup':22} {'nodes':>5} {'to root':>10} {'from root':>10} "
+        f"{'setup':22} {'conns':>5} {'to root':>10} {'from root':>10} "
         f"{'wire':>10} {'payload':>10}"
     )
     for name, r in results.items():
