@@ -32,9 +32,8 @@ from flops.app import run_settings as keys
 from flops.app.grid import FastPollGrid, connection_reporter
 from flops.app.run_settings import RunSettings
 from flops.app.run_tracker import RunTracker
-from flops.app.tracking import TrackedStrategy
+from flops.app.tracking import TrackedStrategy, tracked_strategy
 from flops.errors import FlopsError
-from flops.strategies import build_strategy
 
 logger = logging.getLogger(__name__)
 
@@ -135,16 +134,11 @@ def serve(settings: RunSettings, client: Any, grid: Grid) -> None:
         grid, settings.poll_interval, connection_reporter(config.learners)
     )
     tracker = RunTracker(client, settings.experiment_id, settings.run_id)
-    strategy = build_strategy(config, TrackedStrategy)
-    assert isinstance(strategy, TrackedStrategy)
-    strategy.track(
+    strategy = tracked_strategy(
+        config,
         tracker,
-        config.rounds,
-        config.effective_min_fit,
-        config.effective_min_evaluate,
-        learners=config.learners,
+        settings.connect_timeout,
         wait_timeout=WAIT_SHARE * config.round_timeout,
-        connect_timeout=settings.connect_timeout,
     )
     events.emit(events.RUN_STARTED, cluster=cluster, learners=config.learners)
     rounds = ClusterRounds(strategy, fast, config.round_timeout)

@@ -23,9 +23,8 @@ from flops.app import run_settings as keys
 from flops.app.grid import FastPollGrid, connection_reporter
 from flops.app.run_settings import RunSettings
 from flops.app.run_tracker import RunTracker
-from flops.app.tracking import TrackedStrategy
+from flops.app.tracking import tracked_strategy
 from flops.errors import FlopsError
-from flops.strategies import build_strategy
 from flops.worker.client import WorkerSession
 
 logger = logging.getLogger(__name__)
@@ -69,17 +68,7 @@ def _train_and_export(grid: Grid, settings: RunSettings, client: Any) -> None:
         settings.run_id,
         log_children=settings.tier != keys.ROOT_TIER,
     )
-    strategy = build_strategy(config, TrackedStrategy)
-    assert isinstance(strategy, TrackedStrategy)
-    strategy.track(
-        tracker,
-        config.rounds,
-        config.effective_min_fit,
-        config.effective_min_evaluate,
-        learners=config.root_nodes,
-        wait_timeout=config.round_timeout,
-        connect_timeout=settings.connect_timeout,
-    )
+    strategy = tracked_strategy(config, tracker, settings.connect_timeout)
     on_new_node = connection_reporter(config.root_nodes)
 
     result = strategy.start(  # type: ignore[attr-defined]

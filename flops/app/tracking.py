@@ -29,6 +29,7 @@ from flops.app import run_settings as keys
 from flops.app.grid import FastPollGrid
 from flops.app.learner_roster import LearnerRoster
 from flops.app.run_tracker import RunTracker
+from flops.config import ProjectConfig
 from flops.errors import TrainingError
 
 logger = logging.getLogger(__name__)
@@ -299,3 +300,28 @@ class TrackedStrategy:
             rounds=self._total_rounds,
             metrics=figures,
         )
+
+
+def tracked_strategy(
+    config: ProjectConfig,
+    tracker: RunTracker,
+    connect_timeout: float,
+    wait_timeout: float | None = None,
+) -> TrackedStrategy:
+    """The config's strategy, tracked into `tracker`, over `config.root_nodes`
+    nodes (learners, or in hierarchical mode clusters); `wait_timeout`: how
+    long a later round waits for enough nodes (default round_timeout)."""
+    from flops.strategies import build_strategy
+
+    strategy = build_strategy(config, TrackedStrategy)
+    assert isinstance(strategy, TrackedStrategy)
+    strategy.track(
+        tracker,
+        config.rounds,
+        config.effective_min_fit,
+        config.effective_min_evaluate,
+        learners=config.root_nodes,
+        wait_timeout=config.round_timeout if wait_timeout is None else wait_timeout,
+        connect_timeout=connect_timeout,
+    )
+    return strategy
