@@ -4,10 +4,12 @@ min_fit/min_evaluate allow; below that the job fails naming who is gone."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -82,6 +84,16 @@ def submit_and_wait_for_round(
     return project_id
 
 
+@contextlib.contextmanager
+def cancelled_after(stack: Stack, project_id: str) -> Iterator[None]:
+    """Whatever the test finds, its job goes: a long job left running would
+    hold the queue, and the next tests' jobs would time out behind it."""
+    try:
+        yield
+    finally:
+        stack.flops("project", "cancel", project_id)
+
+
 def finished(stack: Stack, project_id: str) -> dict[str, Any]:
     return stack.wait_for(
         project_id, lambda p: p["status"] not in ("queued", "running"), timeout=600
@@ -139,6 +151,12 @@ def test_a_killed_task_process_is_reported_by_learner_name(
     project_id = submit_and_wait_for_round(
         stack, tmp_path, digits, "--config", tolerant, rounds=30
     )
+    with cancelled_after(stack, project_id):
+        _kill_a_task(stack, project_id)
+    assert finished(stack, project_id)["status"] == "cancelled"
+
+
+def _kill_a_task(stack: Stack, project_id: str) -> None:
     executor = executor_of("learner-1")
     deadline = time.monotonic() + 120
     child = None
@@ -168,8 +186,6 @@ def test_a_killed_task_process_is_reported_by_learner_name(
         if e["type"] == "learner_task_failed"
     )
     assert task["learner"] == "learner-1" and task["code"] == -9
-    stack.flops("project", "cancel", project_id)
-    assert finished(stack, project_id)["status"] == "cancelled"
 
 
 def test_a_dead_model_worker_takes_its_learner_out_by_name(
@@ -180,22 +196,22 @@ def test_a_dead_model_worker_takes_its_learner_out_by_name(
     project_id = submit_and_wait_for_round(
         stack, tmp_path, digits, "--config", tolerant, rounds=30
     )
-    executor = executor_of("learner-1")
-    worker = next(
-        p
-        for p, ppid, argv in _processes()
-        if ppid == executor and "flops.worker" in argv
-    )
-    os.kill(worker, signal.SIGKILL)
-    stack.wait_for(
-        project_id,
-        lambda _: any(
-            e["type"] == "learner_lost" and e["data"].get("learner") == "learner-1"
-            for e in stack.events(project_id)
-        ),
-        timeout=60,
-    )
-    stack.flops("project", "cancel", project_id)
+    with cancelled_after(stack, project_id):
+        executor = executor_of("learner-1")
+        worker = next(
+            p
+            for p, ppid, argv in _processes()
+            if ppid == executor and "flops.worker" in argv
+        )
+        os.kill(worker, signal.SIGKILL)
+        stack.wait_for(
+            project_id,
+            lambda _: any(
+                e["type"] == "learner_lost" and e["data"].get("learner") == "learner-1"
+                for e in stack.events(project_id)
+            ),
+            timeout=60,
+        )
     assert finished(stack, project_id)["status"] == "cancelled"
 
 
@@ -203,9 +219,10 @@ def test_below_the_minimum_the_job_fails_naming_who_is_gone(
     stack: Stack, digits: str, tmp_path: Path
 ) -> None:
     project_id = submit_and_wait_for_round(stack, tmp_path, digits, rounds=30)
-    killed_at = time.monotonic()
-    os.kill(supernode_of("learner-0")[0], signal.SIGKILL)
-    project = finished(stack, project_id)
+    with cancelled_after(stack, project_id):
+        killed_at = time.monotonic()
+        os.kill(supernode_of("learner-0")[0], signal.SIGKILL)
+        project = finished(stack, project_id)
     assert time.monotonic() - killed_at < 30
     assert project["status"] == "failed"
     assert "1 of 2 learners are gone, 1 left, 2 needed" in project["error"]
