@@ -217,7 +217,9 @@ def test_a_learner_cut_off_mid_round_does_not_stall_the_job_and_rejoins(
     assert submitted.returncode == 0, submitted.stderr
     project_id = submitted.stdout.strip()
     enrolled = stack.flops("project", "enrol", project_id, "--learners", "2")
+    assert enrolled.returncode == 0, enrolled.stdout + enrolled.stderr
     tokens = TOKEN.findall(enrolled.stdout)
+    assert len(tokens) == 2, enrolled.stdout + enrolled.stderr
     data = split(digits_file, tmp_path / "owners", 2)
     steady, flaky = machines[:2]
     learners = [
@@ -288,9 +290,11 @@ def test_a_revoked_learner_is_cut_off_and_the_job_goes_on(
     submitted = stack.flops("project", "submit", str(repo), "--config", str(config))
     assert submitted.returncode == 0, submitted.stderr
     project_id = submitted.stdout.strip()
-    tokens = TOKEN.findall(
-        stack.flops("project", "enrol", project_id, "--learners", "2").stdout
-    )
+    enrolled = stack.flops("project", "enrol", project_id, "--learners", "2")
+    # Once printed fewer than two tokens under load: say what it printed.
+    assert enrolled.returncode == 0, enrolled.stdout + enrolled.stderr
+    tokens = TOKEN.findall(enrolled.stdout)
+    assert len(tokens) == 2, enrolled.stdout + enrolled.stderr
     data = split(digits_file, tmp_path / "owners", 2)
     kept, revoked = [
         device(
