@@ -36,6 +36,7 @@ CLUSTER_LOST = "cluster_lost"
 # The service's names for what the tiers report: the root's nodes are the
 # clusters' uplinks; a cluster's own run starts and ends with the job's.
 CLUSTER_CONNECTED = "cluster_connected"
+CLUSTER_JOINED = "cluster_joined"  # its first answer to the root
 CLUSTER_STARTED = "cluster_started"
 CLUSTER_FINISHED = "cluster_finished"
 

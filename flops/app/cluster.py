@@ -26,7 +26,7 @@ from typing import Any
 from flwr.app import ArrayRecord, ConfigRecord, Message, MetricRecord
 from flwr.serverapp import Grid
 
-from flops import events
+from flops import events, usercode
 from flops.app import relay
 from flops.app import run_settings as keys
 from flops.app.grid import FastPollGrid, connection_reporter
@@ -37,7 +37,7 @@ from flops.errors import FlopsError
 
 logger = logging.getLogger(__name__)
 
-EXAMPLES_KEY = "num-examples"
+EXAMPLES_KEY = relay.EXAMPLES_KEY
 # A phase's share of the root's round_timeout: first waiting for learners, then
 # their replies, so that the cluster answers (with its reason) before the root
 # stops waiting for it.
@@ -77,13 +77,18 @@ class ClusterRounds:
         self.strategy: Any = strategy
         self.grid = grid
         self.reply_timeout = REPLY_SHARE * round_timeout
+        self._last: tuple[tuple[str, int], relay.Answer] | None = None
 
     def _exchange(
         self, configure: Callable[[], Iterable[Message]]
     ) -> tuple[list[Message], int]:
         messages = list(configure())
         replies = list(self.grid.send_and_receive(messages, timeout=self.reply_timeout))
-        return replies, examples(replies)
+        count = examples(replies)
+        if messages and count == 0:
+            # The root weighs the cluster by its examples: none is no answer.
+            raise FlopsError("no learner of the cluster answered with any examples")
+        return replies, count
 
     def train(self, request: relay.Request) -> relay.Answer:
         arrays = ArrayRecord(request.arrays)
@@ -103,6 +108,8 @@ class ClusterRounds:
         )
 
     def evaluate(self, request: relay.Request) -> relay.Answer:
+        if not self.strategy.in_round(request.server_round):
+            self.strategy.begin_round(request.server_round)
         arrays = ArrayRecord(request.arrays)
         config = ConfigRecord(request.config)
         replies, count = self._exchange(
@@ -119,11 +126,19 @@ class ClusterRounds:
         )
 
     def run(self, request: relay.Request) -> relay.Answer:
+        """The phase's answer; the same request again (an uplink's retry) gets
+        the same answer, not a second round of the learners."""
+        key = (request.phase, request.server_round)
+        if self._last is not None and self._last[0] == key:
+            return self._last[1]
         if request.phase == relay.TRAIN:
-            return self.train(request)
-        if request.phase == relay.EVALUATE:
-            return self.evaluate(request)
-        raise FlopsError(f"the root asked for an unknown phase {request.phase!r}")
+            answer = self.train(request)
+        elif request.phase == relay.EVALUATE:
+            answer = self.evaluate(request)
+        else:
+            raise FlopsError(f"the root asked for an unknown phase {request.phase!r}")
+        self._last = (key, answer)
+        return answer
 
 
 def serve(settings: RunSettings, client: Any, grid: Grid) -> None:
@@ -134,39 +149,54 @@ def serve(settings: RunSettings, client: Any, grid: Grid) -> None:
         grid, settings.poll_interval, connection_reporter(config.learners)
     )
     tracker = RunTracker(client, settings.experiment_id, settings.run_id)
+    # Within the root's round_timeout, the first round's wait for every
+    # learner included: the root waits for the cluster no longer than that.
+    wait = WAIT_SHARE * config.round_timeout
     strategy = tracked_strategy(
-        config,
-        tracker,
-        settings.connect_timeout,
-        wait_timeout=WAIT_SHARE * config.round_timeout,
+        config, tracker, min(settings.connect_timeout, wait), wait_timeout=wait
     )
     events.emit(events.RUN_STARTED, cluster=cluster, learners=config.learners)
     rounds = ClusterRounds(strategy, fast, config.round_timeout)
-    with relay.RelayServer(settings.relay) as server:
-        while True:
-            with server.next_request(timeout=None) as (request, reply):
-                try:
-                    answer: relay.Answer | str = rounds.run(request)
-                except FlopsError as exc:
-                    answer = str(exc)
-                    events.emit(
-                        events.CLUSTER_FAILED,
-                        cluster=cluster,
-                        round=request.server_round,
-                        phase=request.phase,
-                        reason=answer,
-                    )
-                try:
-                    reply(answer)
-                except OSError as exc:  # the uplink gave up; the root decides
-                    logger.warning("The uplink did not take the answer: %s", exc)
-            final = request.phase == relay.EVALUATE and (
-                request.server_round >= config.rounds
-                or bool(request.config.get(keys.FINAL_ROUND))
+    try:
+        with relay.RelayServer(settings.relay) as server:
+            while not _serve_one(server, rounds, cluster, config.rounds):
+                pass
+    finally:
+        tracker.finish_children("FINISHED")
+
+
+def _serve_one(
+    server: relay.RelayServer, rounds: ClusterRounds, cluster: str, total: int
+) -> bool:
+    """Answer one request of the root; True once it was the last round's
+    evaluation. A phase that fails is answered with why; the cluster goes on."""
+    with server.next_request(timeout=None) as (request, reply):
+        if request.expired:
+            logger.warning("Skipped %s of round %s: the uplink gave up on it",
+                           request.phase, request.server_round)  # fmt: skip
+            return False
+        try:
+            answer: relay.Answer | str = rounds.run(request)
+        except Exception as exc:
+            answer = (
+                str(exc)
+                if isinstance(exc, FlopsError)
+                else usercode.describe(exc, "the cluster's aggregator")
             )
-            if final:
-                break
-    tracker.finish_children("FINISHED")
+            events.emit(
+                events.CLUSTER_FAILED,
+                cluster=cluster,
+                round=request.server_round,
+                phase=request.phase,
+                reason=answer,
+            )
+        try:
+            reply(answer)
+        except OSError as exc:  # the uplink gave up; the root decides
+            logger.warning("The uplink did not take the answer: %s", exc)
+    return request.phase == relay.EVALUATE and (
+        request.server_round >= total or bool(request.config.get(keys.FINAL_ROUND))
+    )
 
 
 def main(grid: Grid, settings: RunSettings) -> None:

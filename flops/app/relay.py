@@ -31,6 +31,8 @@ from flops.worker import protocol
 # Phases the root sends a cluster.
 TRAIN = "train"
 EVALUATE = "evaluate"
+# What Flower's strategies weigh a reply by: a cluster's is its learners' sum.
+EXAMPLES_KEY = "num-examples"
 _BYTES = "__bytes__"
 
 
@@ -68,6 +70,12 @@ class Request:
     server_round: int
     config: dict[str, Any]
     arrays: list[np.ndarray]
+    # When the uplink stops waiting (time.time(); both ends share a host).
+    expires: float | None = None
+
+    @property
+    def expired(self) -> bool:
+        return self.expires is not None and time.time() > self.expires
 
 
 @dataclass
@@ -87,7 +95,29 @@ def relay_path(folder: Path | str) -> str:
 
 def ask(path: str, request: Request, timeout: float, connect_timeout: float) -> Answer:
     """The uplink's side: hand one request over; the cluster's answer, or
-    RelayError with the cluster's own reason."""
+    RelayError with the cluster's own reason (or what broke the relay)."""
+    try:
+        received = _exchange(path, request, timeout, connect_timeout)
+    except (OSError, protocol.ProtocolError) as err:
+        raise RelayError(
+            f"the relay to the cluster's aggregator broke ({type(err).__name__}: {err})"
+        ) from err
+    if received is None:
+        raise RelayError("the cluster's aggregator closed the relay without answering")
+    payload, arrays = received
+    if not payload.get("ok"):
+        raise RelayError(str(payload.get("error", "the cluster's round failed")))
+    return Answer(
+        metrics={str(k): float(v) for k, v in payload.get("metrics", {}).items()},
+        num_examples=int(payload.get("num_examples", 0)),
+        arrays=arrays,
+        meta={str(k): str(v) for k, v in payload.get("meta", {}).items()},
+    )
+
+
+def _exchange(
+    path: str, request: Request, timeout: float, connect_timeout: float
+) -> tuple[dict[str, Any], list[np.ndarray]] | None:
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
         # The aggregator's run may still be starting: its socket comes later.
@@ -110,28 +140,18 @@ def ask(path: str, request: Request, timeout: float, connect_timeout: float) -> 
                 "phase": request.phase,
                 "round": request.server_round,
                 "config": encode_config(request.config),
+                "expires": time.time() + timeout,
             },
             request.arrays,
         )
         try:
-            received = protocol.receive(sock)
+            return protocol.receive(sock)
         except TimeoutError:
             raise RelayError(
                 f"the cluster's aggregator sent no answer within {timeout:.0f}s"
             ) from None
     finally:
         sock.close()
-    if received is None:
-        raise RelayError("the cluster's aggregator closed the relay without answering")
-    payload, arrays = received
-    if not payload.get("ok"):
-        raise RelayError(str(payload.get("error", "the cluster's round failed")))
-    return Answer(
-        metrics={str(k): float(v) for k, v in payload.get("metrics", {}).items()},
-        num_examples=int(payload.get("num_examples", 0)),
-        arrays=arrays,
-        meta={str(k): str(v) for k, v in payload.get("meta", {}).items()},
-    )
 
 
 class RelayServer:
@@ -169,19 +189,20 @@ class RelayServer:
             conn.settimeout(30.0)
             try:
                 received = protocol.receive(conn)
-            except (protocol.ProtocolError, OSError, ValueError):
-                conn.close()
+                if received is None:
+                    conn.close()
+                    continue
+                payload, arrays = received
+                request = Request(
+                    phase=str(payload.get("phase")),
+                    server_round=int(payload.get("round", 0)),
+                    config=decode_config(payload.get("config", {})),
+                    arrays=arrays,
+                    expires=float(payload["expires"]) if "expires" in payload else None,
+                )
+            except (protocol.ProtocolError, OSError, ValueError, TypeError):
+                conn.close()  # not the uplink's request: dropped
                 continue
-            if received is None:
-                conn.close()
-                continue
-            payload, arrays = received
-            request = Request(
-                phase=str(payload.get("phase")),
-                server_round=int(payload.get("round", 0)),
-                config=decode_config(payload.get("config", {})),
-                arrays=arrays,
-            )
             break
 
         def reply(answer: Answer | str) -> None:

@@ -24,12 +24,11 @@ REQUIREMENTS = "flops-requirements"
 POLL_INTERVAL = "flops-poll-interval"
 CONNECT_TIMEOUT = "flops-connect-timeout"
 # Hierarchical mode (set per run by the train stage): which tier this run is
-# ("root", "cluster"; empty: classic), the cluster's name, the relay socket its
-# aggregator serves its uplink on, and the cluster runs' MLflow ids (the root's).
+# ("root", "cluster"; empty: classic), the cluster's name, and the relay socket
+# its aggregator serves its uplink on.
 TIER = "flops-tier"
 CLUSTER = "flops-cluster"
 RELAY = "flops-relay"
-CLUSTER_RUNS = "flops-cluster-runs"
 ROOT_TIER = "root"
 CLUSTER_TIER = "cluster"
 
@@ -104,9 +103,3 @@ def uplink_node_config(cluster: str, relay: str) -> str:
     """`--node-config` of a cluster's uplink: its name at the root, and the
     relay socket of the cluster's aggregator."""
     return f'{NODE_LEARNER}="{cluster}" {NODE_RELAY}="{relay}"'
-
-
-def cluster_runs(run_config: dict[str, Any]) -> dict[str, str]:
-    """The root's map of cluster name -> its MLflow run id ({} when classic)."""
-    text = str(run_config.get(CLUSTER_RUNS, "") or "{}")
-    return {str(k): str(v) for k, v in json.loads(text).items()}

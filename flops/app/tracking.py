@@ -192,13 +192,22 @@ class TrackedStrategy:
             record = msg.content.config_records[keys.LOGGED_RECORD]
             self._tracker.log_captured(learner, server_round, phase, record)
 
+    def begin_round(self, server_round: int) -> None:
+        """A new round's record; a round's evaluate without its train (a cluster
+        the root did not sample for training) begins it too."""
+        events.emit(events.ROUND_STARTED, round=server_round, rounds=self._total_rounds)
+        self._round = _Round(number=server_round, started=time.perf_counter())
+
+    def in_round(self, server_round: int) -> bool:
+        current = getattr(self, "_round", None)
+        return current is not None and current.number == server_round
+
     # -- Strategy hooks --------------------------------------------------------
 
     def configure_train(
         self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Any
     ) -> Iterable[Message]:
-        events.emit(events.ROUND_STARTED, round=server_round, rounds=self._total_rounds)
-        self._round = _Round(number=server_round, started=time.perf_counter())
+        self.begin_round(server_round)
         parent = super()
         # The round starts once enough learners are connected (all, the first time).
         messages = self._configure(

@@ -24,7 +24,7 @@ from flops.app import relay
 from flops.app import run_settings as keys
 from flops.app.run_settings import RunSettings
 
-EXAMPLES_KEY = "num-examples"
+EXAMPLES_KEY = relay.EXAMPLES_KEY
 
 
 def relay_of(context: Context) -> str | None:

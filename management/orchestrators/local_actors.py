@@ -56,6 +56,7 @@ from flops_management.sandbox import DEFAULT_PATH, sandbox_for, tenant_env
 from flops_management.settings import Settings
 
 READY_TIMEOUT_S = 60.0
+MAX_SOCKET_PATH = 107  # sun_path's 108 bytes, with its terminating NUL
 
 
 def free_port() -> int:
@@ -242,13 +243,27 @@ class LocalActors:
         for learner in self.spec.cluster_learners(cluster):
             self.learner(learner, link, placed)
 
-    def cluster(self, cluster: ClusterSpec, root: str, placed: int) -> ClusterEndpoint:
+    def relay_folder(self, index: int) -> Path:
+        """The `index`-th cluster's relay folder: a short path, for a Unix
+        socket's (at most 107 bytes on Linux)."""
+        folder = self.spec.workdir / "r" / str(index)
+        if len(relay_path(folder).encode()) > MAX_SOCKET_PATH:
+            raise FlopsError(
+                f"The relay socket {relay_path(folder)} is longer than the "
+                f"{MAX_SOCKET_PATH} bytes Linux allows for a Unix socket's path.",
+                hint="Set FLOPS_HOME to a shorter folder.",
+            )
+        return folder
+
+    def cluster(
+        self, cluster: ClusterSpec, index: int, root: str, placed: int
+    ) -> ClusterEndpoint:
         """A cluster: its SuperLink and aggregator, its uplink dialling the root
         SuperLink `root` (registered there beforehand), its learners. The
         aggregator and the uplink's tasks share the relay folder (0700)."""
         name = cluster.name
+        relay = self.relay_folder(index)
         link = self.superlink(cluster_part(name, SUPERLINK), free_port())
-        relay = self.spec.workdir / "relay" / name
         relay.mkdir(parents=True, exist_ok=True, mode=0o700)
         self.sandbox.give(relay, self.spec.identity)
         self.aggregator(cluster_part(name, AGGREGATOR), link, shared=(relay,))
@@ -292,4 +307,7 @@ class LocalActors:
             enrol_nodes(self.settings, self.spec, root, self.tls, uplinks)
         )
         placed = len(placed_learners(self.spec.learners))
-        return {c.name: self.cluster(c, root, placed) for c in self.spec.clusters}
+        return {
+            c.name: self.cluster(c, index, root, placed)
+            for index, c in enumerate(self.spec.clusters)
+        }

@@ -58,7 +58,6 @@ PER_RUN_KEYS = (
     keys.TIER,
     keys.CLUSTER,
     keys.RELAY,
-    keys.CLUSTER_RUNS,
 )
 
 

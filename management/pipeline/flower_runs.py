@@ -4,8 +4,8 @@ A classic job is one Flower run on the job's SuperLink. A hierarchical job is
 one run per cluster on the cluster's SuperLink (the cluster tier, whose
 aggregator answers the root through its relay: flops.app.cluster), started
 first, then the root's run. Each cluster's figures go to an MLflow run of its
-own, a child of the job's, made here so both tiers know its id: the cluster
-logs into it, the root tells the clusters' runs apart by it.
+own, a child of the job's, made here (the cluster logs into it; the service
+closes it with the job if the cluster could not).
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ import tomli_w
 from flops import subprocesses
 from flops.app import run_settings as keys
 from flops.config import Cluster, ClusterPlacement, ProjectConfig
-from flops.errors import TrainingError
+from flops.errors import ConfigError, TrainingError
 from flops_management.orchestrators import Deployment, Placement
 from flops_management.pipeline import augment as augment_mod
 from flops_management.pipeline import tracking
@@ -36,6 +36,13 @@ def learner_clusters(config: ProjectConfig) -> list[Cluster]:
 
 def placement(wanted: ClusterPlacement) -> Placement:
     """A cluster's placement as the orchestrators read it."""
+    if wanted.cluster is not None:
+        raise ConfigError(
+            f"placement.cluster ({wanted.cluster!r}) names an orchestrator's own "
+            "cluster, which no available orchestrator places by yet (the oakestra "
+            "orchestrator will).",
+            hint="Use placement.node or placement.labels, or leave placement out.",
+        )
     if wanted.node is not None:
         return Placement.on_node(wanted.node)
     if wanted.labels:
@@ -112,11 +119,14 @@ class JobRuns:
 
 
 def start_cluster_runs(
-    runs: JobRuns, deployment: Deployment, client: tracking.Tracking
-) -> dict[str, str]:
+    runs: JobRuns,
+    deployment: Deployment,
+    client: tracking.Tracking,
+    mlflow_runs: dict[str, str],
+) -> None:
     """Each cluster's MLflow run (a child of the job's) and Flower run on its
-    SuperLink; cluster name -> its MLflow run id."""
-    mlflow_runs: dict[str, str] = {}
+    SuperLink; `mlflow_runs` gets cluster name -> MLflow run id as each is
+    made, so a failure part-way leaves none unknown to the job's teardown."""
     for name, endpoint in deployment.clusters.items():
         mlflow_runs[name] = client.start_run(
             runs.experiment_id,
@@ -138,21 +148,17 @@ def start_cluster_runs(
                 keys.RELAY: endpoint.relay,
             },
         )
-    return mlflow_runs
 
 
-def start_root_run(
-    runs: JobRuns, deployment: Deployment, cluster_runs: dict[str, str]
-) -> str:
+def start_root_run(runs: JobRuns, deployment: Deployment) -> str:
     """The job's (root's) Flower run; its id."""
     overrides = {
         keys.MLFLOW_TRACKING_URI: runs.tracking_uri,
         keys.MLFLOW_EXPERIMENT_ID: runs.experiment_id,
         keys.MLFLOW_RUN_ID: runs.run_id,
     }
-    if cluster_runs:
+    if deployment.clusters:
         overrides[keys.TIER] = keys.ROOT_TIER
-        overrides[keys.CLUSTER_RUNS] = json.dumps(cluster_runs)
     return start_flower_run(
         deployment.control_address,
         deployment.root_certificates,

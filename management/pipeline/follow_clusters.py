@@ -16,10 +16,12 @@ from flops import events
 from flops.executor import TASK_EXITED
 from flops_management.models import Progress
 from flops_management.orchestrators import Deployment
+from flops_management.orchestrators.base import UPLINK
 from flops_management.pipeline.context import JobContext
 
 ROOT_NODE_EVENTS = {
     events.LEARNER_CONNECTED: events.CLUSTER_CONNECTED,
+    events.LEARNER_JOINED: events.CLUSTER_JOINED,
     events.LEARNER_FAILED: events.CLUSTER_FAILED,
 }
 CLUSTER_RUN_EVENTS = {
@@ -62,10 +64,19 @@ class ClusterFollower:
         ):
             self.lose(cluster, "all its learners are gone")
 
+    def _cluster_of_node(self, node_id: Any) -> str | None:
+        """The cluster whose uplink is the root's node `node_id`."""
+        for name, node in self.deployment.nodes.items():
+            if node == node_id and name.endswith(f"-{UPLINK}"):
+                return name.removesuffix(f"-{UPLINK}")
+        return None
+
     def root_event(self, kind: str, event: dict[str, Any]) -> None:
-        """One of the root's node events, said of the cluster."""
+        """One of the root's node events, said of the cluster (named by the
+        uplink's reply, else by its node id)."""
         kind = ROOT_NODE_EVENTS[kind]
-        event["cluster"] = event.pop("learner", None)
+        named = event.pop("learner", None)
+        event["cluster"] = self._cluster_of_node(event.get("node_id")) or named
         if kind == events.CLUSTER_FAILED:
             self.ctx.log(
                 f"cluster {event['cluster']} failed in round "
@@ -78,7 +89,9 @@ class ClusterFollower:
         event.pop("cluster", None)
         event.pop("time", None)
         if kind == TASK_EXITED:
-            if event.get("code") == 0:
+            # In one container with it, the uplink's tasks (role "learner")
+            # write here too; the root reports a failed one as the cluster's.
+            if event.get("code") == 0 or event.get("role") != "aggregator":
                 return
             kind = events.CLUSTER_FAILED
             event = {"reason": f"its aggregator exited with code {event.get('code')}"}

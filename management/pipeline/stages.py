@@ -390,12 +390,10 @@ def train(ctx: JobContext) -> StageResult:
         ctx.workspace.flwr_cli,
     )
     # Clusters first: the root's first message finds their aggregators ready.
-    ctx.mlflow_cluster_runs = flower_runs.start_cluster_runs(
-        runs, ctx.deployment, client
+    flower_runs.start_cluster_runs(
+        runs, ctx.deployment, client, ctx.mlflow_cluster_runs
     )
-    ctx.flower_run_id = flower_runs.start_root_run(
-        runs, ctx.deployment, ctx.mlflow_cluster_runs
-    )
+    ctx.flower_run_id = flower_runs.start_root_run(runs, ctx.deployment)
     ctx.log(f"Flower run {ctx.flower_run_id} started; MLflow run {run_id}")
     ctx.event(
         "flower_run_started", flower_run_id=ctx.flower_run_id, mlflow_run_id=run_id

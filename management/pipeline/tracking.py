@@ -104,9 +104,17 @@ class Tracking:
         self._client().set_terminated(run_id, status=status)
 
     def finish_run_if_running(self, run_id: str, status: str) -> None:
+        """Close the run and its child runs that are still open (a cluster
+        that did not reach the end left its learners' runs open too)."""
         client = self._client()
-        if client.get_run(run_id).info.status == "RUNNING":
-            client.set_terminated(run_id, status=status)
+        run = client.get_run(run_id)
+        children = client.search_runs(
+            [run.info.experiment_id],
+            filter_string=f"tags.mlflow.parentRunId = '{run_id}'",
+        )
+        for found in [run, *children]:
+            if found.info.status == "RUNNING":
+                client.set_terminated(found.info.run_id, status=status)
 
     def check_job_model(self, model_uri: str, experiment_id: str, run_id: str) -> None:
         """TrainingError unless `model_uri` names a model logged by this job's run.
