@@ -50,10 +50,33 @@ def check_config(config: ProjectConfig, settings: Settings) -> None:
             f"rounds {config.rounds} is over this service's limit of "
             f"{settings.max_rounds} (FLOPS_MAX_ROUNDS)"
         )
+    problems += placement_problems(config, settings)
     if problems:
         raise LimitError(
             "Invalid project config:\n" + "\n".join(f"- {p}" for p in problems)
         )
+
+
+def placement_problems(config: ProjectConfig, settings: Settings) -> list[str]:
+    """The clusters whose placement the operator does not allow (the config is
+    the tenant's: it must not pin tenant code to any node it likes)."""
+    problems = []
+    for cluster in config.clusters:
+        wanted = cluster.placement
+        if wanted.node is not None and wanted.node not in settings.placement_nodes:
+            problems.append(
+                f"cluster {cluster.name}: placement.node {wanted.node!r} is not one "
+                "this service allows (FLOPS_PLACEMENT_NODES: "
+                f"{', '.join(settings.placement_nodes) or 'none'})"
+            )
+        keys = sorted(set(wanted.labels) - set(settings.placement_label_keys))
+        if keys:
+            problems.append(
+                f"cluster {cluster.name}: placement.labels {', '.join(keys)} are "
+                "not label keys this service allows (FLOPS_PLACEMENT_LABEL_KEYS: "
+                f"{', '.join(settings.placement_label_keys) or 'none'})"
+            )
+    return problems
 
 
 def check_active_jobs(store: Store, tenant: str, settings: Settings) -> None:
