@@ -72,7 +72,7 @@ integration: install
 	$(PY) -m pytest tests/integration -q -ra $(PYTEST_ARGS)
 
 test: lint
-	$(PY) -m pytest tests -q -ra --durations=15 $(PYTEST_ARGS)
+	$(PY) -m pytest tests -q -ra --durations=40 $(PYTEST_ARGS)
 
 bench: install
 	$(PY) bench/e2e.py

@@ -21,6 +21,7 @@ from flops.app import run_settings as keys
 
 _FLOWER_REASON = re.compile(r"^<class '(?P<cls>[^']+)'>:<'(?P<msg>.*)'>$", re.DOTALL)
 NO_REPLY = "no reply in time"
+CUT_OFF = "its reply did not arrive whole (expired, or its upload was cut off)"
 UNREACHABLE = "unreachable (its heartbeats stopped)"
 # What the SuperLink says of a node by Flower's error code (its text is
 # Flower's wording, which changes between versions): the learner's machine or
@@ -28,6 +29,9 @@ UNREACHABLE = "unreachable (its heartbeats stopped)"
 _NODE_REASONS = {
     ErrorCode.NODE_UNAVAILABLE: UNREACHABLE,
     ErrorCode.REPLY_MESSAGE_UNAVAILABLE: NO_REPLY,
+    # Flower's grid when a reply's objects cannot be pulled, or the
+    # SuperLink when the message expired.
+    ErrorCode.MESSAGE_UNAVAILABLE: CUT_OFF,
 }
 
 

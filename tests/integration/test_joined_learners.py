@@ -315,14 +315,14 @@ def test_a_revoked_learner_is_cut_off_and_the_job_goes_on(
         final = stack.wait_for(
             project_id, lambda p: p["status"] not in ("queued", "running"), 900
         )
-        kept.communicate(timeout=120)
+        kept_out, _ = kept.communicate(timeout=120)
     finally:
         for learner in (kept, revoked):
             if learner.poll() is None:
                 kill_tree(learner)
     assert revoked.returncode == 1
     assert "was revoked by the owner" in out
-    assert final["status"] == "succeeded", final.get("error")
+    assert final["status"] == "succeeded", f"{final.get('error')}\n{kept_out}"
     events = stack.events(project_id)
     assert any(
         e["type"] == "learner_revoked" and e["data"]["learner"] == "gone"
