@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 
-from flops import actor_commands
+from flops import actor_commands, actor_files
 from flops.app.relay import relay_path
 from flops.app.run_settings import node_config_args, uplink_node_config
 from flops.usercode import REPO_DIR_ENV
@@ -317,7 +317,18 @@ def main(argv: list[str] | None = None) -> None:
         action="store_true",
         help="plaintext Flower traffic, for debugging on one host only",
     )
+    parser.add_argument(
+        "--files-from-env",
+        metavar="DIR",
+        help="write the FLOPS_FILE_* variables (TLS files, node key) into DIR "
+        "and drop them from the environment (orchestrators with no secret store)",
+    )
     args = parser.parse_args(argv)
+    if args.files_from_env:
+        try:
+            actor_files.materialise(Path(args.files_from_env), os.environ)
+        except actor_files.ActorFilesError as err:
+            parser.error(str(err))
     if args.join:
         _join(parser, args)
     if not args.tls_dir and not args.dev_insecure_flower:

@@ -69,6 +69,13 @@ def placement_problems(config: ProjectConfig, settings: Settings) -> list[str]:
                 "this service allows (FLOPS_PLACEMENT_NODES: "
                 f"{', '.join(settings.placement_nodes) or 'none'})"
             )
+        allowed = settings.placement_clusters
+        if wanted.cluster is not None and wanted.cluster not in allowed:
+            problems.append(
+                f"cluster {cluster.name}: placement.cluster {wanted.cluster!r} is not "
+                "one this service allows (FLOPS_PLACEMENT_CLUSTERS: "
+                f"{', '.join(allowed) or 'none'})"
+            )
         keys = sorted(set(wanted.labels) - set(settings.placement_label_keys))
         if keys:
             problems.append(

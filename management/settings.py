@@ -75,12 +75,14 @@ class Settings(BaseSettings):
     max_active_jobs_per_tenant: int = Field(default=4, ge=1)
     max_learners: int = Field(default=100, ge=1)
     max_rounds: int = Field(default=1000, ge=1)
-    # Where tenants may place a hierarchical project's clusters: the node names
-    # and the label keys (any value) the operator allows, as JSON lists
+    # Where tenants may place a hierarchical project's clusters: the node names,
+    # the label keys (any value) and the orchestrator's own clusters (Oakestra's)
+    # the operator allows, as JSON lists
     # (FLOPS_PLACEMENT_NODES='["edge-a"]'). Empty: no placement is allowed, so
     # a tenant cannot pin its code to nodes the operator keeps for others.
     placement_nodes: list[str] = Field(default_factory=list)
     placement_label_keys: list[str] = Field(default_factory=list)
+    placement_clusters: list[str] = Field(default_factory=list)
     # A JSON request body; a data upload (streamed to disk, never held whole).
     max_request_bytes: int = Field(default=1024**2, ge=1024)
     max_upload_bytes: int = Field(default=512 * 1024**2, ge=1024)

@@ -22,6 +22,7 @@ from typing import Any
 
 from fastapi import FastAPI, HTTPException, Request, Response
 from fastapi.responses import JSONResponse
+from oakestra_utils.types.statuses import NegativeSchedulingStatus
 
 OAKESTRA_NAME = {"type": "string", "pattern": "^[a-zA-Z0-9]{1,30}$"}
 
@@ -129,6 +130,10 @@ def validate_sla(sla: dict[str, Any]) -> None:
 
 
 # -- the stand-in API server ----------------------------------------------------
+
+
+# Where Oakestra's root scheduler found no place (its own enum).
+NOT_SCHEDULED = {s.value for s in NegativeSchedulingStatus}
 
 
 def _twice(value: Any) -> Any:
@@ -293,11 +298,24 @@ class OakestraStandin:
             user(request)
             return _twice(service_of(service_id))
 
+        @api.get("/api/services/{app_id}")
+        async def application_services(app_id: str, request: Request) -> Any:
+            user(request)
+            if app_id not in self.apps:
+                raise HTTPException(404, "Application not found")
+            return _twice(
+                [self.services[s] for s in self.apps[app_id]["microservices"]]
+            )
+
         @api.post("/api/service/{service_id}/instance")
         async def deploy(service_id: str, request: Request) -> Any:
             user(request)
             found = self.services.get(service_id)
-            if found is not None:  # Oakestra answers "ok" either way
+            if found is not None and self.schedule in NOT_SCHEDULED:
+                # Oakestra's root scheduler found no place: no instance, a
+                # negative status on the service.
+                found["status"] = self.schedule
+            elif found is not None:  # Oakestra answers "ok" either way
                 number = found["next_instance_progressive_number"]
                 found["next_instance_progressive_number"] = number + 1
                 found["instance_list"].append(

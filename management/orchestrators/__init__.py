@@ -37,6 +37,7 @@ BUILTIN_ORCHESTRATORS: dict[str, str] = {
     "local": "flops_management.orchestrators.local:LocalOrchestrator",
     "docker": "flops_management.orchestrators.docker:DockerOrchestrator",
     "kubernetes": "flops_management.orchestrators.kubernetes:KubernetesOrchestrator",
+    "oakestra": "flops_management.orchestrators.oakestra:OakestraOrchestrator",
 }
 
 

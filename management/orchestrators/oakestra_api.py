@@ -169,6 +169,11 @@ class OakestraAPI:
     def delete_application(self, application_id: str) -> None:
         self.call("DELETE", f"/api/application/{application_id}")
 
+    def application_services(self, application_id: str) -> list[dict[str, Any]]:
+        """The application's services (`GET /api/application/<id>` answers
+        null: Oakestra's bug; this route lists them)."""
+        return list(self.call("GET", f"/api/services/{application_id}") or [])
+
     def applications(self) -> list[dict[str, Any]]:
         """Every application (the Admin role's view), to find a job's by name."""
         return list(self.call("GET", "/api/applications/") or [])

@@ -62,6 +62,14 @@ class ServicePlan:
     resources: Resources = field(default_factory=Resources)
     placement: OakestraPlacement = field(default_factory=OakestraPlacement)
     rr_ip: str | None = None  # the address others dial it at (SuperLinks)
+    # CSI volumes ({volume_id, csi_driver, mount_path}): a learner's data.
+    volumes: tuple[dict[str, str], ...] = ()
+    # "hostPort:containerPort/tcp" on the worker: an inference server's alone.
+    port: str = ""
+    # False: a server that must keep running (restarted if it stops).
+    one_shot: bool = True
+    # True: the image's own command (an inference image's), `args` unused.
+    keep_image_command: bool = False
 
 
 def app_name(job_id: str) -> str:
@@ -106,7 +114,7 @@ def microservice(plan: ServicePlan, image: str) -> dict[str, Any]:
         "microservice_namespace": NAMESPACE,
         "virtualization": "container",
         "code": image,
-        "cmd": [*IMAGE_ENTRYPOINT, *plan.args],
+        "cmd": [] if plan.keep_image_command else [*IMAGE_ENTRYPOINT, *plan.args],
         "environment": [f"{k}={v}" for k, v in sorted(plan.environment.items())],
         "memory": memory_mb(plan.resources),
         "vcpus": vcpus(plan.resources),
@@ -115,12 +123,15 @@ def microservice(plan: ServicePlan, image: str) -> dict[str, Any]:
         "bandwidth_in": 0,
         "bandwidth_out": 0,
         "storage": 0,
-        "port": "",  # nothing published on the worker: actors dial out
-        "one_shot": True,
+        # Actors publish nothing on the worker: learners dial out.
+        "port": plan.port,
+        "one_shot": plan.one_shot,
         "added_files": [],
     }
     if plan.rr_ip is not None:
         service["addresses"] = {"rr_ip": plan.rr_ip}
+    if plan.volumes:
+        service["volumes"] = [dict(volume) for volume in plan.volumes]
     constraints = plan.placement.constraints()
     if constraints:
         service["constraints"] = constraints
@@ -133,12 +144,14 @@ def application_sla(
     description: str,
     services: list[dict[str, Any]],
     application_id: str | None = None,
+    name: str | None = None,
 ) -> dict[str, Any]:
-    """The SLA of the job's application. `application_id`: the created one's,
-    for adding services to it (`POST /api/service/`); None: to create it
+    """The SLA of the job's application (`name`: another application's, an
+    inference server's). `application_id`: the created one's, for adding
+    services to it (`POST /api/service/`); None: to create it
     (`POST /api/application/`)."""
     application: dict[str, Any] = {
-        "application_name": app_name(job_id),
+        "application_name": check_name(name) if name else app_name(job_id),
         "application_namespace": NAMESPACE,
         "application_desc": description[:200],
         "microservices": services,

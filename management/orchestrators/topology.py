@@ -95,14 +95,21 @@ class Placement:
     kind: PlacementKind = PlacementKind.ANY
     node: str | None = None
     labels: tuple[tuple[str, str], ...] = ()
+    # One of the orchestrator's own clusters (Oakestra's), with or without a
+    # node in it.
+    cluster: str | None = None
 
     @classmethod
-    def on_node(cls, node: str) -> Placement:
-        return cls(PlacementKind.NODE, node=node)
+    def on_node(cls, node: str, cluster: str | None = None) -> Placement:
+        return cls(PlacementKind.NODE, node=node, cluster=cluster)
 
     @classmethod
     def with_labels(cls, labels: Mapping[str, str]) -> Placement:
         return cls(PlacementKind.LABELS, labels=tuple(sorted(labels.items())))
+
+    @classmethod
+    def in_cluster(cls, cluster: str) -> Placement:
+        return cls(cluster=cluster)
 
     @classmethod
     def joined(cls) -> Placement:
@@ -113,11 +120,12 @@ class Placement:
         return self.kind is PlacementKind.JOINED
 
     def __str__(self) -> str:
+        where = f"cluster {self.cluster}" if self.cluster else ""
         if self.kind is PlacementKind.NODE:
-            return f"node {self.node}"
+            return f"node {self.node}" + (f" of {where}" if where else "")
         if self.kind is PlacementKind.LABELS:
             return "nodes labelled " + ",".join(f"{k}={v}" for k, v in self.labels)
-        return str(self.kind.value)
+        return where or str(self.kind.value)
 
 
 class Capability(enum.Enum):
@@ -126,6 +134,7 @@ class Capability(enum.Enum):
     JOINED_LEARNERS = "learners that join from their owners' machines"
     INFERENCE_SERVERS = "running inference servers"
     CLUSTERS = "hierarchical aggregation (an aggregator per cluster)"
+    PLACE_IN_CLUSTER = "placing in one of the orchestrator's own clusters"
 
 
 PLACEMENT_NEEDS: dict[PlacementKind, Capability] = {
@@ -149,9 +158,12 @@ def missing(
     the backends that can (`able`), or None."""
     wanting: dict[Capability, list[str]] = {}
     for learner, placement in placements:
-        need = PLACEMENT_NEEDS.get(placement.kind)
-        if need is not None and need not in capabilities:
-            wanting.setdefault(need, []).append(f"{learner} ({placement})")
+        needs = [PLACEMENT_NEEDS.get(placement.kind)]
+        if placement.cluster is not None:
+            needs.append(Capability.PLACE_IN_CLUSTER)
+        for need in needs:
+            if need is not None and need not in capabilities:
+                wanting.setdefault(need, []).append(f"{learner} ({placement})")
     if not wanting:
         return None
     lines = [

@@ -21,7 +21,7 @@ import tomli_w
 from flops import subprocesses
 from flops.app import run_settings as keys
 from flops.config import Cluster, ClusterPlacement, ProjectConfig
-from flops.errors import ConfigError, TrainingError
+from flops.errors import TrainingError
 from flops_management.orchestrators import Deployment, Placement
 from flops_management.pipeline import augment as augment_mod
 from flops_management.pipeline import tracking
@@ -35,18 +35,14 @@ def learner_clusters(config: ProjectConfig) -> list[Cluster]:
 
 
 def placement(wanted: ClusterPlacement) -> Placement:
-    """A cluster's placement as the orchestrators read it."""
-    if wanted.cluster is not None:
-        raise ConfigError(
-            f"placement.cluster ({wanted.cluster!r}) names an orchestrator's own "
-            "cluster, which no available orchestrator places by yet (the oakestra "
-            "orchestrator will).",
-            hint="Use placement.node or placement.labels, or leave placement out.",
-        )
+    """A cluster's placement as the orchestrators read it (one that cannot
+    honour it refuses it before anything starts)."""
     if wanted.node is not None:
-        return Placement.on_node(wanted.node)
+        return Placement.on_node(wanted.node, wanted.cluster)
     if wanted.labels:
         return Placement.with_labels(wanted.labels)
+    if wanted.cluster is not None:
+        return Placement.in_cluster(wanted.cluster)
     return Placement()
 
 

@@ -19,6 +19,14 @@ import jsonschema
 import pytest
 
 from flops.config import Resources
+from flops_management.orchestrators import (
+    ClusterSpec,
+    DeploymentSpec,
+    LearnerSpec,
+    Placement,
+    StoredPartitions,
+)
+from flops_management.orchestrators import oakestra_plans as plans
 from flops_management.orchestrators import oakestra_sla as sla
 from tests.oakestra_standin import validate_sla
 
@@ -31,31 +39,40 @@ OAK_CLI = "oak-cli==0.5.5"
 
 
 def _job_sla() -> dict[str, Any]:
-    root = sla.rr_ip(JOB, 0)
-    cluster = sla.rr_ip(JOB, 1)
-    plans = [
-        sla.ServicePlan(
-            "aggregator",
-            ["aggregator", "--host", "0.0.0.0", "--port", "8000"],
-            {"FLOPS_JOB": JOB},
-            rr_ip=root,
+    """A hierarchical job of one cluster (placed in Oakestra cluster site-a)
+    with a learner on worker-7, as oakestra_plans makes it; fixed stand-ins
+    for the TLS files and node keys, which are random in a real job."""
+    placed = Placement.on_node("worker-7", "site-a")
+    spec = DeploymentSpec(
+        job_id=JOB,
+        workdir=Path("/w"),
+        repo_dir=Path("/r"),
+        learners=(
+            LearnerSpec(
+                "learner-0", StoredPartitions("t", ("digits",), 0), placed, "edge-a"
+            ),
         ),
-        sla.ServicePlan(
-            "cluster0",
-            ["cluster", "--name", "edge-a", "--superlink", f"{root}:8000"],
-            {"FLOPS_JOB": JOB},
-            placement=sla.OakestraPlacement(cluster="site-a"),
-            rr_ip=cluster,
-        ),
-        sla.ServicePlan(
-            "learner0",
-            ["learner", "--superlink", f"{cluster}:8000", "--name", "learner-0"],
-            {"OMP_NUM_THREADS": "2"},
-            Resources(cpu=1.5, memory="512MiB"),
-            sla.OakestraPlacement(cluster="site-a", node="worker-7"),
-        ),
+        resources=Resources(cpu=1.5, memory="512MiB"),
+        image=IMAGE,
+        env={"FLOPS_JOB": JOB},
+        aggregator_env={"MLFLOW_TRACKING_TOKEN": "job-scoped"},
+        clusters=(ClusterSpec("edge-a", Placement.in_cluster("site-a")),),
+    )
+    secrets = plans.JobSecrets(
+        superlink={"ca.crt": b"CA", "superlink.crt": b"CRT", "superlink.key": b"KEY"},
+        node_keys={"learner-0": b"NODE0", "edge-a-uplink": b"UPLINK"},
+        public_keys={},
+        ca_file=Path("/w/tls/ca/ca.crt"),
+    )
+    volume = plans.DataVolume("flops-data", "csi.example.org")
+    services = [
+        sla.microservice(plan, IMAGE)
+        for plan in (
+            plans.aggregator_plan(spec, secrets),
+            plans.cluster_plan(spec, spec.clusters[0], secrets),
+            plans.learner_plan(spec, spec.learners[0], secrets, volume),
+        )
     ]
-    services = [sla.microservice(plan, IMAGE) for plan in plans]
     return sla.application_sla(JOB, "Admin", "FLOps job mnist-sklearn", services)
 
 

@@ -36,3 +36,23 @@ def test_allowed_nodes_and_label_keys_pass(tmp_path: Path) -> None:
     check_config(parse_config(PLACED), settings)
     unplaced = {"mode": "hierarchical", "clusters": [{"name": "a", "learners": 2}]}
     check_config(parse_config(unplaced), Settings(home=tmp_path))
+
+
+def test_an_orchestrators_cluster_must_be_one_the_operator_allows(
+    tmp_path: Path,
+) -> None:
+    config = parse_config(
+        {
+            "mode": "hierarchical",
+            "clusters": [
+                {"name": "a", "learners": 1, "placement": {"cluster": "site-a"}},
+                {"name": "b", "learners": 1, "placement": {"cluster": "site-b"}},
+            ],
+        }
+    )
+    with pytest.raises(LimitError) as refused:
+        check_config(config, Settings(home=tmp_path, placement_clusters=["site-a"]))
+    text = str(refused.value)
+    assert "cluster b: placement.cluster 'site-b' is not one" in text
+    assert "FLOPS_PLACEMENT_CLUSTERS: site-a" in text
+    assert "cluster a:" not in text

@@ -112,7 +112,12 @@ def test_inference_servers_are_a_capability_named_in_the_refusal() -> None:
         Capability.INFERENCE_SERVERS
         in get_orchestrator("local", Settings()).capabilities
     )
-    assert able()[Capability.INFERENCE_SERVERS] == ["local", "docker", "kubernetes"]
+    assert able()[Capability.INFERENCE_SERVERS] == [
+        "local",
+        "docker",
+        "kubernetes",
+        "oakestra",
+    ]
     check_orchestrator("docker", serving=True)
 
 
@@ -137,3 +142,21 @@ def test_joined_learners_need_the_address_they_dial_and_tls() -> None:
             "local", Settings(fleet_host="10.0.0.1", dev_insecure_flower=True)
         ).check(spec, able())
     get_orchestrator("local", Settings(fleet_host="10.0.0.1")).check(spec, able())
+
+
+@pytest.mark.parametrize("backend", ["local", "docker", "kubernetes"])
+def test_placing_in_an_orchestrators_own_cluster_is_refused_by_those_without(
+    backend: str,
+) -> None:
+    orchestrator = get_orchestrator(backend, Settings())
+    spec = _spec(
+        LearnerSpec("learner-0", None, Placement.in_cluster("site-a")),
+        LearnerSpec("learner-1", None, Placement.on_node("w1", "site-b")),
+    )
+    with pytest.raises(Unsupported) as caught:
+        orchestrator.check(spec, able())
+    message = str(caught.value)
+    assert "placing in one of the orchestrator's own clusters: learner-0 (cluster " in (
+        message
+    )
+    assert "learner-1 (node w1 of cluster site-b)" in message
