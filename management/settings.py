@@ -58,8 +58,11 @@ class Settings(BaseSettings):
 
     api_host: str = "127.0.0.1"
     api_port: int = DEFAULT_API_PORT
-    # Where learners and aggregators reach MLflow, and where the service does.
+    # Where the service reaches MLflow, and the actors too unless
+    # mlflow_actor_uri says otherwise (actors on other machines, or outside the
+    # compose network the service is in, reach it at another address).
     mlflow_tracking_uri: str | None = None
+    mlflow_actor_uri: str | None = None
     mlflow_port: int = DEFAULT_MLFLOW_PORT
     # The admin of MLflow's basic-auth app (flops_management.mlflow_access); the
     # local profile generates the password into FLOPS_HOME/mlflow.
@@ -201,6 +204,19 @@ class Settings(BaseSettings):
     @cached_property
     def tracking_uri(self) -> str:
         return self.mlflow_tracking_uri or f"http://127.0.0.1:{self.mlflow_port}"
+
+    @property
+    def actor_tracking_uri(self) -> str:
+        """Where learners and aggregators reach MLflow."""
+        return self.mlflow_actor_uri or self.tracking_uri
+
+    @property
+    def actors_see_loopback_mlflow(self) -> bool:
+        """The actors' MLflow address is the service's loopback, which actors
+        in containers of their own (or on other machines) cannot reach."""
+        return self.actor_tracking_uri.startswith(
+            ("http://127.0.0.1", "http://localhost")
+        )
 
     @cached_property
     def store(self) -> str:

@@ -160,6 +160,9 @@ class OakestraStandin:
     requests: list[tuple[str, str]] = field(default_factory=list)
     tokens: set[str] = field(default_factory=set)
     url: str = ""
+    # Runs the instances (tests/oakestra_worker.py); None: they only "run" in
+    # the stand-in's records, with the status `schedule` names.
+    worker: Any = None
 
     def app(self) -> FastAPI:
         api = FastAPI()
@@ -264,7 +267,10 @@ class OakestraStandin:
             if app is None:
                 raise HTTPException(501, "Application not found")
             for service_id in app["microservices"]:
-                self.services.pop(service_id, None)
+                gone = self.services.pop(service_id, None)
+                if gone is not None and self.worker is not None:
+                    for instance in gone["instance_list"]:
+                        self.worker.undeploy(service_id, instance["instance_number"])
             return {"message": "Application Deleted"}
 
         @api.post("/api/service/")
@@ -318,10 +324,14 @@ class OakestraStandin:
             elif found is not None:  # Oakestra answers "ok" either way
                 number = found["next_instance_progressive_number"]
                 found["next_instance_progressive_number"] = number + 1
-                found["instance_list"].append(
-                    {"instance_number": number, "status": self.schedule, "logs": ""}
-                )
-                found["status"] = self.schedule
+                status = "CLUSTER_SCHEDULED" if self.worker else self.schedule
+                instance = {"instance_number": number, "status": status, "logs": ""}
+                found["instance_list"].append(instance)
+                found["status"] = status
+                if self.worker is not None:  # scheduling is asynchronous
+                    threading.Thread(
+                        target=self.worker.deploy, args=(found, instance), daemon=True
+                    ).start()
             return {"message": "ok"}
 
         @api.delete("/api/service/{service_id}/instance/{number}")
@@ -331,12 +341,17 @@ class OakestraStandin:
             found["instance_list"] = [
                 i for i in found["instance_list"] if i["instance_number"] != number
             ]
+            if self.worker is not None:
+                self.worker.undeploy(service_id, number)
             return {"message": "ok"}
 
         @api.delete("/api/service/{service_id}")
         async def delete_service(service_id: str, request: Request) -> Any:
             user(request)
             found = self.services.pop(service_id, None)
+            if found is not None and self.worker is not None:
+                for instance in found["instance_list"]:
+                    self.worker.undeploy(service_id, instance["instance_number"])
             if found is None:
                 raise HTTPException(500, "Job not deleted")
             app = self.apps.get(found["applicationID"])
@@ -366,7 +381,19 @@ class OakestraStandin:
         while not self._server.started and time.monotonic() < deadline:
             time.sleep(0.05)
         self.url = f"http://127.0.0.1:{port}"
+        if self.worker is not None:
+            from tests.oakestra_worker import report_loop
+
+            self._stop_reports = threading.Event()
+            threading.Thread(
+                target=report_loop,
+                args=(self.services, self.worker, self._stop_reports),
+                daemon=True,
+            ).start()
         return self
 
     def stop(self) -> None:
         self._server.should_exit = True
+        if self.worker is not None:
+            self._stop_reports.set()
+            self.worker.close()

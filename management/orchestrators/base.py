@@ -152,6 +152,10 @@ class Deployment(ABC):
     fleet_address: str | None = None
     # Hierarchical mode: each cluster's SuperLink and relay.
     clusters: dict[str, ClusterEndpoint] = {}
+    # True: `logs()` may miss lines (Oakestra keeps an instance's last 1 KB),
+    # so the aggregator's events are not the whole story: the job's end is
+    # read from Flower's Control API and its model from MLflow.
+    lossy_logs: bool = False
 
     @property
     @abstractmethod

@@ -78,7 +78,6 @@ ROLE_LABEL = "io.flops.role"
 # Inference servers carry their project, not a job: a job's teardown, which
 # removes everything labelled with the job, must leave them running.
 SERVER_LABEL = "io.flops.inference-server"
-LOCAL_MLFLOW = ("http://127.0.0.1", "http://localhost")
 
 
 def connect(settings: Settings) -> docker.DockerClient:
@@ -261,14 +260,13 @@ class DockerOrchestrator(Orchestrator):
 
     def _check_network(self) -> str:
         network = self.settings.docker_network
-        if network != HOST_NETWORK and self.settings.tracking_uri.startswith(
-            LOCAL_MLFLOW
-        ):
+        uri = self.settings.actor_tracking_uri
+        if network != HOST_NETWORK and self.settings.actors_see_loopback_mlflow:
             raise FlopsError(
                 f"Actors on the container network {network!r} cannot reach MLflow at "
-                f"{self.settings.tracking_uri} (the service's loopback).",
-                hint="Set FLOPS_MLFLOW_TRACKING_URI to an address containers "
-                "reach, or FLOPS_DOCKER_NETWORK=host.",
+                f"{uri} (the service's loopback).",
+                hint="Set FLOPS_MLFLOW_ACTOR_URI to an address containers reach, "
+                "or FLOPS_DOCKER_NETWORK=host.",
             )
         return self._ensure_network()
 

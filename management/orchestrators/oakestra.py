@@ -144,6 +144,14 @@ class OakestraOrchestrator(Orchestrator):
         super().check(spec, able)
         self._data_volume(spec)
         self._api().close()  # the settings are complete
+        uri = self.settings.actor_tracking_uri
+        if self.settings.actors_see_loopback_mlflow:
+            raise ConfigError(
+                f"Actors on Oakestra's workers cannot reach MLflow at {uri} (the "
+                "service's loopback).",
+                hint="Set FLOPS_MLFLOW_ACTOR_URI to the address workers reach "
+                "MLflow at.",
+            )
 
     def _secrets(self, spec: DeploymentSpec) -> plans.JobSecrets | None:
         """The job's SuperLink certificate (naming every SuperLink's overlay
@@ -207,7 +215,7 @@ class OakestraOrchestrator(Orchestrator):
             uplinks = [cluster_part(c.name, UPLINK) for c in spec.clusters]
             deployment.nodes = self._enrol(control, secrets, roots + uplinks)
             for name in roots:
-                api.deploy(deployment.services[name])
+                deployment.deploy(name)
             for index, cluster in enumerate(spec.clusters):
                 self._start(deployment, cluster_part(cluster.name, AGGREGATOR))
                 link = plans.superlink_address(spec.job_id, index + 1)
@@ -217,7 +225,7 @@ class OakestraOrchestrator(Orchestrator):
                 members = [ls.name for ls in spec.cluster_learners(cluster.name)]
                 deployment.nodes.update(self._enrol(link, secrets, members))
                 for name in members:
-                    api.deploy(deployment.services[name])
+                    deployment.deploy(name)
         except BaseException:
             # What was made goes; a root gone away must not hide why.
             with contextlib.suppress(FlopsError):
@@ -227,10 +235,10 @@ class OakestraOrchestrator(Orchestrator):
 
     def _start(self, deployment: OakestraDeployment, component: str) -> None:
         """Deploy a SuperLink's service and wait until its instance runs."""
-        deployment.api.deploy(deployment.services[component])
+        deployment.deploy(component)
         deadline = time.monotonic() + self.oakestra.ready_timeout
         while True:
-            state = deployment.status()[component]
+            state = deployment.component_status(component)
             if state.state is ComponentState.RUNNING:
                 return
             if not state.alive or time.monotonic() > deadline:

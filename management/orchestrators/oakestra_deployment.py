@@ -12,6 +12,7 @@ between two polls; the job's rounds are complete in MLflow all the same.
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -90,6 +91,10 @@ def new_lines(previous: str, current: str) -> list[str]:
 
 class OakestraDeployment(Deployment):
     wait_interval_s = 2.0  # each status() asks the root for every service
+    lossy_logs = True  # Oakestra keeps an instance's last 1,024 bytes
+    # The root orchestrator serves one request at a time: its answers are
+    # reused for this long by status(), logs() and tail() alike.
+    refresh_s = 1.5
 
     def __init__(
         self,
@@ -109,6 +114,7 @@ class OakestraDeployment(Deployment):
         # Component -> its Oakestra service id, as each is created.
         self.services: dict[str, str] = {}
         self._tails: dict[str, str] = {}
+        self._cache: dict[str, tuple[float, dict[str, Any] | None]] = {}
 
     @property
     def control_address(self) -> str:
@@ -121,10 +127,24 @@ class OakestraDeployment(Deployment):
         service_id = self.services.get(component)
         if service_id is None:
             return None
+        cached = self._cache.get(service_id)
+        if cached is not None and time.monotonic() - cached[0] < self.refresh_s:
+            return cached[1]
         try:
-            return self.api.service(service_id)
+            found: dict[str, Any] | None = self.api.service(service_id)
         except OakestraError:  # deleted by someone else: gone
-            return None
+            found = None
+        self._cache[service_id] = (time.monotonic(), found)
+        return found
+
+    def deploy(self, component: str) -> None:
+        """Ask Oakestra for the component's instance."""
+        service_id = self.services[component]
+        self._cache.pop(service_id, None)
+        self.api.deploy(service_id)
+
+    def component_status(self, component: str) -> ComponentStatus:
+        return instance_status(self._service(component))
 
     def status(self) -> dict[str, ComponentStatus]:
         return {
@@ -159,6 +179,7 @@ class OakestraDeployment(Deployment):
     def _undeploy(self, service_id: str) -> None:
         """Each instance first, then the service (Oakestra's delete of a whole
         service can miss instances)."""
+        self._cache.pop(service_id, None)
         with contextlib.suppress(OakestraError):
             found = self.api.service(service_id)
             for instance in found.get("instance_list") or []:

@@ -93,8 +93,11 @@ def superlink_address(job_id: str, index: int) -> str:
 
 
 def superlink_hosts(spec: DeploymentSpec) -> list[str]:
-    """Every address the job's SuperLink certificate must name."""
-    return [rr_ip(spec.job_id, index) for index in range(len(spec.clusters) + 1)]
+    """Every address the job's SuperLink certificate must name: each
+    SuperLink's overlay address, and loopback, where the executor beside it in
+    its container dials it."""
+    overlay = [rr_ip(spec.job_id, index) for index in range(len(spec.clusters) + 1)]
+    return [*overlay, "127.0.0.1", "localhost"]
 
 
 def oakestra_placement(placement: Placement) -> OakestraPlacement:

@@ -104,3 +104,31 @@ class SuperLinkControl:
             MessageToDict(node, preserving_proto_field_name=True)
             for node in response.nodes_info
         ]
+
+    def run_status(self, run_id: int) -> RunStatus:
+        """A run's status as Flower keeps it (`pending`, `starting`,
+        `running`, `finished` with `completed`/`failed`/`stopped`)."""
+        from flwr.proto.control_pb2 import ListRunsRequest
+
+        response = self._call(
+            f"report run {run_id}", "ListRuns", ListRunsRequest(run_id=run_id)
+        )
+        run = response.run_dict.get(run_id)
+        if run is None:
+            raise FlopsError(f"The SuperLink at {self.address} has no run {run_id}.")
+        return RunStatus(run.status.status, run.status.sub_status, run.status.details)
+
+
+@dataclass(frozen=True)
+class RunStatus:
+    status: str
+    sub_status: str
+    details: str
+
+    @property
+    def finished(self) -> bool:
+        return self.status == "finished"
+
+    @property
+    def completed(self) -> bool:
+        return self.finished and self.sub_status == "completed"

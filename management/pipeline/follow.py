@@ -35,6 +35,7 @@ from flops_management.orchestrators.topology import (
 from flops_management.pipeline.context import JobContext
 from flops_management.pipeline.follow_clusters import ROOT_NODE_EVENTS, ClusterFollower
 from flops_management.pipeline.joined import JoinedLearners
+from flops_management.pipeline.run_outcome import RunOutcome
 
 POLL_S = 0.2
 CONNECT_GRACE_S = 15.0
@@ -42,7 +43,12 @@ _SUMMARY_METRICS = ("eval_accuracy", "eval_loss", "round_seconds")
 
 
 class RunFollower:
-    def __init__(self, ctx: JobContext, config: ProjectConfig) -> None:
+    def __init__(
+        self,
+        ctx: JobContext,
+        config: ProjectConfig,
+        outcome: RunOutcome | None = None,
+    ) -> None:
         assert ctx.deployment is not None
         self.ctx = ctx
         self.config = config
@@ -56,6 +62,8 @@ class RunFollower:
         self.joined = JoinedLearners(ctx)
         self.hierarchical = config.hierarchical
         self.clusters = ClusterFollower(ctx, self.deployment, self.progress)
+        # Where logs lose lines: the run's end from Flower, its model from MLflow.
+        self.outcome = outcome
 
     def _deadline(self) -> float:
         # Flower enforces round_timeout per phase; this only catches a hang.
@@ -73,6 +81,10 @@ class RunFollower:
             self.ctx.check_cancelled()
             self.joined.sync()
             self._drain()
+            if self.outcome is not None and not (self.finished or self.failure):
+                known = self.outcome.poll()
+                self.finished, self.failure = known.finished, known.failure
+                self.model_uri = self.model_uri or known.model_uri
             if self.failure:
                 raise TrainingError(self.failure)
             if self.finished:
@@ -94,6 +106,7 @@ class RunFollower:
             # a moment past the same deadline to say so.
             if (
                 not self.hierarchical  # each tier waits for its own nodes
+                and self.outcome is None  # lost lines are no news of learners
                 and self.progress.round == 0
                 and self.progress.learners_connected < self.needed
                 and now > connect_deadline + CONNECT_GRACE_S

@@ -45,6 +45,7 @@ from flops_management.pipeline.environment import EnvironmentBuilder, smoke_test
 from flops_management.pipeline.follow import RunFollower
 from flops_management.pipeline.joined import JoinedLearners
 from flops_management.pipeline.publish import inference_image, register
+from flops_management.pipeline.run_outcome import RunOutcome
 from flops_management.pipeline.runtime_environment import RuntimeEnvironments
 from flops_management.pipeline.smoke_cache import SmokeCache
 from flops_management.sandbox import sandbox_for
@@ -383,7 +384,7 @@ def train(ctx: JobContext) -> StageResult:
     )
     ctx.store.update_project(ctx.project_id, mlflow=info)
     runs = flower_runs.JobRuns(
-        ctx.settings.tracking_uri,
+        ctx.settings.actor_tracking_uri,
         experiment_id,
         run_id,
         ctx.workspace.app,
@@ -398,7 +399,16 @@ def train(ctx: JobContext) -> StageResult:
     ctx.event(
         "flower_run_started", flower_run_id=ctx.flower_run_id, mlflow_run_id=run_id
     )
-    follower = RunFollower(ctx, config)
+    outcome = None
+    if ctx.deployment.lossy_logs:
+        outcome = RunOutcome(
+            ctx.deployment,
+            int(ctx.flower_run_id),
+            ctx.settings.tracking_uri,
+            experiment_id,
+            run_id,
+        )
+    follower = RunFollower(ctx, config, outcome)
     app = ctx.report.flower_app if ctx.report is not None else None
     ctx.model_uri = follower.follow(
         model_expected=app is None or app.model_export is not None

@@ -83,6 +83,19 @@ class Tracking:
             return False
         return True
 
+    def logged_model_uri(self, experiment_id: str, run_id: str) -> str | None:
+        """The READY model a run logged (`models:/<id>`), when its aggregator's
+        event saying so was not seen (a backend whose logs lose lines)."""
+        from mlflow.entities import LoggedModelStatus
+
+        found = self._client().search_logged_models(
+            experiment_ids=[experiment_id],
+            # MLflow's search matches no `status` (3.17): checked below.
+            filter_string=f"source_run_id = '{run_id}'",
+        )
+        ready = [m for m in found if m.status == LoggedModelStatus.READY]
+        return f"models:/{ready[0].model_id}" if ready else None
+
     def start_run(
         self,
         experiment_id: str,

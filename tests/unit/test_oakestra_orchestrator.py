@@ -67,7 +67,7 @@ def orchestrator(
     standin: OakestraStandin, tmp_path: Path, registrar: Registrar | None = None
 ) -> OakestraOrchestrator:
     return OakestraOrchestrator(
-        Settings(home=tmp_path / "home"),
+        Settings(home=tmp_path / "home", mlflow_actor_uri="http://10.30.0.1:5000"),
         OakestraSettings(
             url=standin.url,
             username=standin.username,
@@ -162,6 +162,8 @@ def test_status_and_logs_are_what_oakestra_reports(
     standin: OakestraStandin, tmp_path: Path
 ) -> None:
     deployment = orchestrator(standin, tmp_path).submit(hierarchical(tmp_path))
+    assert isinstance(deployment, OakestraDeployment)
+    deployment.refresh_s = 0  # each read asks the root afresh
     service = deployment.services["learner-0"]
     standin.set_instance(service, logs="a\nb\n")
     assert [(line.component, line.text) for line in deployment.logs()] == [
@@ -255,6 +257,14 @@ def test_missing_settings_and_unsupported_asks_are_refused_first(
     )
     with pytest.raises(Unsupported, match="by node labels: learner-0"):
         bare.check(labelled, able())
+    loopback = OakestraOrchestrator(
+        Settings(home=tmp_path),
+        OakestraSettings(url="http://root:10000", username="u", password="p"),
+    )
+    with pytest.raises(
+        ConfigError, match=r"cannot reach MLflow at http://127\.0\.0\.1"
+    ):
+        loopback.check(hierarchical(tmp_path), able())
 
 
 def test_a_restarted_service_cleans_up_by_the_jobs_application_name(

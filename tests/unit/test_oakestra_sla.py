@@ -143,3 +143,20 @@ def test_oakestras_own_example_slas_pass_the_standins_schema() -> None:
     assert len(examples) >= 3
     for example in examples:
         validate_sla(json.loads(example.read_text()))
+
+
+def test_the_superlink_certificate_names_every_overlay_address_and_loopback() -> None:
+    spec = DeploymentSpec(
+        job_id=JOB,
+        workdir=Path("/w"),
+        repo_dir=Path("/r"),
+        learners=(),
+        clusters=(ClusterSpec("edge-a"), ClusterSpec("edge-b")),
+    )
+    assert plans.superlink_hosts(spec) == [
+        sla.rr_ip(JOB, 0),
+        sla.rr_ip(JOB, 1),
+        sla.rr_ip(JOB, 2),
+        "127.0.0.1",  # the executor beside each SuperLink dials it there
+        "localhost",
+    ]
