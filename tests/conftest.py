@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import secrets
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -18,7 +17,7 @@ from tests.fixtures.images import make_digit_images
 from tests.fixtures.tabular import make_tabular
 from tests.git_https import make_certificate
 from tests.helpers import EXAMPLES
-from tests.stack import Stack, free_port
+from tests.stack import Stack
 
 
 @pytest.fixture(scope="session")
@@ -42,39 +41,16 @@ def stack(
     tls: tuple[Path, Path, Path],
 ) -> Iterator[Stack]:
     home = tmp_path_factory.mktemp("flops-home")
-    api_port, mlflow_port, registry_port = free_port(), free_port(), free_port()
+    stack = Stack.prepare(home, tls[2])
     # Learners that join from other machines (network namespaces here) reach
     # the API and their jobs' Fleet fronts at the host's site address.
     site = contextlib.ExitStack()
-    site_env: dict[str, str] = {}
     modules = {item.path.stem for item in request.session.items}
     # Only a session that holds them makes the host's site link (one name per
     # host, so two sessions at once do not fight over it).
     if modules & SITE_USERS and netns.available() is None:
         address = site.enter_context(netns.site_address())
-        site_env = {"FLOPS_API_HOST": "0.0.0.0", "FLOPS_FLEET_HOST": address}
-    env = {
-        **os.environ,
-        "FLOPS_HOME": str(home),
-        "FLOPS_API_PORT": str(api_port),
-        "FLOPS_MLFLOW_PORT": str(mlflow_port),
-        "FLOPS_REGISTRY_PORT": str(registry_port),
-        "FLOPS_API_URL": f"http://127.0.0.1:{api_port}",
-        # A canary in the service's environment: the security tests check that
-        # no tenant code and no stored record ever shows it. (Without a username
-        # FLOps writes no registry auth file, so the embedded registry is as is.)
-        "FLOPS_REGISTRY_PASSWORD": f"canary-{secrets.token_hex(8)}",
-        # Git over HTTPS to the tests' own servers (tests/git_https.py).
-        "FLOPS_CA_BUNDLE": str(tls[2]),
-        **site_env,
-    }
-    env.pop("FLOPS_TOKEN", None)
-    stack = Stack(
-        home=home,
-        env=env,
-        tracking_uri=f"http://127.0.0.1:{mlflow_port}",
-        registry=f"127.0.0.1:{registry_port}",
-    )
+        stack.env.update({"FLOPS_API_HOST": "0.0.0.0", "FLOPS_FLEET_HOST": address})
     up = stack.flops("up", timeout=600)
     assert up.returncode == 0, up.stdout + up.stderr
     prebuild = prebuild_base_images(stack, request.session.items)

@@ -180,11 +180,13 @@ class PodmanWorker:
         instance["logs"] = (logs.stdout + logs.stderr)[-LOG_BYTES:]
 
     def close(self) -> None:
+        """Every container it still runs, and the overlay's network."""
         with self._lock:
             names = list(self.containers.values())
             self.containers.clear()
         for name in names:
             _podman("rm", "-f", "-t", "2", name, check=False)
+        _podman("network", "rm", "-f", NETWORK, check=False)
 
 
 def report_loop(

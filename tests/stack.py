@@ -8,6 +8,8 @@ talks to them through the `flops` command or the API, as a user would.
 from __future__ import annotations
 
 import json
+import os
+import secrets
 import socket
 import subprocess
 import sys
@@ -31,6 +33,38 @@ class Stack:
     env: dict[str, str]
     tracking_uri: str
     registry: str
+
+    @classmethod
+    def prepare(cls, home: Path, ca_bundle: Path) -> Stack:
+        """A stack's settings, not started yet (`flops up`): its home, free
+        ports, the CA bundle it trusts, and a canary secret."""
+        api_port, mlflow_port, registry_port = free_port(), free_port(), free_port()
+        env = {
+            **os.environ,
+            "FLOPS_HOME": str(home),
+            "FLOPS_API_PORT": str(api_port),
+            "FLOPS_MLFLOW_PORT": str(mlflow_port),
+            "FLOPS_REGISTRY_PORT": str(registry_port),
+            "FLOPS_API_URL": f"http://127.0.0.1:{api_port}",
+            # A canary in the service's environment: the security tests check
+            # that no tenant code and no stored record ever shows it. (Without a
+            # username FLOps writes no registry auth file, so the embedded
+            # registry is as is.)
+            "FLOPS_REGISTRY_PASSWORD": f"canary-{secrets.token_hex(8)}",
+            # Git over HTTPS to the tests' own servers (tests/git_https.py).
+            "FLOPS_CA_BUNDLE": str(ca_bundle),
+        }
+        env.pop("FLOPS_TOKEN", None)
+        return cls(
+            home=home,
+            env=env,
+            tracking_uri=f"http://127.0.0.1:{mlflow_port}",
+            registry=f"127.0.0.1:{registry_port}",
+        )
+
+    @property
+    def mlflow_port(self) -> int:
+        return int(self.env["FLOPS_MLFLOW_PORT"])
 
     def flops(
         self, *args: str, timeout: float = 900

@@ -12,8 +12,6 @@ Oakestra's overlay), MLflow reached by the actors at the overlay's gateway.
 
 from __future__ import annotations
 
-import os
-import secrets
 import shutil
 import subprocess
 from collections.abc import Iterator
@@ -29,7 +27,7 @@ from tests.conftest import remove_local_images
 from tests.helpers import EXAMPLES, make_repo
 from tests.oakestra_standin import OakestraStandin
 from tests.oakestra_worker import GATEWAY, PodmanWorker, TcpForward
-from tests.stack import Stack, free_port
+from tests.stack import Stack
 
 pytestmark = pytest.mark.integration
 
@@ -46,31 +44,18 @@ def oakestra(
     volume = tmp_path_factory.mktemp("csi") / VOLUME
     volume.mkdir(mode=0o755)
     standin = OakestraStandin(worker=PodmanWorker({VOLUME: volume})).start()
-    api_port, mlflow_port, registry_port = free_port(), free_port(), free_port()
-    forward = TcpForward((GATEWAY, mlflow_port), ("127.0.0.1", mlflow_port))
     home = tmp_path_factory.mktemp("flops-home-oakestra")
-    env = {
-        **os.environ,
-        "FLOPS_HOME": str(home),
-        "FLOPS_API_PORT": str(api_port),
-        "FLOPS_MLFLOW_PORT": str(mlflow_port),
-        "FLOPS_REGISTRY_PORT": str(registry_port),
-        "FLOPS_API_URL": f"http://127.0.0.1:{api_port}",
-        "FLOPS_CA_BUNDLE": str(tls[2]),
-        "FLOPS_MLFLOW_ACTOR_URI": f"http://{GATEWAY}:{mlflow_port}",
-        "FLOPS_OAKESTRA_URL": standin.url,
-        "FLOPS_OAKESTRA_USERNAME": standin.username,
-        "FLOPS_OAKESTRA_PASSWORD": standin.password,
-        "FLOPS_OAKESTRA_DATA_VOLUME": VOLUME,
-        "FLOPS_OAKESTRA_CSI_DRIVER": "hostpath.standin.flops",
-        "FLOPS_REGISTRY_PASSWORD": f"canary-{secrets.token_hex(8)}",
-    }
-    env.pop("FLOPS_TOKEN", None)
-    stack = Stack(
-        home=home,
-        env=env,
-        tracking_uri=f"http://127.0.0.1:{mlflow_port}",
-        registry=f"127.0.0.1:{registry_port}",
+    stack = Stack.prepare(home, tls[2])
+    forward = TcpForward((GATEWAY, stack.mlflow_port), ("127.0.0.1", stack.mlflow_port))
+    stack.env.update(
+        {
+            "FLOPS_MLFLOW_ACTOR_URI": f"http://{GATEWAY}:{stack.mlflow_port}",
+            "FLOPS_OAKESTRA_URL": standin.url,
+            "FLOPS_OAKESTRA_USERNAME": standin.username,
+            "FLOPS_OAKESTRA_PASSWORD": standin.password,
+            "FLOPS_OAKESTRA_DATA_VOLUME": VOLUME,
+            "FLOPS_OAKESTRA_CSI_DRIVER": "hostpath.standin.flops",
+        }
     )
     up = stack.flops("up", timeout=600)
     assert up.returncode == 0, up.stdout + up.stderr
