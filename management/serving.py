@@ -23,7 +23,7 @@ from flops_management.images.registry import ImageInfo
 from flops_management.models import InferenceServer, Project, ServerStatus, utcnow
 from flops_management.orchestrators import Orchestrator, get_orchestrator
 from flops_management.orchestrators.base import ServerSpec
-from flops_management.orchestrators.local_actors import free_port
+from flops_management.orchestrators.ports import free_port
 from flops_management.sandbox import Identity
 from flops_management.settings import Settings
 from flops_management.store import Store

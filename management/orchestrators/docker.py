@@ -61,9 +61,10 @@ from flops_management.orchestrators.docker_containers import (
 )
 from flops_management.orchestrators.flower_tls import JobTLS, issue_job_tls
 from flops_management.orchestrators.host import stage_learner_data
-from flops_management.orchestrators.local_actors import READY_TIMEOUT_S, free_port
+from flops_management.orchestrators.local_actors import READY_TIMEOUT_S
 from flops_management.orchestrators.log_file import LogFile
 from flops_management.orchestrators.node_auth import enrol_learners, enrol_nodes
+from flops_management.orchestrators.ports import free_port
 from flops_management.orchestrators.topology import (
     Capability,
     Component,

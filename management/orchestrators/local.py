@@ -42,14 +42,11 @@ from flops_management.orchestrators.base import (
 )
 from flops_management.orchestrators.flower_tls import JobTLS, issue_job_tls
 from flops_management.orchestrators.host import stage_learner_data
-from flops_management.orchestrators.local_actors import (
-    LocalActors,
-    Processes,
-    free_port,
-)
+from flops_management.orchestrators.local_actors import LocalActors, Processes
 from flops_management.orchestrators.local_commands import server_args
 from flops_management.orchestrators.log_file import LogFile
 from flops_management.orchestrators.node_auth import enrol_learners
+from flops_management.orchestrators.ports import free_port
 from flops_management.orchestrators.topology import (
     Capability,
     Component,

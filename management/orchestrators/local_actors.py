@@ -11,7 +11,6 @@ the deployment as it starts, so that a failure part-way stops what did start.
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -52,18 +51,12 @@ from flops_management.orchestrators.node_auth import (
     enrol_nodes,
     key_folder,
 )
+from flops_management.orchestrators.ports import free_port
 from flops_management.sandbox import DEFAULT_PATH, sandbox_for, tenant_env
 from flops_management.settings import Settings
 
 READY_TIMEOUT_S = 60.0
 MAX_SOCKET_PATH = 107  # sun_path's 108 bytes, with its terminating NUL
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 class Processes(Deployment):
