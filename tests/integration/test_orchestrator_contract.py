@@ -59,8 +59,8 @@ def test_only_registered_learners_join_and_a_revoked_one_is_cut_off(
     import time
 
     from flops.node_key import NodeKey
-    from flops_management.orchestrators.ports import free_port
     from flops_management.orchestrators.node_auth import refusal
+    from flops_management.orchestrators.ports import free_port
     from flops_management.orchestrators.superlink_control import SuperLinkControl
 
     settings, spec = _local(tmp_path, "contract0auth00")
