@@ -21,17 +21,16 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import time
 from typing import Any
 
 from pydantic import SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from flops.actor import RELAY_DIR
-from flops.actor_commands import CA_FILE, SUPERLINK_CERT_FILE, SUPERLINK_KEY_FILE
 from flops.app.relay import relay_path
 from flops.errors import ConfigError, FlopsError
 from flops.node_key import NodeKey
+from flops.waiting import wait_until
 from flops_management.orchestrators import oakestra_plans as plans
 from flops_management.orchestrators import oakestra_sla as sla
 from flops_management.orchestrators.base import (
@@ -57,7 +56,7 @@ from flops_management.orchestrators.oakestra_api import OakestraAPI
 from flops_management.orchestrators.oakestra_deployment import (
     OakestraDeployment,
     instance_status,
-    not_scheduled_reason,
+    log_tail,
     undeploy_application,
 )
 from flops_management.orchestrators.topology import (
@@ -107,8 +106,12 @@ class OakestraOrchestrator(Orchestrator):
         super().__init__(settings)
         self.oakestra = oakestra or OakestraSettings()
         self.registrar = registrar or register_with_superlink
+        self._client: OakestraAPI | None = None
 
     def _api(self) -> OakestraAPI:
+        """The root's client, made once: each new one logs in again."""
+        if self._client is not None:
+            return self._client
         o = self.oakestra
         unset = [
             f"FLOPS_OAKESTRA_{name.upper()}"
@@ -122,7 +125,8 @@ class OakestraOrchestrator(Orchestrator):
                 "Oakestra user FLOps deploys as.",
             )
         assert o.url and o.username and o.password
-        return OakestraAPI(o.url, o.username, o.password.get_secret_value())
+        self._client = OakestraAPI(o.url, o.username, o.password.get_secret_value())
+        return self._client
 
     def _data_volume(self, spec: DeploymentSpec) -> plans.DataVolume | None:
         wants = [ls.name for ls in placed_learners(spec.learners) if ls.data]
@@ -143,7 +147,7 @@ class OakestraOrchestrator(Orchestrator):
     ) -> None:
         super().check(spec, able)
         self._data_volume(spec)
-        self._api().close()  # the settings are complete
+        self._api()  # the settings are complete
         uri = self.settings.actor_tracking_uri
         if self.settings.actors_see_loopback_mlflow:
             raise ConfigError(
@@ -161,7 +165,6 @@ class OakestraOrchestrator(Orchestrator):
         )
         if tls is None:
             return None
-        files = [CA_FILE, SUPERLINK_CERT_FILE, SUPERLINK_KEY_FILE]
         nodes = [ls.name for ls in placed_learners(spec.learners)]
         nodes += [cluster_part(c.name, UPLINK) for c in spec.clusters]
         keys = {
@@ -169,7 +172,9 @@ class OakestraOrchestrator(Orchestrator):
             for name in nodes
         }
         return plans.JobSecrets(
-            superlink={f: (tls.superlink / f).read_bytes() for f in files},
+            superlink={
+                f: (tls.superlink / f).read_bytes() for f in plans.SUPERLINK_FILES
+            },
             node_keys={n: k.private_path.read_bytes() for n, k in keys.items()},
             public_keys={n: k.public_pem() for n, k in keys.items()},
             ca_file=tls.ca_file,
@@ -236,21 +241,24 @@ class OakestraOrchestrator(Orchestrator):
     def _start(self, deployment: OakestraDeployment, component: str) -> None:
         """Deploy a SuperLink's service and wait until its instance runs."""
         deployment.deploy(component)
-        deadline = time.monotonic() + self.oakestra.ready_timeout
-        while True:
-            state = deployment.component_status(component)
-            if state.state is ComponentState.RUNNING:
-                return
-            if not state.alive or time.monotonic() > deadline:
-                raise FlopsError(
-                    f"The {component} service of Oakestra application "
-                    f"{sla.app_name(deployment.job_id)} did not run ({state}):\n"
-                    + deployment.tail(component),
-                    hint="`oak service` (or the root's dashboard) shows why: "
-                    "an image the workers cannot pull, no worker with the "
-                    "resources, a cluster or node constraint nobody meets.",
-                )
-            time.sleep(deployment.wait_interval_s)
+        wait_until(
+            lambda: (
+                deployment.component_status(component).state
+                is not ComponentState.PENDING
+            ),
+            self.oakestra.ready_timeout,
+            interval=deployment.wait_interval_s,
+        )
+        state = deployment.component_status(component)
+        if state.state is not ComponentState.RUNNING:
+            raise FlopsError(
+                f"The {component} service of Oakestra application "
+                f"{sla.app_name(deployment.job_id)} did not run ({state}):\n"
+                + deployment.tail(component),
+                hint="`oak service` (or the root's dashboard) shows why: "
+                "an image the workers cannot pull, no worker with the "
+                "resources, a cluster or node constraint nobody meets.",
+            )
 
     def _enrol(
         self, control: str, secrets: plans.JobSecrets | None, names: list[str]
@@ -323,11 +331,7 @@ class OakestraOrchestrator(Orchestrator):
         return instance_status(self._server(handle))
 
     def server_logs(self, handle: dict[str, Any], lines: int = 20) -> str:
-        service = self._server(handle)
-        reason = not_scheduled_reason(service)
-        instances = (service or {}).get("instance_list") or []
-        text = str(instances[-1].get("logs") or "") if instances else reason
-        return "\n".join(text.splitlines()[-lines:])
+        return log_tail(self._server(handle), lines)
 
     def stop_server(self, handle: dict[str, Any]) -> None:
         api = self._api()

@@ -75,6 +75,18 @@ def not_scheduled_reason(service: dict[str, Any] | None) -> str:
     return ""
 
 
+def instance_logs(service: dict[str, Any] | None) -> str:
+    """What Oakestra keeps of the service's (latest) instance's output."""
+    instances = (service or {}).get("instance_list") or []
+    return str(instances[-1].get("logs") or "") if instances else ""
+
+
+def log_tail(service: dict[str, Any] | None, lines: int) -> str:
+    """The last `lines` of its output, or why Oakestra placed no instance."""
+    text = not_scheduled_reason(service) or instance_logs(service)
+    return "\n".join(text.splitlines()[-lines:])
+
+
 def new_lines(previous: str, current: str) -> list[str]:
     """The lines of `current` (a log's last bytes) not already in `previous`
     (the same log's last bytes at the poll before). A tail cut at the byte
@@ -158,9 +170,7 @@ class OakestraDeployment(Deployment):
 
     def logs(self) -> Iterator[LogLine]:
         for component in list(self.services):
-            service = self._service(component)
-            instances = (service or {}).get("instance_list") or []
-            current = str(instances[-1].get("logs") or "") if instances else ""
+            current = instance_logs(self._service(component))
             previous = self._tails.get(component, "")
             if current and current != previous:
                 self._tails[component] = current
@@ -168,13 +178,7 @@ class OakestraDeployment(Deployment):
                     yield LogLine(component, line)
 
     def tail(self, component: str, lines: int = 20) -> str:
-        service = self._service(component)
-        reason = not_scheduled_reason(service)
-        if reason:
-            return reason
-        instances = (service or {}).get("instance_list") or []
-        text = str(instances[-1].get("logs") or "") if instances else ""
-        return "\n".join(text.splitlines()[-lines:])
+        return log_tail(self._service(component), lines)
 
     def _undeploy(self, service_id: str) -> None:
         """Each instance first, then the service (Oakestra's delete of a whole
