@@ -11,6 +11,7 @@ from rich.markup import escape
 
 from flops.errors import FlopsError
 from flops_cli.commands import (
+    compose,
     data,
     images,
     learner,
@@ -35,6 +36,7 @@ app.add_typer(learner.app, name="learner")
 app.add_typer(data.app, name="data")
 app.add_typer(token.app, name="token")
 app.add_typer(images.app, name="images")
+app.add_typer(compose.app, name="compose")
 app.add_typer(mlflow_login.app, name="mlflow")
 
 err_console = Console(stderr=True, highlight=False, soft_wrap=True)

@@ -50,6 +50,13 @@ def check_config(config: ProjectConfig, settings: Settings) -> None:
             f"rounds {config.rounds} is over this service's limit of "
             f"{settings.max_rounds} (FLOPS_MAX_ROUNDS)"
         )
+    if settings.orchestrators and config.orchestrator not in settings.orchestrators:
+        problems.append(
+            f"orchestrator {config.orchestrator!r} is not enabled on this service, "
+            f"which runs jobs on: {', '.join(settings.orchestrators)} "
+            "(FLOPS_ORCHESTRATORS); submit with --orchestrator "
+            f"{settings.orchestrators[0]}"
+        )
     problems += placement_problems(config, settings)
     if problems:
         raise LimitError(

@@ -51,7 +51,10 @@ def _default_find_links() -> list[str]:
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="FLOPS_", extra="ignore")
+    # An empty variable is an unset one (compose passes every name through).
+    model_config = SettingsConfigDict(
+        env_prefix="FLOPS_", extra="ignore", env_ignore_empty=True
+    )
 
     profile: Literal["local", "production"] = "local"
     home: Path = Field(default_factory=lambda: Path.home() / ".flops")
@@ -86,6 +89,10 @@ class Settings(BaseSettings):
     placement_nodes: list[str] = Field(default_factory=list)
     placement_label_keys: list[str] = Field(default_factory=list)
     placement_clusters: list[str] = Field(default_factory=list)
+    # The backends this install runs jobs on (JSON list); empty: every known one.
+    # The compose install leaves out `local`, whose learners would run inside
+    # the management container.
+    orchestrators: list[str] = Field(default_factory=list)
     # A JSON request body; a data upload (streamed to disk, never held whole).
     max_request_bytes: int = Field(default=1024**2, ge=1024)
     max_upload_bytes: int = Field(default=512 * 1024**2, ge=1024)

@@ -95,7 +95,10 @@ def compile_args(
     return args
 
 
-def prune(site: Path) -> None:
+def prune(site: Path, *, keep_tools: bool = False) -> None:
+    """Drop what no image needs (`keep_tools`: a service's image keeps the
+    `uv` it runs)."""
+    drop_files = () if keep_tools else _PRUNE_FILES
     for path in sorted(site.rglob("*"), key=lambda p: len(p.parts), reverse=True):
         relative = path.relative_to(site).as_posix()
         if path.is_dir() and not path.is_symlink():
@@ -105,7 +108,7 @@ def prune(site: Path) -> None:
                 and not any(relative.startswith(keep) for keep in _KEEP_TEST_PACKAGES)
             ):
                 shutil.rmtree(path)
-        elif path.suffix in _PRUNE_SUFFIXES or relative in _PRUNE_FILES:
+        elif path.suffix in _PRUNE_SUFFIXES or relative in drop_files:
             path.unlink()
 
 

@@ -73,7 +73,7 @@ class OakestraSettings(BaseSettings):
     """FLOPS_OAKESTRA_*: the root orchestrator and what learners read."""
 
     model_config = SettingsConfigDict(
-        env_prefix="FLOPS_OAKESTRA_", extra="ignore", frozen=True
+        env_prefix="FLOPS_OAKESTRA_", extra="ignore", frozen=True, env_ignore_empty=True
     )
 
     url: str | None = None  # the root orchestrator's API, http://HOST:10000
