@@ -10,8 +10,8 @@ layer. Debian packages (PostgreSQL, the registry, Buildah) come from the
 Debian mirror inside the builds.
 
 The secrets (admin token, database and registry passwords) are generated once
-into `.env` beside docker-compose.yml (0600) and never overwritten, so a second `prepare`
-keeps what the stack already stores; the registry's TLS certificate is issued
+into `.env` beside docker-compose.yml (0600) and never overwritten, so a second
+`prepare` keeps what the stack already stores; the registry's TLS certificate is issued
 by a CA of the install's own in `.cache/compose/certs` (replace both for
 production: README, "Install beside your orchestrator").
 """

@@ -71,6 +71,7 @@ def stack(
 SITE_USERS = {"test_e2e_docker", "test_joined_learners"}
 # Platforms whose base image the session's tests will need, by test module.
 BASE_USERS = {
+    "test_compose_install": ["linux/amd64"],
     "test_e2e_docker": ["linux/amd64"],
     "test_e2e_flower_apps": ["linux/amd64"],
     "test_e2e_inference": ["linux/amd64"],

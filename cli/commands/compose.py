@@ -21,7 +21,7 @@ console = Console(soft_wrap=True)
 def prepare(
     checkout: Annotated[
         Path, typer.Option(help="The FLOps checkout holding docker-compose.yml.")
-    ] = Path("."),
+    ] = Path(),
     host: Annotated[
         list[str],
         typer.Option(help="Another name or address the registry is reached by."),
