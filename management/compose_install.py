@@ -38,8 +38,9 @@ from flops_management.settings import Settings
 Log = Callable[[str], None]
 
 CONTEXT_DIR = Path(".cache") / "compose"
-# FLOps with what its management service needs, and MLflow's PostgreSQL driver.
-SITE_REQUIREMENTS = [".[management,cli]", "psycopg2-binary>=2.9,<3"]
+# FLOps with what its management service needs, and MLflow's PostgreSQL driver
+# and S3 client (artifacts on S3-compatible storage, an option).
+SITE_REQUIREMENTS = [".[management,cli]", "psycopg2-binary>=2.9,<3", "boto3>=1.34"]
 # A real MongoDB wire-protocol server from PyPI, for hosts that cannot pull
 # `mongo` (the test override, docker-compose.test.yml).
 TEST_STORE_REQUIREMENTS = ["SecantusDB==0.7.0b3"]
@@ -115,6 +116,9 @@ def environment(
     values = {**DEFAULTS, **existing, "FLOPS_BASE_IMAGE": base_image, **overrides}
     # Where the management service and the engine push and pull images.
     values.setdefault("FLOPS_REGISTRY", f"127.0.0.1:{values['REGISTRY_PORT']}")
+    values.setdefault(
+        "FLOPS_STORE_URL", f"mongodb://127.0.0.1:{values['MONGO_PORT']}/flops"
+    )
     for name in GENERATED_SECRETS:
         if not values.get(name):
             values[name] = secrets.token_hex(32 if name.endswith("TOKEN") else 24)

@@ -21,6 +21,10 @@ export MLFLOW_BACKEND_STORE_URI="${database}/mlflow"
 # MLflow's GenAI job runners: seven processes FLOps does not use.
 export MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false
 unset POSTGRES_PASSWORD MLFLOW_ADMIN_PASSWORD
+# Empty S3 settings are unset ones (boto3 would take an empty endpoint).
+for name in MLFLOW_S3_ENDPOINT_URL AWS_ACCESS_KEY_ID AWS_SECRET_ACCESS_KEY; do
+    eval "[ -n \"\${$name:-}\" ] || unset $name"
+done
 exec python3 -m mlflow server --host 0.0.0.0 --port 5000 --workers 1 \
-    --artifacts-destination /artifacts --serve-artifacts --app-name basic-auth \
+    --artifacts-destination "${MLFLOW_ARTIFACTS_DESTINATION:-/artifacts}" --serve-artifacts --app-name basic-auth \
     --allowed-hosts "${MLFLOW_ALLOWED_HOSTS:-localhost,localhost:*,127.0.0.1,127.0.0.1:*,mlflow,mlflow:*}"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 from typing import Any
 
+from bson.decimal128 import Decimal128
 from pymongo import ASCENDING, DESCENDING, MongoClient, ReturnDocument
 from pymongo.errors import DuplicateKeyError, PyMongoError
 
@@ -23,6 +24,42 @@ from flops_management.models import (
 from flops_management.store.base import Store, jsonable
 
 _UNFINISHED = [ProjectStatus.QUEUED.value, ProjectStatus.RUNNING.value]
+# BSON integers are signed 64-bit; Flower's node and run ids are unsigned 64-bit
+# (half of them above this), and they are in events, enrolments and a job's
+# runtime record. Wider integers are kept as Decimal128, exact to 34 digits.
+_INT64 = range(-(2**63), 2**63)
+
+
+def to_bson(value: Any) -> Any:
+    """A stored document: integers beyond 64 bits as Decimal128."""
+    if isinstance(value, int) and not isinstance(value, bool) and value not in _INT64:
+        return Decimal128(str(value))
+    if isinstance(value, dict):
+        return {key: to_bson(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [to_bson(item) for item in value]
+    return value
+
+
+def from_bson(value: Any) -> Any:
+    """A read document: Decimal128 back to the integer it holds (FLOps stores
+    no other decimals)."""
+    if isinstance(value, Decimal128):
+        return int(value.to_decimal())
+    if isinstance(value, dict):
+        return {key: from_bson(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [from_bson(item) for item in value]
+    return value
+
+
+def _stored(value: Any) -> Any:
+    return to_bson(jsonable(value))
+
+
+def _read(doc: dict[str, Any]) -> dict[str, Any]:
+    """A document as a model reads it: without MongoDB's own keys."""
+    return {key: from_bson(value) for key, value in doc.items() if key != "_id"}
 
 
 class MongoStore(Store):
@@ -63,10 +100,10 @@ class MongoStore(Store):
     @staticmethod
     def _project(doc: dict[str, Any]) -> Project:
         doc = {key: value for key, value in doc.items() if not key.startswith("_")}
-        return Project.model_validate(doc)
+        return Project.model_validate(from_bson(doc))
 
     def create_project(self, project: Project) -> None:
-        doc = project.model_dump(mode="json")
+        doc = _stored(project)
         self._projects.insert_one({"_id": project.id, "_event_seq": 0, **doc})
 
     def get_project(self, project_id: str, tenant: str | None = None) -> Project:
@@ -100,7 +137,7 @@ class MongoStore(Store):
     def update_project(self, project_id: str, **changes: Any) -> None:
         result = self._projects.update_one(
             {"_id": project_id},
-            {"$set": {key: jsonable(value) for key, value in changes.items()}},
+            {"$set": {key: _stored(value) for key, value in changes.items()}},
         )
         if result.matched_count == 0:
             raise NotFoundError(f"Project {project_id} not found.")
@@ -108,7 +145,7 @@ class MongoStore(Store):
     def update_stage(self, project_id: str, stage: StageRecord) -> None:
         result = self._projects.update_one(
             {"_id": project_id, "stages.name": stage.name},
-            {"$set": {"stages.$": jsonable(stage)}},
+            {"$set": {"stages.$": _stored(stage)}},
         )
         if result.matched_count == 0:
             raise NotFoundError(f"Project {project_id} has no stage {stage.name}.")
@@ -141,7 +178,7 @@ class MongoStore(Store):
             type=kind,
             data=data,
         )
-        self._events.insert_one(event.model_dump(mode="json"))
+        self._events.insert_one(_stored(event))
         return event
 
     def list_events(
@@ -152,10 +189,7 @@ class MongoStore(Store):
             .sort("seq", ASCENDING)
             .limit(limit)
         )
-        return [
-            Event.model_validate({k: v for k, v in doc.items() if k != "_id"})
-            for doc in cursor
-        ]
+        return [Event.model_validate(_read(doc)) for doc in cursor]
 
     def put_token(self, token: Token) -> None:
         self._tokens.replace_one(
@@ -174,10 +208,10 @@ class MongoStore(Store):
 
     @staticmethod
     def _enrolment(doc: dict[str, Any]) -> Enrolment:
-        return Enrolment.model_validate({k: v for k, v in doc.items() if k != "_id"})
+        return Enrolment.model_validate(_read(doc))
 
     def put_enrolment(self, enrolment: Enrolment) -> None:
-        self._enrolments.insert_one(enrolment.model_dump(mode="json"))
+        self._enrolments.insert_one(_stored(enrolment))
 
     def find_enrolment(self, digest: str) -> Enrolment | None:
         doc = self._enrolments.find_one({"digest": digest})
@@ -192,7 +226,7 @@ class MongoStore(Store):
     def update_enrolment(self, digest: str, **changes: Any) -> None:
         result = self._enrolments.update_one(
             {"digest": digest},
-            {"$set": {key: jsonable(value) for key, value in changes.items()}},
+            {"$set": {key: _stored(value) for key, value in changes.items()}},
         )
         if result.matched_count == 0:
             raise NotFoundError(f"Enrolment {digest} not found.")
@@ -204,7 +238,7 @@ class MongoStore(Store):
         # atomic step: of two concurrent claims only one matches.
         result = self._enrolments.update_one(
             {"digest": digest, "learner": None, "revoked_at": None},
-            {"$set": {key: jsonable(value) for key, value in changes.items()}},
+            {"$set": {key: _stored(value) for key, value in changes.items()}},
         )
         return bool(result.modified_count == 1)
 
