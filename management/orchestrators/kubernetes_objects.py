@@ -37,7 +37,10 @@ class KubernetesSettings(BaseSettings):
     """FLOPS_KUBERNETES_*: where and how the backend places a job's objects."""
 
     model_config = SettingsConfigDict(
-        env_prefix="FLOPS_KUBERNETES_", extra="ignore", frozen=True, env_ignore_empty=True
+        env_prefix="FLOPS_KUBERNETES_",
+        extra="ignore",
+        frozen=True,
+        env_ignore_empty=True,
     )
 
     namespace: str = "default"
