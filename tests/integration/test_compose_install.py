@@ -297,6 +297,8 @@ def test_the_compose_install_trains_serves_and_keeps_its_state(
         ],
         check=True,
     )
+    config = tmp_path / "serve.toml"
+    config.write_text("[post_training]\nbuild_inference_image = true\n")
     cert, key, _ = tls
     with serve(served, cert, key, "alice", "secret") as git_server:
         result, project = api.submit(
@@ -309,10 +311,12 @@ def test_the_compose_install_trains_serves_and_keeps_its_state(
             "2",
             "--data-tag",
             "digits",
+            "--config",
+            str(config),
             timeout=1800,
         )
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr
-    assert project["status"] == "done", project
+    assert project["status"] == "succeeded", project
     tracked = project["mlflow"]
     assert tracked["model_version"], tracked
     inference = project["images"]["inference"]["reference"]
@@ -360,7 +364,7 @@ def test_the_compose_install_trains_serves_and_keeps_its_state(
     compose_stack.up()
 
     again = api.show(project["id"])
-    assert again["status"] == "done"
+    assert again["status"] == "succeeded"
     assert again["mlflow"] == tracked
     runs_after = compose_stack.runs(tracked["experiment_id"])
     assert runs_after == runs_before
