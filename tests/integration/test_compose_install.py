@@ -49,6 +49,10 @@ CHECKOUT_PARTS = [
     "docker-compose.test.yml",
     ".containerignore",
 ]
+SERVICE_IMAGES = [
+    f"localhost/flops/compose-{name}:latest"
+    for name in ("management", "mlflow", "postgres", "registry", "store-secantusdb")
+]
 # Podman keeps its own process limit at this (libpod raises nothing above it).
 PODMAN_NPROC = 32768
 
@@ -259,6 +263,11 @@ def compose_stack(
                 compose.compose("down", "-v", timeout=600)
             finally:
                 remove_local_images(values["FLOPS_REGISTRY"])
+                # The services' images (about 3 GB): the suite's disk peak.
+                subprocess.run(
+                    ["podman", "rmi", "--ignore", *SERVICE_IMAGES],
+                    capture_output=True,
+                )
                 shutil.rmtree(home, ignore_errors=True)
 
 
