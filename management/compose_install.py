@@ -255,11 +255,18 @@ class ComposePreparation:
         point_scripts_at(target)
 
     def run(
-        self, hosts: list[str], overrides: dict[str, str], test_store: bool
+        self,
+        hosts: list[str],
+        overrides: dict[str, str],
+        test_store: bool,
+        packages: bool = True,
     ) -> dict[str, str]:
-        self.site(self.context.site, SITE_REQUIREMENTS)
-        digests = {"FLOPS_SITE_DIGEST": folder_digest(self.context.site)}
-        if test_store:
+        """`packages=False` changes settings only (the images are as built)."""
+        digests = {}
+        if packages:
+            self.site(self.context.site, SITE_REQUIREMENTS)
+            digests["FLOPS_SITE_DIGEST"] = folder_digest(self.context.site)
+        if packages and test_store:
             self.site(self.context.store_site, TEST_STORE_REQUIREMENTS)
             digests["FLOPS_STORE_SITE_DIGEST"] = folder_digest(self.context.store_site)
         values = self.settings_file({**overrides, **digests})

@@ -34,6 +34,12 @@ def prepare(
         bool,
         typer.Option(help="Also the SecantusDB store of docker-compose.test.yml."),
     ] = False,
+    packages: Annotated[
+        bool,
+        typer.Option(
+            help="Install the images' packages (--no-packages: settings only)."
+        ),
+    ] = True,
 ) -> None:
     """Write .env (secrets made once), the registry's certificates and the
     images' Python packages."""
@@ -50,7 +56,7 @@ def prepare(
     preparation = ComposePreparation(
         Settings(), checkout.resolve(), lambda line: console.print(escape(line))
     )
-    values = preparation.run(host, overrides, test_store)
+    values = preparation.run(host, overrides, test_store, packages)
     home = Path(values["FLOPS_HOST_HOME"])
     home.mkdir(mode=0o700, parents=True, exist_ok=True)
     console.print(
