@@ -31,7 +31,12 @@ from flops.errors import ConfigError
 from flops.node_key import write_private
 from flops_management.certificates import CertificateAuthority
 from flops_management.images import commands as cmd
-from flops_management.images.base import LOCAL_CACHE, base_tag, native_platform
+from flops_management.images.base import (
+    LOCAL_CACHE,
+    base_tag,
+    in_local_storage,
+    native_platform,
+)
 from flops_management.images.site import _uv, prune
 from flops_management.settings import Settings
 
@@ -202,8 +207,7 @@ class ComposePreparation:
     def base_image(self) -> str:
         platform = native_platform()
         reference = f"{LOCAL_CACHE}:{base_tag(self.settings, platform)}"
-        output = subprocesses.run(cmd.image_exists_args(reference), check=False)
-        if "image not known" in output or "error" in output.lower():
+        if not in_local_storage(reference):
             raise ConfigError(
                 f"The base image {reference} is not in local container storage.",
                 hint="Run `flops images bootstrap` first (it bootstraps the base "

@@ -122,6 +122,22 @@ def native_platform() -> str:
     )
 
 
+def in_local_storage(reference: str) -> bool:
+    """Whether Buildah's container storage holds `reference`; a storage Buildah
+    cannot read is an error of its own (not a missing image to rebuild)."""
+    output = subprocesses.run(cmd.image_exists_args(reference), check=False)
+    if output.lstrip().startswith("{"):
+        return True
+    if "image not known" in output:
+        return False
+    raise FlopsError(
+        f"Buildah cannot read its container storage to look for {reference}: "
+        + (output.strip().splitlines() or ["no output"])[-1],
+        hint="Buildah and the host's Podman must share one storage and network "
+        "backend (for the compose install: /var/lib/containers, netavark).",
+    )
+
+
 class BaseImages:
     def __init__(self, settings: Settings, registry: Registry, log: Log) -> None:
         self.settings = settings
@@ -134,8 +150,7 @@ class BaseImages:
         )
 
     def _local(self, reference: str) -> bool:
-        output = subprocesses.run(cmd.image_exists_args(reference), check=False)
-        return "image not known" not in output and "error" not in output.lower()
+        return in_local_storage(reference)
 
     def ensure(self, platform: str) -> str:
         """The base reference for `platform`, present locally and in the registry."""

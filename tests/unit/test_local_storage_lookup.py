@@ -1,0 +1,46 @@
+"""A base image missing from container storage is rebuilt; a storage Buildah
+cannot read is named as such (it once surfaced as "debootstrap was not found"
+in the compose install, whose Buildah lacked the host's network backend)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from flops.errors import FlopsError
+from flops_management.images import base
+
+REF = "localhost/flops/base:bookworm-minbase-r1-amd64"
+
+
+def answer(monkeypatch: pytest.MonkeyPatch, output: str) -> None:
+    def run(args: list[str], **_: Any) -> str:
+        assert args[:4] == ["buildah", "inspect", "--type", "image"]
+        return output
+
+    monkeypatch.setattr(base.subprocesses, "run", run)
+
+
+def test_present(monkeypatch: pytest.MonkeyPatch) -> None:
+    answer(monkeypatch, '{\n    "Type": "buildah 0.0.1"\n}\n')
+    assert base.in_local_storage(REF)
+
+
+def test_missing(monkeypatch: pytest.MonkeyPatch) -> None:
+    answer(monkeypatch, f"Error: importing settings: {REF}: image not known\n")
+    assert not base.in_local_storage(REF)
+
+
+def test_an_unreadable_storage_is_its_own_error(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    answer(
+        monkeypatch,
+        f'Error: importing build settings from image "{REF}": could not find '
+        '"netavark" in one of [/usr/libexec/podman]\n',
+    )
+    with pytest.raises(FlopsError) as raised:
+        base.in_local_storage(REF)
+    assert "cannot read its container storage" in raised.value.message
+    assert "netavark" in raised.value.message
