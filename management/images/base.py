@@ -126,13 +126,14 @@ def in_local_storage(reference: str) -> bool:
     """Whether Buildah's container storage holds `reference`; a storage Buildah
     cannot read is an error of its own (not a missing image to rebuild)."""
     output = subprocesses.run(cmd.image_exists_args(reference), check=False)
-    if output.lstrip().startswith("{"):
-        return True
     if "image not known" in output:
         return False
+    errors = [line for line in output.splitlines() if line.startswith("Error:")]
+    if not errors:
+        return True
     raise FlopsError(
         f"Buildah cannot read its container storage to look for {reference}: "
-        + (output.strip().splitlines() or ["no output"])[-1],
+        + errors[-1],
         hint="Buildah and the host's Podman must share one storage and network "
         "backend (for the compose install: /var/lib/containers, netavark).",
     )
