@@ -44,3 +44,12 @@ def test_an_unreadable_storage_is_its_own_error(
         base.in_local_storage(REF)
     assert "cannot read its container storage" in raised.value.message
     assert "netavark" in raised.value.message
+
+
+def test_warnings_before_the_answer_do_not_count(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    answer(
+        monkeypatch, 'WARN[0000] some storage warning\n{\n    "Type": "buildah"\n}\n'
+    )
+    assert base.in_local_storage(REF)
