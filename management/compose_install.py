@@ -137,33 +137,6 @@ def render_env(values: dict[str, str]) -> str:
     )
 
 
-def site_install_args(
-    uv: str,
-    target: Path,
-    requirements: list[str],
-    platform: str,
-    python_version: str,
-    find_links: list[str],
-) -> list[str]:
-    """uv installing `requirements` for the image's platform and Python into
-    `target` (wheels only: nothing is compiled for a platform not ours)."""
-    args = [
-        uv,
-        "pip",
-        "install",
-        "--quiet",
-        "--target",
-        str(target),
-        "--python-platform",
-        cmd.PLATFORMS[platform][1],
-        "--python-version",
-        python_version,
-    ]
-    for link in find_links:
-        args += ["--find-links", link]
-    return [*args, *requirements]
-
-
 def point_scripts_at(site: Path, python: str = "/usr/bin/python3") -> None:
     """uv writes the build host's interpreter into console scripts' first line;
     in the image they run with the image's."""
@@ -243,13 +216,17 @@ class ComposePreparation:
         shutil.rmtree(target, ignore_errors=True)
         self.log(f"installing {' '.join(requirements)} into {target}")
         subprocesses.run(
-            site_install_args(
+            # Builds allowed: FLOps itself is built from this checkout (pure
+            # Python), and the image is this host's platform.
+            cmd.site_install_args(
                 _uv(),
                 target,
-                requirements,
                 native_platform(),
                 self.settings.base_python,
+                requirements,
                 self.settings.find_links,
+                self.settings.index_url,
+                no_build=False,
             ),
             cwd=self.context.checkout,
             timeout=self.settings.env_build_timeout,

@@ -15,7 +15,6 @@ from flops_management.compose_install import (
     point_scripts_at,
     read_env,
     render_env,
-    site_install_args,
 )
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -50,33 +49,6 @@ def test_the_env_file_reads_back_as_written(tmp_path: Path) -> None:
     path = tmp_path / ".env"
     path.write_text(render_env(values) + "\n# a comment\n\n")
     assert read_env(path) == values
-
-
-def test_site_install_args() -> None:
-    args = site_install_args(
-        "/usr/bin/uv",
-        Path("/ctx/site"),
-        [".[management]", "psycopg2-binary>=2.9,<3"],
-        "linux/amd64",
-        "3.11",
-        ["/opt/wheels"],
-    )
-    assert args == [
-        "/usr/bin/uv",
-        "pip",
-        "install",
-        "--quiet",
-        "--target",
-        "/ctx/site",
-        "--python-platform",
-        "x86_64-manylinux_2_36",
-        "--python-version",
-        "3.11",
-        "--find-links",
-        "/opt/wheels",
-        ".[management]",
-        "psycopg2-binary>=2.9,<3",
-    ]
 
 
 def test_console_scripts_run_with_the_images_python(tmp_path: Path) -> None:
