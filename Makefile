@@ -20,11 +20,12 @@ SYSTEM_TOOLS := git prlimit taskset setpriv bwrap buildah podman runc skopeo doc
 SYSTEM_PACKAGES := git util-linux bubblewrap buildah podman runc skopeo docker-registry debootstrap qemu-user-static binfmt-support haproxy
 PYTEST_ARGS ?=
 
-.PHONY: help install system quickstart test lint unit integration bench clean down
+.PHONY: help install system quickstart compose test lint unit integration bench clean down
 
 help:
 	@echo "make quickstart   install, start the embedded stack, train examples/mnist-sklearn"
 	@echo "make test         install, lint, run every test (unit, integration, end to end)"
+	@echo "make compose      install beside your orchestrator: docker-compose.yml, built and up"
 	@echo "make unit | integration | lint | bench | down | clean"
 
 system:
@@ -54,6 +55,13 @@ quickstart: install $(CACHE)/digits.parquet
 	$(FLOPS) up
 	$(FLOPS) data push $(CACHE)/digits.parquet --tag digits --partitions 2
 	$(FLOPS) project submit ./examples/mnist-sklearn --rounds 3 --learners 2 --data-tag digits --follow
+
+# The compose install (README, "Install beside your orchestrator"); Docker:
+# make compose COMPOSE="docker compose"
+COMPOSE ?= $(VENV)/bin/podman-compose
+compose: install
+	$(FLOPS) compose prepare
+	$(COMPOSE) up -d --build
 
 lint: install
 	mkdir -p $(CACHE)/typecheck

@@ -1,19 +1,19 @@
 """What `docker-compose.yml` needs before its first build (`flops compose prepare`).
 
 Every image the compose install builds starts from the FL-actor images' base
-(`localhost/flops/base:<recipe>-<arch>`, bootstrapped offline by
-`flops images bootstrap`). Their Python packages are installed here, on the
-build host, into one folder of the build context (`.cache/compose/site`) that
-the management and MLflow images both COPY: no pip inside a build, so a build
-needs no index, proxy or certificate of its own, and both images share that
-layer. Debian packages (PostgreSQL, the registry, Buildah) come from the
-Debian mirror inside the builds.
+(`localhost/flops/base:<recipe>-<arch>`, bootstrapped offline from the Debian
+mirror when container storage does not hold it). Their Python packages are
+installed here, on the build host, into one folder of the build context
+(`.cache/compose/site`) that the management and MLflow images both COPY: no
+pip inside a build, so a build needs no index, proxy or certificate of its own,
+and both images share that layer. Debian packages (PostgreSQL, the registry,
+Buildah) come from the Debian mirror inside the builds.
 
 The secrets (admin token, database and registry passwords) are generated once
 into `.env` beside docker-compose.yml (0600) and never overwritten, so a second
-`prepare` keeps what the stack already stores; the registry's TLS certificate is issued
-by a CA of the install's own in `.cache/compose/certs` (replace both for
-production: README, "Install beside your orchestrator").
+`prepare` keeps what the stack already stores; the registry's TLS certificate
+is issued by a CA of the install's own in `.cache/compose/certs` (replace both
+for production: README, "Install beside your orchestrator").
 """
 
 from __future__ import annotations
@@ -31,12 +31,8 @@ from flops.errors import ConfigError
 from flops.node_key import write_private
 from flops_management.certificates import CertificateAuthority
 from flops_management.images import commands as cmd
-from flops_management.images.base import (
-    LOCAL_CACHE,
-    base_tag,
-    in_local_storage,
-    native_platform,
-)
+from flops_management.images.base import BaseImages, native_platform
+from flops_management.images.registry import Registry
 from flops_management.images.site import _uv, prune
 from flops_management.settings import Settings
 
@@ -178,15 +174,12 @@ class ComposePreparation:
             )
 
     def base_image(self) -> str:
-        platform = native_platform()
-        reference = f"{LOCAL_CACHE}:{base_tag(self.settings, platform)}"
-        if not in_local_storage(reference):
-            raise ConfigError(
-                f"The base image {reference} is not in local container storage.",
-                hint="Run `flops images bootstrap` first (it bootstraps the base "
-                "offline from the Debian mirror).",
-            )
-        return reference
+        """The FL-actor images' base for this host, bootstrapped offline from the
+        Debian mirror when container storage does not hold it yet."""
+        bases = BaseImages(
+            self.settings, Registry.from_settings(self.settings), self.log
+        )
+        return bases.ensure_local(native_platform())
 
     def settings_file(self, overrides: dict[str, str]) -> dict[str, str]:
         env_file = self.context.env_file

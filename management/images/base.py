@@ -167,6 +167,26 @@ class BaseImages:
         ):
             return self._ensure(platform)
 
+    def ensure_local(self, platform: str) -> str:
+        """The base in this host's container storage only (`localhost/flops/
+        base:<tag>`), with no registry: what the compose install builds on."""
+        if platform not in cmd.PLATFORMS:
+            raise FlopsError(
+                f"Unsupported platform {platform!r}.",
+                hint=f"Use one of {', '.join(cmd.PLATFORMS)}.",
+            )
+        cached = f"{LOCAL_CACHE}:{base_tag(self.settings, platform)}"
+        with file_lock(
+            self.settings.images_dir / "base" / f"{cmd.arch(platform)}.lock"
+        ):
+            if self._local(cached):
+                self.log(f"base {platform}: found in local storage ({cached})")
+            elif not (
+                self.settings.base_image and self._pull_configured(platform, cached)
+            ):
+                self._bootstrap(platform, cached)
+        return cached
+
     def _ensure(self, platform: str) -> str:
         reference = self.reference(platform)
         cached = f"{LOCAL_CACHE}:{base_tag(self.settings, platform)}"

@@ -203,9 +203,6 @@ def compose_stack(
     tls: tuple[Path, Path, Path],
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[ComposeStack]:
-    # The base every compose image is built on (the session bootstraps it).
-    bootstrap = stack.flops("images", "bootstrap", timeout=1200)
-    assert bootstrap.returncode == 0, bootstrap.stdout + bootstrap.stderr
     work = tmp_path_factory.mktemp("compose")
     checkout = copy_checkout(work / "checkout")
     home = work / "flops-home"
@@ -231,9 +228,12 @@ def compose_stack(
                 "--test-store",
                 *(arg for item in settings for arg in ("--setting", item)),
             ],
+            # The session's home: prepare waits on the session's bootstrap of
+            # the base (conftest's prebuild) instead of running its own.
+            env=stack.env,
             capture_output=True,
             text=True,
-            timeout=900,
+            timeout=1200,
         )
         assert prepared.returncode == 0, prepared.stdout + prepared.stderr
         values = read_env(checkout / ".env")

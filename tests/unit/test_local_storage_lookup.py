@@ -53,3 +53,20 @@ def test_warnings_before_the_answer_do_not_count(
         monkeypatch, 'WARN[0000] some storage warning\n{\n    "Type": "buildah"\n}\n'
     )
     assert base.in_local_storage(REF)
+
+
+def test_the_compose_base_needs_no_registry(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from flops_management.images.registry import Registry
+    from flops_management.settings import Settings
+
+    settings = Settings(home=tmp_path, registry_port=1)  # nothing listens there
+    bases = base.BaseImages(settings, Registry.from_settings(settings), print)
+    made: list[str] = []
+    monkeypatch.setattr(bases, "_bootstrap", lambda _p, ref: made.append(ref))
+    monkeypatch.setattr(bases, "_local", lambda ref: bool(made))
+    assert bases.ensure_local("linux/amd64") == REF
+    assert made == [REF]  # bootstrapped under the local name, pushed nowhere
+    assert bases.ensure_local("linux/amd64") == REF
+    assert made == [REF]  # found the second time
