@@ -245,4 +245,6 @@ class ComposePreparation:
             digests["FLOPS_STORE_SITE_DIGEST"] = folder_digest(self.context.store_site)
         values = self.settings_file({**overrides, **digests})
         self.certificates(registry_hosts(hosts), values["FLOPS_REGISTRY"])
+        # The folder the service and the engine share: only root's.
+        Path(values["FLOPS_HOST_HOME"]).mkdir(mode=0o700, parents=True, exist_ok=True)
         return values

@@ -56,9 +56,7 @@ def prepare(
     preparation = ComposePreparation(
         Settings(), checkout.resolve(), lambda line: console.print(escape(line))
     )
-    values = preparation.run(host, overrides, test_store, packages)
-    home = Path(values["FLOPS_HOST_HOME"])
-    home.mkdir(mode=0o700, parents=True, exist_ok=True)
+    preparation.run(host, overrides, test_store, packages)
     console.print(
         "[green]ready[/green]: `docker compose up -d --build` "
         "(or `podman-compose up -d --build`) in "

@@ -14,11 +14,12 @@ the registry (what other hosts pull), taking the cheapest way there:
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from flops import subprocesses
@@ -153,32 +154,31 @@ class BaseImages:
     def _local(self, reference: str) -> bool:
         return in_local_storage(reference)
 
-    def ensure(self, platform: str) -> str:
-        """The base reference for `platform`, present locally and in the registry."""
+    @contextlib.contextmanager
+    def _bootstrap_lock(self, platform: str) -> Iterator[None]:
+        """A known platform, held for one caller: two jobs (or a job and a
+        prebuild) asking for the same new base would both bootstrap it, in the
+        same work folder."""
         if platform not in cmd.PLATFORMS:
             raise FlopsError(
                 f"Unsupported platform {platform!r}.",
                 hint=f"Use one of {', '.join(cmd.PLATFORMS)}.",
             )
-        # Two jobs (or a job and a prebuild) asking for the same new base would
-        # both bootstrap it, in the same work folder.
         with file_lock(
             self.settings.images_dir / "base" / f"{cmd.arch(platform)}.lock"
         ):
+            yield
+
+    def ensure(self, platform: str) -> str:
+        """The base reference for `platform`, present locally and in the registry."""
+        with self._bootstrap_lock(platform):
             return self._ensure(platform)
 
     def ensure_local(self, platform: str) -> str:
         """The base in this host's container storage only (`localhost/flops/
         base:<tag>`), with no registry: what the compose install builds on."""
-        if platform not in cmd.PLATFORMS:
-            raise FlopsError(
-                f"Unsupported platform {platform!r}.",
-                hint=f"Use one of {', '.join(cmd.PLATFORMS)}.",
-            )
-        cached = f"{LOCAL_CACHE}:{base_tag(self.settings, platform)}"
-        with file_lock(
-            self.settings.images_dir / "base" / f"{cmd.arch(platform)}.lock"
-        ):
+        with self._bootstrap_lock(platform):
+            cached = f"{LOCAL_CACHE}:{base_tag(self.settings, platform)}"
             if self._local(cached):
                 self.log(f"base {platform}: found in local storage ({cached})")
             elif not (

@@ -200,11 +200,7 @@ class MongoStore(Store):
 
     def find_token(self, digest: str) -> Token | None:
         doc = self._tokens.find_one({"_id": digest})
-        return (
-            Token.model_validate({k: v for k, v in doc.items() if k != "_id"})
-            if doc
-            else None
-        )
+        return Token.model_validate(_read(doc)) if doc else None
 
     @staticmethod
     def _enrolment(doc: dict[str, Any]) -> Enrolment:
@@ -251,18 +247,11 @@ class MongoStore(Store):
 
     def get_dataset(self, tenant: str, tag: str) -> Dataset | None:
         doc = self._datasets.find_one({"tenant": tenant, "tag": tag})
-        return (
-            Dataset.model_validate({k: v for k, v in doc.items() if k != "_id"})
-            if doc
-            else None
-        )
+        return Dataset.model_validate(_read(doc)) if doc else None
 
     def list_datasets(self, tenant: str) -> list[Dataset]:
         cursor = self._datasets.find({"tenant": tenant}).sort("tag", ASCENDING)
-        return [
-            Dataset.model_validate({k: v for k, v in d.items() if k != "_id"})
-            for d in cursor
-        ]
+        return [Dataset.model_validate(_read(d)) for d in cursor]
 
     def tenant_index(self, tenant: str) -> int:
         found = self._tenants.find_one({"_id": tenant})
